@@ -1,0 +1,470 @@
+//! `shipit deploy STAGE`: lock, stage everywhere, publish batch by batch,
+//! record, clean up, unlock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::App;
+use crate::config::{Config, Host};
+use crate::exec::connect::{close_all, connect_all};
+use crate::exec::{Event, EventSink, Executor, HostSummary, NodeResult, StepOutcome, Summary};
+use crate::lock::LockHolder;
+use crate::outcome::Outcome;
+use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
+use crate::plan::queue::{NodeState, Queue};
+use crate::plan::render::{self, RenderError};
+use crate::plan::{planner, release, Phase, Plan, Recipe, ReleaseInfo};
+use crate::report;
+use crate::transport::local::LocalTransport;
+use crate::transport::Transport;
+
+/// Undo and unlock get their own time limit, separate from the steps'.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Renders every template for every host before any host is touched, so a
+/// missing secret fails the run at once.
+pub fn render_uploads(
+    config: &Config,
+    hosts: &[&Host],
+    release: &ReleaseInfo,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<HashMap<(usize, usize), Vec<u8>>> {
+    let mut texts = Vec::new();
+    for t in &config.templates {
+        texts.push(
+            std::fs::read_to_string(&t.src_path)
+                .with_context(|| format!("cannot read template `{}`", t.src))?,
+        );
+    }
+    let mut out = HashMap::new();
+    for (hi, h) in hosts.iter().enumerate() {
+        let ctx = render::context(config, h, release, env);
+        for (ti, t) in config.templates.iter().enumerate() {
+            let text: Result<String, RenderError> =
+                render::render(&texts[ti], &ctx, &format!("template `{}`", t.src), &h.name);
+            out.insert((hi, ti), text?.into_bytes());
+        }
+    }
+    Ok(out)
+}
+
+fn failed_state(step: &str, r: Option<&NodeResult>) -> String {
+    let why = r
+        .and_then(|r| r.reason.clone())
+        .unwrap_or_else(|| "failed".to_string());
+    format!("failed at {step}: {why}")
+}
+
+fn current_note(prev: &Option<String>) -> String {
+    match prev {
+        Some(p) => format!("current unchanged ({p})"),
+        None => "no current release".to_string(),
+    }
+}
+
+pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let config = app.load_config()?;
+    let filters = app.filters();
+    let (_, hosts) = planner::select_hosts(&config, stage, &filters)?;
+    let mut release = app.release_info(&config, stage, revision)?;
+    let redactor = app.redactor(&config)?;
+    let holder = app.lock_holder(stage, &release.id, "deploy");
+    let build = |release: &ReleaseInfo| -> anyhow::Result<(Plan, HashMap<(usize, usize), Vec<u8>>)> {
+        let plan = planner::plan(&planner::PlanInput {
+            config: &config,
+            stage,
+            recipe: Recipe::Deploy,
+            release,
+            filters: &filters,
+            env: &app.env,
+            holder: &holder,
+        })?;
+        let uploads = render_uploads(&config, &hosts, release, &app.env)?;
+        Ok((plan, uploads))
+    };
+    // Everything that can fail without a host is checked before connecting.
+    let (mut plan, uploads) = build(&release)?;
+
+    let format = report::choose(app.global.format, app.world);
+    let (sink, rx) = EventSink::new();
+    let reporter = tokio::spawn(report::drive(rx, format));
+    let control = tempfile::Builder::new()
+        .prefix("shipit-")
+        .tempdir_in(std::env::temp_dir())
+        .context("cannot create a directory for ssh control sockets")?;
+
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    sink.send(Event::RunStarted {
+        recipe: "deploy".into(),
+        stage: stage.to_string(),
+        release: release.id.clone(),
+        commit: release.commit.clone(),
+        reference: release.reference.clone(),
+        hosts: names.clone(),
+    });
+
+    let conns = connect_all(&hosts, &config.ssh, control.path()).await;
+    let mut states: Vec<Option<String>> = vec![None; hosts.len()];
+    let transports: Vec<Option<Arc<dyn Transport>>> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let why = redactor.apply(&e.to_string()).into_owned();
+                sink.send(Event::StepFinished {
+                    host: names[i].clone(),
+                    step: "connect".into(),
+                    outcome: StepOutcome::Failed(why.clone()),
+                    duration: Duration::ZERO,
+                    tail: Vec::new(),
+                });
+                states[i] = Some(format!("failed to connect: {why}"));
+                None
+            }
+        })
+        .collect();
+    let local: Arc<dyn Transport> = Arc::new(LocalTransport::new("local"));
+    let mut exec = Executor::new(
+        transports.clone(),
+        local,
+        uploads,
+        sink.clone(),
+        redactor.clone(),
+        app.global.parallel,
+        app.shutdown.clone(),
+    );
+
+    let outcome = deploy_phases(
+        &mut exec,
+        &mut plan,
+        &mut release,
+        &build,
+        &mut states,
+        app,
+    )
+    .await;
+
+    close_all(&transports).await;
+    let (outcome, headline) = outcome?;
+    let summary = Summary {
+        recipe: "deploy".into(),
+        stage: stage.to_string(),
+        release: release.id.clone(),
+        commit: release.commit.clone(),
+        ok: outcome == Outcome::Success,
+        headline,
+        hosts: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| HostSummary {
+                host: n.clone(),
+                ok: outcome == Outcome::Success,
+                state: states[i].clone().unwrap_or_default(),
+                round_trips: exec.round_trips(i),
+            })
+            .collect(),
+        duration: started.elapsed(),
+    };
+    sink.send(Event::Finished(summary));
+    drop(exec);
+    drop(sink);
+    let _ = reporter.await;
+    Ok(outcome)
+}
+
+type Build<'a> =
+    dyn Fn(&ReleaseInfo) -> anyhow::Result<(Plan, HashMap<(usize, usize), Vec<u8>>)> + 'a;
+
+/// The run proper, once connected. Never leaves a lock it took: every path
+/// out goes through the unlock at the end.
+async fn deploy_phases(
+    exec: &mut Executor,
+    plan: &mut Plan,
+    release: &mut ReleaseInfo,
+    build: &Build<'_>,
+    states: &mut [Option<String>],
+    app: &App,
+) -> anyhow::Result<(Outcome, String)> {
+    let n_hosts = plan.hosts.len();
+    // 1. Lock every host.
+    let lock_plan = plan.clone();
+    let (res, queue) = exec
+        .run(&lock_plan, |n| lock_plan.phase_of(n) == Some(Phase::Prepare))
+        .await;
+    let mut locked = vec![false; n_hosts];
+    let mut prev_current: Vec<Option<String>> = vec![None; n_hosts];
+    let mut existing: Vec<String> = Vec::new();
+    let mut holders: Vec<(usize, LockHolder)> = Vec::new();
+    let mut lock_failed = false;
+    for (n, node) in lock_plan.nodes.iter().enumerate() {
+        let (Some(h), Some(_)) = (node.host, node.step) else {
+            continue;
+        };
+        match (&res[n], queue.state(n)) {
+            (Some(r), NodeState::Done) => {
+                locked[h] = true;
+                let rep = commands::parse_lock_output(
+                    &r.output.as_ref().map(|o| o.stdout_str()).unwrap_or_default(),
+                );
+                existing.extend(rep.releases);
+                prev_current[h] = rep.current;
+            }
+            (r, _) => {
+                lock_failed = true;
+                let out = r.as_ref().and_then(|r| r.output.as_ref());
+                if let Some(o) = out.filter(|o| o.status == Some(LOCKED_STATUS)) {
+                    match LockHolder::from_stderr(&o.stderr_str()) {
+                        Some(holder) => {
+                            states[h] = Some(format!("locked by {}", holder.describe()));
+                            holders.push((h, holder));
+                        }
+                        None => states[h] = Some("locked (no holder record)".into()),
+                    }
+                } else if states[h].is_none() {
+                    states[h] = Some(failed_state("lock", r.as_ref()));
+                }
+            }
+        }
+    }
+    if lock_failed || exec.interrupted() {
+        unlock(exec, plan, &locked).await;
+        for h in 0..n_hosts {
+            if states[h].is_none() {
+                states[h] = Some(format!("untouched; {}", current_note(&prev_current[h])));
+            }
+        }
+        if exec.interrupted() {
+            return Ok((Outcome::Interrupted, "interrupted before anything changed; locks freed".into()));
+        }
+        if let Some((h, holder)) = holders.first() {
+            return Ok((
+                Outcome::Locked,
+                format!(
+                    "stage `{}` is locked on `{}` by {}; nothing was changed",
+                    plan.stage, plan.hosts[*h].name, holder.describe()
+                ),
+            ));
+        }
+        return Ok((
+            Outcome::Failed,
+            "could not lock every host; nothing was changed".into(),
+        ));
+    }
+
+    // 2. One release id, later than any release already on a host.
+    let id = release::next_release_id(app.now, &existing);
+    if id != release.id {
+        release.id = id;
+        let (p, uploads) = build(release)?;
+        *plan = p;
+        exec.set_uploads(uploads);
+    }
+
+    // 3. Stage, publish, record, clean up: everything but unlock.
+    let run_plan = plan.clone();
+    let (res, queue) = exec
+        .run(&run_plan, |n| {
+            let node = &run_plan.nodes[n];
+            node.step.is_some_and(|s| {
+                let st = &run_plan.steps[s];
+                st.phase != Phase::Prepare && !st.always
+            })
+        })
+        .await;
+
+    let outcome = settle(exec, &run_plan, &res, &queue, &prev_current, states).await;
+    unlock(exec, plan, &locked).await;
+    Ok(outcome)
+}
+
+fn step_state(plan: &Plan, queue: &Queue, host: usize, step: &str) -> Option<NodeState> {
+    let s = plan.step_index(step)?;
+    plan.nodes_of_step(s)
+        .find(|(_, n)| n.host == Some(host))
+        .map(|(i, _)| queue.state(i))
+}
+
+/// The first failed node of a host, with its step name.
+fn first_failure<'a>(
+    plan: &'a Plan,
+    res: &'a [Option<NodeResult>],
+    queue: &Queue,
+    host: Option<usize>,
+) -> Option<(&'a str, Option<&'a NodeResult>)> {
+    plan.nodes
+        .iter()
+        .enumerate()
+        .find(|(i, n)| n.host == host && n.step.is_some() && queue.state(*i) == NodeState::Failed)
+        .map(|(i, n)| {
+            (
+                plan.steps[n.step.expect("checked")].name.as_str(),
+                res[i].as_ref(),
+            )
+        })
+}
+
+/// Decides how the run ended and undoes what must be undone.
+async fn settle(
+    exec: &mut Executor,
+    plan: &Plan,
+    res: &[Option<NodeResult>],
+    queue: &Queue,
+    prev_current: &[Option<String>],
+    states: &mut [Option<String>],
+) -> (Outcome, String) {
+    let n_hosts = plan.hosts.len();
+    let failed_any = (0..plan.nodes.len()).any(|i| queue.state(i) == NodeState::Failed);
+    let interrupted = exec.interrupted();
+    let published: Vec<bool> = (0..n_hosts)
+        .map(|h| step_state(plan, queue, h, "publish") == Some(NodeState::Done))
+        .collect();
+    let release = &plan.release;
+
+    if !failed_any && !interrupted {
+        for (h, s) in states.iter_mut().enumerate() {
+            let verified = step_state(plan, queue, h, "smoke_test") == Some(NodeState::Done);
+            *s = Some(format!(
+                "on {}{}",
+                release.id,
+                if verified { " (verified)" } else { "" }
+            ));
+        }
+        return (
+            Outcome::Success,
+            format!(
+                "every host is on release {} (commit {})",
+                release.id,
+                &release.commit[..release.commit.len().min(12)]
+            ),
+        );
+    }
+
+    let outcome = if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Failed
+    };
+    if !published.iter().any(|p| *p) {
+        // Staging did not complete everywhere: no host was switched. Remove
+        // the staged release wherever it was started.
+        let why = if interrupted { "interrupted" } else { "staging failed" };
+        let mut failed_hosts = Vec::new();
+        for h in 0..n_hosts {
+            let started = matches!(
+                step_state(plan, queue, h, "create_release"),
+                Some(NodeState::Done | NodeState::Failed)
+            );
+            let failure = first_failure(plan, res, queue, Some(h));
+            let mut note = match failure {
+                Some((step, r)) => {
+                    failed_hosts.push(plan.hosts[h].name.clone());
+                    failed_state(step, r)
+                }
+                None => "staged fine, not switched".to_string(),
+            };
+            if started {
+                let p = HostPaths::new(&plan.hosts[h].deploy_to);
+                let script = commands::discard_staged(&p, release, &plan.hosts[h].name, why);
+                let r = exec
+                    .run_on(h, &plan.hosts[h].name, "discard_staged", &script, CLEANUP_TIMEOUT)
+                    .await;
+                note.push_str(if r.ok {
+                    "; staged release removed"
+                } else {
+                    "; could not remove the staged release"
+                });
+            }
+            note.push_str("; ");
+            note.push_str(&current_note(&prev_current[h]));
+            states[h] = Some(note);
+        }
+        if let Some((step, r)) = first_failure(plan, res, queue, None) {
+            failed_hosts.push(format!("local ({})", failed_state(step, r)));
+        }
+        let headline = if interrupted {
+            "interrupted during staging; no host was switched, staged releases removed".to_string()
+        } else {
+            format!(
+                "staging failed on {}; no host was switched, staged releases removed",
+                failed_hosts.join(", ")
+            )
+        };
+        return (outcome, headline);
+    }
+
+    // Publish started: hosts switched in this run go back to where they were.
+    let mut back = Vec::new();
+    let mut stuck = Vec::new();
+    for h in 0..n_hosts {
+        let failure = first_failure(plan, res, queue, Some(h));
+        let mut note = match failure {
+            Some((step, r)) => failed_state(step, r),
+            None => String::new(),
+        };
+        if published[h] {
+            let p = HostPaths::new(&plan.hosts[h].deploy_to);
+            let script = commands::switch_back(&p, release, &plan.hosts[h].name, prev_current[h].as_deref());
+            let r = exec
+                .run_on(h, &plan.hosts[h].name, "switch_back", &script, CLEANUP_TIMEOUT)
+                .await;
+            if r.ok {
+                back.push(plan.hosts[h].name.clone());
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&format!(
+                    "switched back; {}",
+                    match &prev_current[h] {
+                        Some(p) => format!("current is {p} again"),
+                        None => "no current release".into(),
+                    }
+                ));
+            } else {
+                stuck.push(plan.hosts[h].name.clone());
+                note.push_str(&format!("; could not switch back: still on {}", release.id));
+            }
+        } else {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&format!("not switched; {}", current_note(&prev_current[h])));
+        }
+        states[h] = Some(note);
+    }
+    let headline = if stuck.is_empty() {
+        format!(
+            "publish {}; every switched host is back on its previous release ({})",
+            if interrupted { "interrupted" } else { "failed" },
+            back.join(", ")
+        )
+    } else {
+        format!("publish failed and {} could not be switched back", stuck.join(", "))
+    };
+    (outcome, headline)
+}
+
+/// Frees the lock on every host where this run took it.
+async fn unlock(exec: &Executor, plan: &Plan, locked: &[bool]) {
+    let Some(si) = plan.step_index("unlock") else {
+        return;
+    };
+    let mut jobs = Vec::new();
+    for (_, node) in plan.nodes_of_step(si) {
+        let Some(h) = node.host else { continue };
+        if locked[h] {
+            jobs.push(exec.run_on(
+                h,
+                &plan.hosts[h].name,
+                "unlock",
+                node.action.script(),
+                CLEANUP_TIMEOUT,
+            ));
+        }
+    }
+    futures::future::join_all(jobs).await;
+}

@@ -1,0 +1,28 @@
+//! `shipit init`: a commented deploy.yml to start from.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::outcome::{Outcome, UsageError};
+
+/// The starter file. It parses as is (a unit test checks), deploying to
+/// this machine through the `local` stage until real hosts are filled in.
+pub const STARTER: &str = include_str!("starter.yml");
+
+pub fn run(path: &Path, force: bool) -> anyhow::Result<Outcome> {
+    if path.exists() && !force {
+        return Err(UsageError(format!(
+            "`{}` already exists; pass --force to overwrite it",
+            path.display()
+        ))
+        .into());
+    }
+    std::fs::write(path, STARTER).with_context(|| format!("cannot write `{}`", path.display()))?;
+    println!(
+        "wrote {}: edit `repository`, `deploy_to` and the stages, then `shipit plan local -c {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(Outcome::Success)
+}

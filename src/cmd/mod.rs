@@ -1,0 +1,130 @@
+//! The subcommands, and what they share: the world they run in.
+
+pub mod deploy;
+pub mod init;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::cli::{Cli, Command, Global};
+use crate::config::{self, Config};
+use crate::git;
+use crate::lock::LockHolder;
+use crate::outcome::Outcome;
+use crate::plan::render::referenced_env;
+use crate::plan::{release, Filters, ReleaseInfo};
+use crate::redact::Redactor;
+use crate::report::World;
+
+/// The world a command runs in, gathered once by `main` and passed down.
+pub struct App {
+    pub global: Global,
+    pub env: BTreeMap<String, String>,
+    pub now: DateTime<Utc>,
+    pub world: World,
+    /// Becomes `true` on SIGINT/SIGTERM.
+    pub shutdown: watch::Receiver<bool>,
+    pub pid: u32,
+    /// The name of the machine running shipit.
+    pub machine: String,
+}
+
+impl App {
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(config::load(&self.global.config)?)
+    }
+
+    pub fn filters(&self) -> Filters {
+        Filters {
+            hosts: self.global.hosts.clone(),
+            roles: self.global.roles.clone(),
+        }
+    }
+
+    /// Who is running shipit: `SHIPIT_USER`, else git's `user.name`, else
+    /// the OS user.
+    pub fn user(&self) -> String {
+        if let Some(u) = self.env.get("SHIPIT_USER").filter(|u| !u.is_empty()) {
+            return u.clone();
+        }
+        if let Ok(name) = git2::Config::open_default().and_then(|c| c.get_string("user.name")) {
+            if !name.trim().is_empty() {
+                return name.trim().to_string();
+            }
+        }
+        ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|k| self.env.get(*k).filter(|v| !v.is_empty()).cloned())
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+
+    /// Resolves the commit and mints the release id for a run.
+    pub fn release_info(
+        &self,
+        config: &Config,
+        stage: &str,
+        revision: Option<&str>,
+    ) -> anyhow::Result<ReleaseInfo> {
+        let reference = revision.unwrap_or(&config.branch);
+        let resolved = git::resolve(&config.repository, reference)?;
+        Ok(ReleaseInfo {
+            id: release::release_id(self.now),
+            commit: resolved.commit,
+            reference: reference.to_string(),
+            user: self.user(),
+            application: config.application.clone(),
+            stage: stage.to_string(),
+            build_url: self.env.get("BUILD_URL").cloned(),
+        })
+    }
+
+    pub fn lock_holder(&self, stage: &str, release_id: &str, what: &str) -> LockHolder {
+        LockHolder {
+            user: self.user(),
+            machine: self.machine.clone(),
+            pid: self.pid,
+            time: self.now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            stage: stage.to_string(),
+            message: format!("{what} of `{stage}`"),
+            token: format!(
+                "{}-{}-{}-{}",
+                self.machine,
+                self.pid,
+                release_id,
+                self.now.timestamp_subsec_nanos()
+            ),
+        }
+    }
+
+    /// Masks every environment value that a template or task reads.
+    pub fn redactor(&self, config: &Config) -> anyhow::Result<Redactor> {
+        let mut names = BTreeSet::new();
+        for t in &config.tasks {
+            names.extend(referenced_env(&t.run));
+        }
+        for t in &config.templates {
+            let text = std::fs::read_to_string(&t.src_path)
+                .with_context(|| format!("cannot read template `{}`", t.src))?;
+            names.extend(referenced_env(&text));
+        }
+        Ok(Redactor::new(&names, &self.env))
+    }
+}
+
+pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
+    match &cli.command {
+        Command::Init { path, force } => init::run(path, *force),
+        Command::Plan {
+            stage,
+            recipe,
+            revision,
+        } => plan::run(&app, stage, *recipe, revision.as_deref()),
+        Command::Deploy { stage, revision } => {
+            deploy::run(&app, stage, revision.as_deref()).await
+        }
+    }
+}

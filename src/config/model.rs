@@ -1,0 +1,221 @@
+//! The validated configuration: what the rest of shipit works from.
+//!
+//! Built from [`super::raw`] by [`super::validate`]. Everything here has been
+//! checked: names exist, durations are parsed, host ranges are expanded,
+//! paths are relative and cannot leave `deploy_to`, per-host overrides are
+//! merged. Nothing here touches the file system or the network.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole `deploy.yml`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The directory of that file: template `src` and a local `repository`
+    /// path are resolved against it.
+    pub base_dir: PathBuf,
+    pub application: String,
+    /// A URL, or an absolute local path (relative paths in the file are made
+    /// absolute against `base_dir`).
+    pub repository: String,
+    pub branch: String,
+    pub keep_releases: u32,
+    pub strategy: Strategy,
+    pub linked_files: Vec<RelPath>,
+    pub linked_dirs: Vec<RelPath>,
+    pub ssh: SshSettings,
+    /// Global vars; each host's `vars` already include these merged under
+    /// its own.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    pub templates: Vec<Template>,
+    /// In file order.
+    pub tasks: Vec<Task>,
+    /// In file order.
+    pub stages: Vec<Stage>,
+}
+
+impl Config {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Each host keeps `repo/` as a mirror and exports the commit from it.
+    Git,
+    /// shipit exports the commit once and uploads the archive to each host.
+    Copy,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Git => "git",
+            Strategy::Copy => "copy",
+        })
+    }
+}
+
+/// A path relative to `deploy_to` (or to a release), validated: not empty,
+/// not absolute, no `..` component, no empty or `.` components, no control
+/// characters. Stored normalised with `/` separators and no trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelPath(pub String);
+
+impl RelPath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshSettings {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// `~/` already expanded.
+    pub identity_file: Option<PathBuf>,
+    pub proxy_jump: Option<String>,
+    /// Passed to ssh as `-F`; `~/` already expanded.
+    pub config_file: Option<PathBuf>,
+    /// Default 10s.
+    pub connect_timeout: Duration,
+    pub host_key_checking: HostKeyChecking,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyChecking {
+    /// Default: an unknown or changed host key fails the host.
+    Strict,
+    /// Unknown keys are added to known_hosts; changed keys still fail.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// Relative to `Config::base_dir` as written; `src_path` is the resolved
+    /// file.
+    pub src: String,
+    pub src_path: PathBuf,
+    /// Relative to `deploy_to`.
+    pub dest: RelPath,
+    /// Unix mode, default 0o644.
+    pub mode: u32,
+}
+
+/// A user task from `tasks:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub name: String,
+    /// The step (built-in or another task) it runs after. `None` only for
+    /// the tasks named `restart` and `smoke_test`, which give the commands
+    /// of those built-in steps.
+    pub after: Option<String>,
+    /// Empty means every host of the stage.
+    pub roles: Vec<String>,
+    pub once: bool,
+    /// Runs on the machine running shipit, once per run.
+    pub local: bool,
+    /// The shell command, a tera template rendered per host.
+    pub run: String,
+    /// Extra attempts after the first failure (default 0).
+    pub retries: u32,
+    /// Pause between attempts (default 1s).
+    pub interval: Duration,
+    /// Time limit of the whole step on a host, attempts included.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    /// Expanded (`web-[01:12]` becomes twelve hosts), in file order.
+    pub hosts: Vec<Host>,
+    pub promote_from: Option<String>,
+    pub gate: Option<Gate>,
+    pub rollout: Rollout,
+    pub max_failures: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    Ssh,
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// As written after range expansion; what ssh is given (may be an alias
+    /// from the ssh config).
+    pub name: String,
+    pub roles: Vec<String>,
+    pub transport: TransportKind,
+    /// Absolute for ssh hosts. For local hosts a relative path is resolved
+    /// against `Config::base_dir`, so this is always absolute.
+    pub deploy_to: String,
+    /// Per-host override of `ssh.user`, else the global one.
+    pub user: Option<String>,
+    /// Per-host override of `ssh.port`, else the global one.
+    pub port: Option<u16>,
+    /// Global vars with this host's vars merged over them.
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+impl Host {
+    pub fn has_any_role(&self, roles: &[String]) -> bool {
+        roles.is_empty() || roles.iter().any(|r| self.roles.contains(r))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub approvals: u32,
+    pub soak: Duration,
+    /// Empty means anyone may approve.
+    pub approvers: Vec<String>,
+    pub self_approval: bool,
+    /// How long an approval stays valid (default 24h).
+    pub approval_ttl: Duration,
+    /// An OpenSSH allowed_signers file on the target hosts (never from the
+    /// commit being promoted).
+    pub allowed_signers: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// Every host at once (the default).
+    All,
+    Count(u32),
+    /// 1..=100.
+    Percent(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollout {
+    pub batch: Batch,
+    /// Hosts published first, on their own, before the batches.
+    pub canary: u32,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            batch: Batch::All,
+            canary: 0,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! `deploy.yml` exactly as written: serde structs with no logic.
+//!
+//! Optional keys are `Option` so that [`super::validate`] applies the
+//! defaults and can tell "absent" from "written". Unknown keys are errors.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub application: String,
+    pub repository: String,
+    pub branch: Option<String>,
+    pub deploy_to: Option<String>,
+    pub keep_releases: Option<u32>,
+    pub strategy: Option<RawStrategy>,
+    pub linked_files: Option<Vec<String>>,
+    pub linked_dirs: Option<Vec<String>>,
+    pub ssh: Option<RawSsh>,
+    pub vars: Option<OrderedMap<serde_json::Value>>,
+    pub templates: Option<Vec<RawTemplate>>,
+    pub tasks: Option<OrderedMap<RawTask>>,
+    pub stages: OrderedMap<RawStage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawStrategy {
+    Git,
+    Copy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<String>,
+    pub proxy_jump: Option<String>,
+    pub config_file: Option<String>,
+    pub connect_timeout: Option<RawDuration>,
+    pub host_key_checking: Option<RawHostKeyChecking>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawHostKeyChecking {
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub src: String,
+    pub dest: String,
+    pub mode: Option<RawMode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub after: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub once: Option<bool>,
+    pub local: Option<bool>,
+    pub run: String,
+    pub retries: Option<u32>,
+    pub interval: Option<RawDuration>,
+    pub timeout: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub hosts: Option<Vec<RawHost>>,
+    pub promote_from: Option<String>,
+    pub gate: Option<RawGate>,
+    pub rollout: Option<RawRollout>,
+    pub max_failures: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub host: String,
+    pub roles: Option<Vec<String>>,
+    pub transport: Option<RawTransport>,
+    pub deploy_to: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub vars: Option<OrderedMap<serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTransport {
+    Ssh,
+    Local,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    pub approvals: Option<u32>,
+    pub soak: Option<RawDuration>,
+    pub approvers: Option<Vec<String>>,
+    pub self_approval: Option<bool>,
+    pub approval_ttl: Option<RawDuration>,
+    pub allowed_signers: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    pub batch: Option<RawBatch>,
+    pub canary: Option<u32>,
+}
+
+/// A YAML scalar that may be written as an integer or as a string
+/// (`10` or `10s`, `3` or `25%`, `0600` or `"0600"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntOrStr {
+    Int(i128),
+    Str(String),
+}
+
+impl fmt::Display for IntOrStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntOrStr::Int(n) => write!(f, "{n}"),
+            IntOrStr::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `30s`, `500ms`, or a bare number of seconds; parsed by validate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDuration(pub IntOrStr);
+
+/// `3` hosts or `"25%"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBatch(pub IntOrStr);
+
+/// `"0600"`, `0600` or `600`: always read as octal digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMode(pub IntOrStr);
+
+struct IntOrStrVisitor(&'static str);
+
+impl Visitor<'_> for IntOrStrVisitor {
+    type Value = IntOrStr;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntOrStr, E> {
+        Ok(IntOrStr::Int(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntOrStr, E> {
+        Ok(IntOrStr::Int(v.into()))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<IntOrStr, E> {
+        Ok(IntOrStr::Str(v.to_owned()))
+    }
+}
+
+macro_rules! int_or_str {
+    ($ty:ident, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(IntOrStrVisitor($expecting)).map($ty)
+            }
+        }
+    };
+}
+
+int_or_str!(RawDuration, "a duration like `30s`");
+int_or_str!(RawBatch, "a host count like `2` or a percentage like `25%`");
+int_or_str!(RawMode, "an octal file mode like `\"0600\"`");
+
+/// A YAML mapping kept in file order (tasks and stages run in the order they
+/// are written). A key written twice is an error rather than a silent
+/// overwrite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for OrderedMap<V> {
+    fn default() -> Self {
+        OrderedMap(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = OrderedMap<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries: Vec<(String, V)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                    }
+                    let value = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(OrderedMap(entries))
+            }
+        }
+
+        d.deserialize_map(MapVisitor(PhantomData))
+    }
+}

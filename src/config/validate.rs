@@ -1,0 +1,1056 @@
+//! From the text of `deploy.yml` to a [`Config`]: deserialize the raw
+//! mirror, then check and resolve it, naming the key and its position in
+//! every error.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::checks::{self, show, DeployToError, RelPathError};
+use super::duration::parse_duration;
+use super::error::ConfigError;
+use super::host_range;
+use super::model::*;
+use super::raw::*;
+use super::source_map::{ypath, Pos, Seg, SourceMap};
+
+/// The built-in steps of a deploy, in order. Tasks hook in `after` one of
+/// these (or after another task); tasks named `restart` and `smoke_test`
+/// give the commands of those two steps.
+pub const BUILTIN_STEPS: &[&str] = &[
+    "lock",
+    "check",
+    "fetch",
+    "create_release",
+    "link_shared",
+    "render_templates",
+    "publish",
+    "restart",
+    "smoke_test",
+    "record",
+    "cleanup",
+    "unlock",
+];
+
+/// Built-in steps a task may take the name of, to give their command.
+const DEFINABLE_STEPS: &[&str] = &["restart", "smoke_test"];
+
+/// What parsing needs from the world, passed in so tests control it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseContext {
+    /// Against which a relative config path is made absolute.
+    pub cwd: PathBuf,
+    /// For `~/` in paths; `None` when `HOME` is not set.
+    pub home: Option<PathBuf>,
+}
+
+impl ParseContext {
+    /// The current directory and `$HOME` of this process.
+    pub fn from_process() -> std::io::Result<ParseContext> {
+        Ok(ParseContext {
+            cwd: std::env::current_dir()?,
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
+        })
+    }
+}
+
+/// Reads and validates the config file at `path`.
+///
+/// A missing or unreadable file is an error naming `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            "config file not found, `shipit init` writes one to start from".to_string()
+        } else {
+            format!("cannot read config file: {e}")
+        };
+        ConfigError::io(path, message, e)
+    })?;
+    parse(&text, path)
+}
+
+/// Validates `text` as the config file at `path` (used in messages; its
+/// parent directory, made absolute against the current directory, is
+/// [`Config::base_dir`]). Reads only template sources, to check they exist.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let ctx = ParseContext::from_process()
+        .map_err(|e| ConfigError::io(path, format!("cannot read the current directory: {e}"), e))?;
+    parse_with(text, path, &ctx)
+}
+
+/// [`parse`] with the current directory and home given.
+pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_norway::from_str(text).map_err(|e| {
+        // Blank or comments only: say so rather than "end of file".
+        if serde_norway::from_str::<serde_norway::Value>(text).is_ok_and(|v| v.is_null()) {
+            ConfigError::new(
+                path,
+                "empty config file, expected keys like `application`, `repository` and `stages`",
+            )
+        } else {
+            serde_error(path, &e)
+        }
+    })?;
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let base_dir = if parent.as_os_str().is_empty() {
+        ctx.cwd.clone()
+    } else {
+        checks::absolute(&ctx.cwd, parent)
+    };
+    let v = Validator {
+        file: path,
+        map: SourceMap::build(text),
+        ctx,
+        base_dir,
+    };
+    v.config(raw)
+}
+
+/// Turns a serde_norway error into a [`ConfigError`]: the location moves to
+/// the end, and serde's wording becomes ours (`key` for `field`, the YAML
+/// path named after the fragment).
+fn serde_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
+    let location = e.location().map(|l| (l.line(), l.column()));
+    let text = strip_marks(&e.to_string());
+    // serde_norway prefixes `path: ` to messages below the root; libyaml's
+    // syntax errors have spaces before any `: `.
+    let (yaml_path, msg) = match text.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') => (Some(p), m.to_string()),
+        _ => (None, text.clone()),
+    };
+    let msg = friendly_types(&msg);
+    let in_path = yaml_path.map(|p| format!(" in `{p}`")).unwrap_or_default();
+    let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let (key, expected) = rest.split_once(", ").unwrap_or((rest, ""));
+        let expected = expected.replace("there are no fields", "this takes no keys");
+        let sep = if expected.is_empty() { "" } else { ", " };
+        format!("unknown key {key}{in_path}{sep}{expected}")
+    } else if let Some(key) = msg.strip_prefix("missing field ") {
+        format!("missing key {key}{in_path}")
+    } else if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        let (value, expected) = rest.split_once(", ").unwrap_or((rest, ""));
+        let for_path = yaml_path.map(|p| format!(" for `{p}`")).unwrap_or_default();
+        format!("unknown value {value}{for_path}, {expected}")
+    } else if let Some((kind, rest)) = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .find_map(|k| msg.strip_prefix(&format!("{k}: ")).map(|r| (*k, r)))
+    {
+        let for_path = yaml_path.map(|p| format!(" for `{p}`")).unwrap_or_default();
+        format!("{kind}{for_path}: {rest}")
+    } else if msg == "EOF while parsing a value" {
+        "unexpected end of file".to_string()
+    } else if yaml_path.is_none() && location.is_some() && !msg.starts_with("duplicate key") {
+        format!("invalid YAML: {msg}")
+    } else {
+        format!("{msg}{in_path}")
+    };
+    ConfigError::at(file, location, message)
+}
+
+/// Removes ` at line L column C` and ` at position N`: the location is
+/// reported once, at the end.
+fn strip_marks(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" at ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 4..];
+        let skip = mark_len(after);
+        if skip == 0 {
+            out.push_str(" at ");
+        }
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Length of a leading `line L column C` or `position N`, else 0.
+fn mark_len(s: &str) -> usize {
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    if let Some(r) = s.strip_prefix("line ") {
+        let d = digits(r);
+        if d > 0 {
+            if let Some(r2) = r[d..].strip_prefix(" column ") {
+                let d2 = digits(r2);
+                if d2 > 0 {
+                    return s.len() - r2.len() + d2;
+                }
+            }
+        }
+    } else if let Some(r) = s.strip_prefix("position ") {
+        let d = digits(r);
+        if d > 0 {
+            return s.len() - r.len() + d;
+        }
+    }
+    0
+}
+
+/// serde's Rust-flavoured expectations in YAML words.
+fn friendly_types(msg: &str) -> String {
+    let mut out = msg
+        .replace("expected u16", "expected a port number from 1 to 65535")
+        .replace("expected u32", "expected a whole number of 0 or more")
+        .replace("expected a sequence", "expected a list")
+        .replace("unit value", "an empty value");
+    while let Some(i) = out.find("expected struct Raw") {
+        let end = out[i + 16..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(out.len(), |j| i + 16 + j);
+        out.replace_range(i..end, "expected a mapping");
+    }
+    out
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    map: SourceMap,
+    ctx: &'a ParseContext,
+    base_dir: PathBuf,
+}
+
+impl Validator<'_> {
+    fn err(&self, at: Option<Pos>, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, at, message)
+    }
+
+    /// An error at the value of `path`.
+    fn at(&self, path: &[Seg], message: impl Into<String>) -> ConfigError {
+        self.err(self.map.value(path), message)
+    }
+
+    /// An error at the key of `path` (for a key that should not be there, or
+    /// a bad name).
+    fn at_key(&self, path: &[Seg], message: impl Into<String>) -> ConfigError {
+        self.err(self.map.key(path), message)
+    }
+
+    fn duration(&self, raw: &RawDuration, path: &[Seg], name: &str) -> Result<Duration, ConfigError> {
+        parse_duration(&raw.0).ok_or_else(|| {
+            self.at(
+                path,
+                format!(
+                    "invalid duration `{}` for `{name}`, expected a number followed by ms, s, m, h or d like `30s`",
+                    show(&raw.0.to_string())
+                ),
+            )
+        })
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let application = self.application(&raw.application)?;
+        let repository = self.repository(&raw.repository)?;
+        let branch = self.branch(raw.branch.as_deref())?;
+        let keep_releases = raw.keep_releases.unwrap_or(5);
+        if keep_releases == 0 {
+            return Err(self.at(
+                &ypath!["keep_releases"],
+                "`keep_releases` is 0, expected at least 1",
+            ));
+        }
+        let strategy = match raw.strategy {
+            None | Some(RawStrategy::Git) => Strategy::Git,
+            Some(RawStrategy::Copy) => Strategy::Copy,
+        };
+        let linked_files = self.linked("linked_files", raw.linked_files.as_deref())?;
+        let linked_dirs = self.linked("linked_dirs", raw.linked_dirs.as_deref())?;
+        if let Some((i, dir)) = linked_dirs
+            .iter()
+            .enumerate()
+            .find(|(_, d)| linked_files.contains(d))
+        {
+            return Err(self.at(
+                &ypath!["linked_dirs", i],
+                format!("`{dir}` is in both `linked_files` and `linked_dirs`"),
+            ));
+        }
+        let ssh = self.ssh(raw.ssh.clone().unwrap_or_default())?;
+        let vars = self.vars(raw.vars.as_ref(), &ypath!["vars"])?;
+        let templates = self.templates(raw.templates.as_deref().unwrap_or_default())?;
+        let stages = self.stages(&raw, &ssh, &vars)?;
+        let tasks = self.tasks(raw.tasks.as_ref(), &stages)?;
+        Ok(Config {
+            path: self.file.to_path_buf(),
+            base_dir: self.base_dir.clone(),
+            application,
+            repository,
+            branch,
+            keep_releases,
+            strategy,
+            linked_files,
+            linked_dirs,
+            ssh,
+            vars,
+            templates,
+            tasks,
+            stages,
+        })
+    }
+
+    fn application(&self, name: &str) -> Result<String, ConfigError> {
+        let at = ypath!["application"];
+        if name.is_empty() {
+            return Err(self.at(&at, "empty `application`, expected a name like `shop`"));
+        }
+        let ok = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !name.bytes().all(|b| b == b'.');
+        if !ok {
+            return Err(self.at(
+                &at,
+                format!(
+                    "invalid application name `{}`, expected letters, digits, `.`, `_` or `-`",
+                    show(name)
+                ),
+            ));
+        }
+        Ok(name.to_owned())
+    }
+
+    fn repository(&self, repo: &str) -> Result<String, ConfigError> {
+        let at = ypath!["repository"];
+        if repo.is_empty() {
+            return Err(self.at(&at, "empty `repository`, expected a git URL or a local path"));
+        }
+        if checks::has_control(repo) {
+            return Err(self.at(
+                &at,
+                format!("invalid repository `{}`: contains a control character", show(repo)),
+            ));
+        }
+        // git would read a leading `-` as an option.
+        if repo.starts_with('-') {
+            return Err(self.at(&at, format!("invalid repository `{repo}`: begins with `-`")));
+        }
+        if checks::is_url(repo) {
+            return Ok(repo.to_owned());
+        }
+        let expanded = checks::expand_tilde(repo, self.ctx.home.as_deref())
+            .ok_or_else(|| self.no_home(&at, "repository"))?;
+        Ok(checks::absolute(&self.base_dir, &expanded)
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    fn no_home(&self, at: &[Seg], key: &str) -> ConfigError {
+        self.at(at, format!("cannot expand `~` in `{key}`: `HOME` is not set"))
+    }
+
+    fn branch(&self, branch: Option<&str>) -> Result<String, ConfigError> {
+        let Some(branch) = branch else {
+            return Ok("main".into());
+        };
+        let at = ypath!["branch"];
+        let reason = if branch.is_empty() {
+            Some("is empty")
+        } else if branch.starts_with('-') {
+            Some("begins with `-`")
+        } else if branch.chars().any(char::is_whitespace) {
+            Some("contains whitespace")
+        } else if checks::has_control(branch) {
+            Some("contains a control character")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(self.at(
+                &at,
+                format!(
+                    "invalid branch `{}`: {reason}, expected a branch, tag or commit like `main`",
+                    show(branch)
+                ),
+            )),
+            None => Ok(branch.to_owned()),
+        }
+    }
+
+    /// A path relative to a release or to `deploy_to`; `what` names the key
+    /// and `base` what it is relative to.
+    fn rel_path(&self, s: &str, at: &[Seg], what: &str, base: &str) -> Result<RelPath, ConfigError> {
+        checks::rel_path(s).map_err(|e| {
+            let s = show(s);
+            let message = match e {
+                RelPathError::Empty => format!("empty path in {what}, expected a path relative to {base}"),
+                RelPathError::Absolute => {
+                    format!("absolute path `{s}` in {what}, expected a path relative to {base}")
+                }
+                RelPathError::DotDot => {
+                    format!("path `{s}` in {what} leaves {base} through `..`")
+                }
+                RelPathError::Control => format!("path `{s}` in {what} contains a control character"),
+            };
+            self.at(at, message)
+        })
+    }
+
+    fn linked(&self, key: &str, entries: Option<&[String]>) -> Result<Vec<RelPath>, ConfigError> {
+        let mut out: Vec<RelPath> = Vec::new();
+        for (i, entry) in entries.unwrap_or_default().iter().enumerate() {
+            let at = ypath![key, i];
+            let p = self.rel_path(entry, &at, &format!("`{key}`"), "the release")?;
+            if out.contains(&p) {
+                return Err(self.at(&at, format!("duplicate path `{p}` in `{key}`")));
+            }
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    fn ssh(&self, raw: RawSsh) -> Result<SshSettings, ConfigError> {
+        if let Some(user) = &raw.user {
+            self.token(user, &ypath!["ssh", "user"], "`ssh.user`", checks::USER_EXTRA)?;
+        }
+        if raw.port == Some(0) {
+            return Err(self.at(&ypath!["ssh", "port"], "port 0 for `ssh.port`, expected 1 to 65535"));
+        }
+        if let Some(jump) = &raw.proxy_jump {
+            self.token(jump, &ypath!["ssh", "proxy_jump"], "`ssh.proxy_jump`", checks::JUMP_EXTRA)?;
+        }
+        let identity_file = self.local_file(raw.identity_file.as_deref(), "identity_file")?;
+        let config_file = self.local_file(raw.config_file.as_deref(), "config_file")?;
+        let connect_timeout = match &raw.connect_timeout {
+            None => Duration::from_secs(10),
+            Some(d) => {
+                let at = ypath!["ssh", "connect_timeout"];
+                let d = self.duration(d, &at, "ssh.connect_timeout")?;
+                if d.is_zero() {
+                    return Err(self.at(&at, "`ssh.connect_timeout` is 0, expected a duration like `10s`"));
+                }
+                d
+            }
+        };
+        Ok(SshSettings {
+            user: raw.user,
+            port: raw.port,
+            identity_file,
+            proxy_jump: raw.proxy_jump,
+            config_file,
+            connect_timeout,
+            host_key_checking: match raw.host_key_checking {
+                None | Some(RawHostKeyChecking::Strict) => HostKeyChecking::Strict,
+                Some(RawHostKeyChecking::AcceptNew) => HostKeyChecking::AcceptNew,
+            },
+        })
+    }
+
+    /// Rejects what could be read as an option or break a command line.
+    fn token(&self, s: &str, at: &[Seg], what: &str, extra: &str) -> Result<(), ConfigError> {
+        match checks::unsafe_token(s, extra) {
+            Some(reason) => Err(self.at(at, format!("invalid {what} `{}`: {reason}", show(s)))),
+            None => Ok(()),
+        }
+    }
+
+    /// `ssh.identity_file` or `ssh.config_file`: `~/` expanded, relative to
+    /// the config file's directory.
+    fn local_file(&self, value: Option<&str>, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let at = ypath!["ssh", key];
+        let reason = if value.is_empty() {
+            Some("is empty")
+        } else if value.starts_with('-') {
+            Some("begins with `-`")
+        } else if checks::has_control(value) {
+            Some("contains a control character")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(self.at(&at, format!("invalid `ssh.{key}` `{}`: {reason}", show(value))));
+        }
+        let expanded = checks::expand_tilde(value, self.ctx.home.as_deref())
+            .ok_or_else(|| self.no_home(&at, &format!("ssh.{key}")))?;
+        Ok(Some(checks::absolute(&self.base_dir, &expanded)))
+    }
+
+    fn vars(
+        &self,
+        raw: Option<&OrderedMap<serde_json::Value>>,
+        at: &[Seg],
+    ) -> Result<BTreeMap<String, serde_json::Value>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, value) in raw.map(|m| m.0.as_slice()).unwrap_or_default() {
+            if !checks::is_var_name(name) {
+                let mut key = at.to_vec();
+                key.push(Seg::Key(name.clone()));
+                return Err(self.at_key(
+                    &key,
+                    format!(
+                        "invalid var name `{}`, expected letters, digits and `_`, not starting with a digit",
+                        show(name)
+                    ),
+                ));
+            }
+            out.insert(name.clone(), value.clone());
+        }
+        Ok(out)
+    }
+
+    fn templates(&self, raw: &[RawTemplate]) -> Result<Vec<Template>, ConfigError> {
+        // shipit's own entries in `deploy_to`, which a template must not
+        // overwrite.
+        const RESERVED: &[&str] = &["current", "releases", "repo", "revisions.log", ".shipit"];
+        let mut out: Vec<Template> = Vec::new();
+        for (i, t) in raw.iter().enumerate() {
+            let src_at = ypath!["templates", i, "src"];
+            let src = self.rel_path(&t.src, &src_at, "template `src`", "the config file's directory")?;
+            let src_path = self.base_dir.join(src.as_str());
+            if !src_path.is_file() {
+                let what = if src_path.is_dir() { "is a directory, not a file" } else { "not found" };
+                return Err(self.at(
+                    &src_at,
+                    format!(
+                        "template `{}` {what} (looked for `{}`)",
+                        show(&t.src),
+                        src_path.display()
+                    ),
+                ));
+            }
+            let dest_at = ypath!["templates", i, "dest"];
+            let dest = self.rel_path(&t.dest, &dest_at, "template `dest`", "`deploy_to`")?;
+            let first = dest.as_str().split('/').next().unwrap_or_default();
+            if RESERVED.contains(&first) || dest.as_str() == "shared" {
+                return Err(self.at(
+                    &dest_at,
+                    format!(
+                        "template `dest` `{dest}` would overwrite shipit's own `{first}`, expected a path under `shared/`"
+                    ),
+                ));
+            }
+            if out.iter().any(|o| o.dest == dest) {
+                return Err(self.at(&dest_at, format!("duplicate template `dest` `{dest}`")));
+            }
+            let mode_at = ypath!["templates", i, "mode"];
+            let mode = match &t.mode {
+                None => 0o644,
+                Some(RawMode(m)) => {
+                    // An integer is re-read from the file so `0o600` and
+                    // `600` both mean what they look like.
+                    let text = match m {
+                        IntOrStr::Str(s) => s.clone(),
+                        IntOrStr::Int(n) => self
+                            .map
+                            .plain_text(&mode_at)
+                            .map_or_else(|| n.to_string(), str::to_owned),
+                    };
+                    parse_mode(&text).ok_or_else(|| {
+                        self.at(
+                            &mode_at,
+                            format!(
+                                "invalid mode `{}` for template `{dest}`, expected octal digits up to `7777` like `\"0600\"`",
+                                show(&text)
+                            ),
+                        )
+                    })?
+                }
+            };
+            out.push(Template {
+                src: t.src.clone(),
+                src_path,
+                dest,
+                mode,
+            });
+        }
+        Ok(out)
+    }
+
+    fn stages(
+        &self,
+        raw: &RawConfig,
+        ssh: &SshSettings,
+        global_vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<Stage>, ConfigError> {
+        let names: Vec<&str> = raw.stages.0.iter().map(|(n, _)| n.as_str()).collect();
+        let mut out = Vec::new();
+        for (name, stage) in &raw.stages.0 {
+            let at = ypath!["stages", name];
+            if !checks::is_name(name) {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "invalid stage name `{}`, expected letters, digits, `_` or `-`",
+                        show(name)
+                    ),
+                ));
+            }
+            let hosts = self.hosts(name, stage, raw, ssh, global_vars)?;
+            if let Some(from) = &stage.promote_from {
+                let from_at = ypath!["stages", name, "promote_from"];
+                if from == name {
+                    return Err(self.at(&from_at, format!("stage `{name}` cannot promote from itself")));
+                }
+                if !names.contains(&from.as_str()) {
+                    let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
+                    return Err(self.at(
+                        &from_at,
+                        format!(
+                            "unknown stage `{}` in `promote_from` of stage `{name}`, expected one of {}",
+                            show(from),
+                            list(&others)
+                        ),
+                    ));
+                }
+            }
+            let gate = stage
+                .gate
+                .as_ref()
+                .map(|g| self.gate(name, g))
+                .transpose()?;
+            let rollout = self.rollout(name, stage.rollout.as_ref(), hosts.len())?;
+            out.push(Stage {
+                name: name.clone(),
+                hosts,
+                promote_from: stage.promote_from.clone(),
+                gate,
+                rollout,
+                max_failures: stage.max_failures.unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    fn hosts(
+        &self,
+        stage: &str,
+        raw_stage: &RawStage,
+        raw: &RawConfig,
+        ssh: &SshSettings,
+        global_vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<Host>, ConfigError> {
+        let raw_hosts = raw_stage.hosts.as_deref().unwrap_or_default();
+        if raw_hosts.is_empty() {
+            let at = ypath!["stages", stage, "hosts"];
+            return Err(self.at_key(&at, format!("stage `{stage}` has no hosts")));
+        }
+        let mut out: Vec<Host> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, h) in raw_hosts.iter().enumerate() {
+            let host_at = ypath!["stages", stage, "hosts", i, "host"];
+            let names = host_range::expand(&h.host).map_err(|reason| {
+                self.at(
+                    &host_at,
+                    format!(
+                        "invalid host range `{}` in stage `{stage}`: {reason}",
+                        show(&h.host)
+                    ),
+                )
+            })?;
+            let mut roles = Vec::new();
+            for (j, role) in h.roles.iter().flatten().enumerate() {
+                if !checks::is_name(role) {
+                    return Err(self.at(
+                        &ypath!["stages", stage, "hosts", i, "roles", j],
+                        format!(
+                            "invalid role `{}` in stage `{stage}`, expected letters, digits, `_` or `-`",
+                            show(role)
+                        ),
+                    ));
+                }
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
+            let transport = match h.transport {
+                None | Some(RawTransport::Ssh) => TransportKind::Ssh,
+                Some(RawTransport::Local) => TransportKind::Local,
+            };
+            let user = match &h.user {
+                Some(user) => {
+                    let user_at = ypath!["stages", stage, "hosts", i, "user"];
+                    self.token(user, &user_at, "`user`", checks::USER_EXTRA)?;
+                    Some(user.clone())
+                }
+                None => ssh.user.clone(),
+            };
+            if h.port == Some(0) {
+                return Err(self.at(
+                    &ypath!["stages", stage, "hosts", i, "port"],
+                    format!("port 0 for host `{}` in stage `{stage}`, expected 1 to 65535", show(&h.host)),
+                ));
+            }
+            let port = h.port.or(ssh.port);
+            let mut vars = global_vars.clone();
+            vars.extend(self.vars(h.vars.as_ref(), &ypath!["stages", stage, "hosts", i, "vars"])?);
+
+            for name in names {
+                if let Some(reason) = checks::unsafe_token(&name, checks::HOST_EXTRA) {
+                    return Err(self.at(
+                        &host_at,
+                        format!("invalid host `{}` in stage `{stage}`: {reason}", show(&name)),
+                    ));
+                }
+                if !seen.insert(name.clone()) {
+                    return Err(self.at(&host_at, format!("duplicate host `{name}` in stage `{stage}`")));
+                }
+                let deploy_to = self.deploy_to(stage, i, &name, h, raw, transport)?;
+                out.push(Host {
+                    name,
+                    roles: roles.clone(),
+                    transport,
+                    deploy_to,
+                    user: user.clone(),
+                    port,
+                    vars: vars.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn deploy_to(
+        &self,
+        stage: &str,
+        i: usize,
+        name: &str,
+        h: &RawHost,
+        raw: &RawConfig,
+        transport: TransportKind,
+    ) -> Result<String, ConfigError> {
+        let (value, at) = match (&h.deploy_to, &raw.deploy_to) {
+            (Some(d), _) => (d, ypath!["stages", stage, "hosts", i, "deploy_to"]),
+            (None, Some(d)) => (d, ypath!["deploy_to"]),
+            (None, None) => {
+                return Err(self.at(
+                    &ypath!["stages", stage, "hosts", i],
+                    format!(
+                        "host `{name}` in stage `{stage}` has no `deploy_to`, set it on the host or globally"
+                    ),
+                ))
+            }
+        };
+        let resolved = match transport {
+            TransportKind::Ssh => checks::ssh_deploy_to(value),
+            TransportKind::Local => checks::local_deploy_to(value, &self.base_dir, self.ctx.home.as_deref()),
+        };
+        resolved.map_err(|e| {
+            let reason = match e {
+                DeployToError::Empty => "is empty",
+                DeployToError::Relative => "is relative, expected an absolute path for an ssh host",
+                DeployToError::DotDot => "contains `..`",
+                DeployToError::Control => "contains a control character",
+                DeployToError::Root => "is `/`, expected a directory of its own",
+                DeployToError::NoHome => "starts with `~` but `HOME` is not set",
+            };
+            self.at(
+                &at,
+                format!(
+                    "invalid deploy_to `{}` for host `{name}` in stage `{stage}`: {reason}",
+                    show(value)
+                ),
+            )
+        })
+    }
+
+    fn gate(&self, stage: &str, g: &RawGate) -> Result<Gate, ConfigError> {
+        let approvers = g.approvers.clone().unwrap_or_default();
+        for (k, who) in approvers.iter().enumerate() {
+            let at = ypath!["stages", stage, "gate", "approvers", k];
+            if who.trim().is_empty() {
+                return Err(self.at(&at, format!("empty approver name in the gate of stage `{stage}`")));
+            }
+            if checks::has_control(who) {
+                return Err(self.at(
+                    &at,
+                    format!(
+                        "invalid approver `{}` in the gate of stage `{stage}`: contains a control character",
+                        show(who)
+                    ),
+                ));
+            }
+        }
+        let approvals = g.approvals.unwrap_or(0);
+        let distinct: BTreeSet<&String> = approvers.iter().collect();
+        if !approvers.is_empty() && approvals as usize > distinct.len() {
+            return Err(self.at(
+                &ypath!["stages", stage, "gate", "approvals"],
+                format!(
+                    "gate of stage `{stage}` needs {approvals} approvals but names only {} approvers",
+                    distinct.len()
+                ),
+            ));
+        }
+        let soak = match &g.soak {
+            None => Duration::ZERO,
+            Some(d) => self.duration(
+                d,
+                &ypath!["stages", stage, "gate", "soak"],
+                &format!("stages.{stage}.gate.soak"),
+            )?,
+        };
+        let approval_ttl = match &g.approval_ttl {
+            None => Duration::from_secs(24 * 3600),
+            Some(d) => {
+                let at = ypath!["stages", stage, "gate", "approval_ttl"];
+                let key = format!("stages.{stage}.gate.approval_ttl");
+                let ttl = self.duration(d, &at, &key)?;
+                if ttl.is_zero() {
+                    return Err(self.at(&at, format!("`{key}` is 0, expected a duration like `24h`")));
+                }
+                ttl
+            }
+        };
+        if let Some(signers) = &g.allowed_signers {
+            if !signers.starts_with('/') || checks::has_control(signers) {
+                return Err(self.at(
+                    &ypath!["stages", stage, "gate", "allowed_signers"],
+                    format!(
+                        "invalid allowed_signers `{}` in stage `{stage}`, expected an absolute path on the target hosts",
+                        show(signers)
+                    ),
+                ));
+            }
+        }
+        Ok(Gate {
+            approvals,
+            soak,
+            approvers,
+            self_approval: g.self_approval.unwrap_or(false),
+            approval_ttl,
+            allowed_signers: g.allowed_signers.clone(),
+        })
+    }
+
+    fn rollout(&self, stage: &str, raw: Option<&RawRollout>, hosts: usize) -> Result<Rollout, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Rollout::default());
+        };
+        let batch = match &raw.batch {
+            None => Batch::All,
+            Some(RawBatch(b)) => parse_batch(b).ok_or_else(|| {
+                self.at(
+                    &ypath!["stages", stage, "rollout", "batch"],
+                    format!(
+                        "invalid batch `{}` in stage `{stage}`, expected a host count of at least 1 or a percentage from 1% to 100% like `25%`",
+                        show(&b.to_string())
+                    ),
+                )
+            })?,
+        };
+        let canary = raw.canary.unwrap_or(0);
+        if canary as usize > hosts {
+            let s = if hosts == 1 { "" } else { "s" };
+            return Err(self.at(
+                &ypath!["stages", stage, "rollout", "canary"],
+                format!("canary of {canary} hosts in stage `{stage}`, which has only {hosts} host{s}"),
+            ));
+        }
+        Ok(Rollout { batch, canary })
+    }
+
+    fn tasks(&self, raw: Option<&OrderedMap<RawTask>>, stages: &[Stage]) -> Result<Vec<Task>, ConfigError> {
+        let raw = raw.map(|m| m.0.as_slice()).unwrap_or_default();
+        let known_roles: HashSet<&str> = stages
+            .iter()
+            .flat_map(|s| &s.hosts)
+            .flat_map(|h| &h.roles)
+            .map(String::as_str)
+            .collect();
+        let mut out = Vec::new();
+        for (name, t) in raw {
+            let at = ypath!["tasks", name];
+            if !checks::is_name(name) {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "invalid task name `{}`, expected letters, digits, `_` or `-`",
+                        show(name)
+                    ),
+                ));
+            }
+            let definable = DEFINABLE_STEPS.contains(&name.as_str());
+            if BUILTIN_STEPS.contains(&name.as_str()) && !definable {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "task `{name}` has the name of a built-in step, only `restart` and `smoke_test` may be given as tasks"
+                    ),
+                ));
+            }
+            if t.run.trim().is_empty() {
+                return Err(self.at(&ypath!["tasks", name, "run"], format!("empty `run` in task `{name}`")));
+            }
+            let after_at = ypath!["tasks", name, "after"];
+            match (&t.after, definable) {
+                (Some(_), true) => {
+                    return Err(self.at_key(
+                        &after_at,
+                        format!(
+                            "task `{name}` takes no `after`, it gives the command of the built-in step `{name}`"
+                        ),
+                    ))
+                }
+                (None, false) => {
+                    return Err(self.at_key(
+                        &at,
+                        format!(
+                            "task `{name}` has no `after`, expected the step it runs after, one of {}",
+                            list(&self.steps(raw, name))
+                        ),
+                    ))
+                }
+                (Some(after), false) => {
+                    if after == "unlock" {
+                        return Err(self.at(
+                            &after_at,
+                            format!("task `{name}` cannot run after `unlock`, the last step; use `cleanup`"),
+                        ));
+                    }
+                    let is_task = raw.iter().any(|(n, _)| n == after && !DEFINABLE_STEPS.contains(&n.as_str()));
+                    if !BUILTIN_STEPS.contains(&after.as_str()) && !is_task {
+                        return Err(self.at(
+                            &after_at,
+                            format!(
+                                "unknown step `{}` in `after` of task `{name}`, expected one of {}",
+                                show(after),
+                                list(&self.steps(raw, name))
+                            ),
+                        ));
+                    }
+                }
+                (None, true) => {}
+            }
+            let mut roles = Vec::new();
+            for (j, role) in t.roles.iter().flatten().enumerate() {
+                let role_at = ypath!["tasks", name, "roles", j];
+                if !checks::is_name(role) {
+                    return Err(self.at(
+                        &role_at,
+                        format!(
+                            "invalid role `{}` in task `{name}`, expected letters, digits, `_` or `-`",
+                            show(role)
+                        ),
+                    ));
+                }
+                if !known_roles.contains(role.as_str()) {
+                    return Err(self.at(
+                        &role_at,
+                        format!("unknown role `{role}` in task `{name}`, no host has it"),
+                    ));
+                }
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
+            let interval = match &t.interval {
+                None => Duration::from_secs(1),
+                Some(d) => self.duration(d, &ypath!["tasks", name, "interval"], &format!("tasks.{name}.interval"))?,
+            };
+            let timeout = match &t.timeout {
+                None => None,
+                Some(d) => {
+                    let at = ypath!["tasks", name, "timeout"];
+                    let key = format!("tasks.{name}.timeout");
+                    let d = self.duration(d, &at, &key)?;
+                    if d.is_zero() {
+                        return Err(self.at(&at, format!("`{key}` is 0, expected a duration like `60s`")));
+                    }
+                    Some(d)
+                }
+            };
+            out.push(Task {
+                name: name.clone(),
+                after: t.after.clone(),
+                roles,
+                once: t.once.unwrap_or(false),
+                local: t.local.unwrap_or(false),
+                run: t.run.clone(),
+                retries: t.retries.unwrap_or(0),
+                interval,
+                timeout,
+            });
+        }
+        self.check_cycles(&out)?;
+        Ok(out)
+    }
+
+    /// What a task may run after: built-in steps but `unlock`, then the
+    /// other tasks.
+    fn steps<'r>(&self, raw: &'r [(String, RawTask)], except: &str) -> Vec<&'r str> {
+        BUILTIN_STEPS
+            .iter()
+            .copied()
+            .filter(|s| *s != "unlock")
+            .chain(
+                raw.iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| *n != except && !BUILTIN_STEPS.contains(n)),
+            )
+            .collect()
+    }
+
+    /// Each task has at most one `after`, so following `after` from each
+    /// task either reaches a built-in step or goes round a circle.
+    fn check_cycles(&self, tasks: &[Task]) -> Result<(), ConfigError> {
+        let index = |name: &str| tasks.iter().position(|t| t.name == name);
+        for start in 0..tasks.len() {
+            let mut trail = vec![start];
+            let mut current = start;
+            while let Some(next) = tasks[current].after.as_deref().and_then(index) {
+                if let Some(k) = trail.iter().position(|&t| t == next) {
+                    let circle = &trail[k..];
+                    // Report each circle once, from its first task in the
+                    // file, when the walk starts there.
+                    if circle.iter().min() != Some(&start) {
+                        break;
+                    }
+                    let names: Vec<&str> = circle
+                        .iter()
+                        .chain(std::iter::once(&circle[0]))
+                        .map(|&t| tasks[t].name.as_str())
+                        .collect();
+                    return Err(self.at(
+                        &ypath!["tasks", &tasks[start].name, "after"],
+                        format!("tasks form a cycle: `{}`", names.join(" -> ")),
+                    ));
+                }
+                trail.push(next);
+                current = next;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `` `a`, `b`, `c` ``.
+fn list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `0600`, `600`, `0o600`: octal, at most `7777`.
+fn parse_mode(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+fn parse_batch(b: &IntOrStr) -> Option<Batch> {
+    match b {
+        IntOrStr::Int(n) => u32::try_from(*n).ok().filter(|n| *n >= 1).map(Batch::Count),
+        IntOrStr::Str(s) => {
+            let number = |d: &str| {
+                (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| d.parse::<u32>().ok())
+                    .flatten()
+            };
+            match s.strip_suffix('%') {
+                Some(p) => number(p).filter(|p| (1..=100).contains(p)).map(Batch::Percent),
+                None => number(s).filter(|n| *n >= 1).map(Batch::Count),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

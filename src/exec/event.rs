@@ -1,0 +1,72 @@
+//! What the executor tells the reporters. The executor never prints.
+
+use std::time::Duration;
+
+/// The label of work done on the shipit machine rather than on a host.
+pub const LOCAL_LABEL: &str = "local";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Ok,
+    /// The command ran and failed, or the transport failed; the reason says
+    /// which (`exit 1`, `timed out after 60s`, `lost connection: ...`).
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    RunStarted {
+        recipe: String,
+        stage: String,
+        release: String,
+        commit: String,
+        reference: String,
+        hosts: Vec<String>,
+    },
+    StepStarted {
+        host: String,
+        step: String,
+    },
+    StepFinished {
+        host: String,
+        step: String,
+        outcome: StepOutcome,
+        duration: Duration,
+        /// The last lines of stderr (or stdout when stderr is empty),
+        /// already redacted.
+        tail: Vec<String>,
+    },
+    BatchStarted {
+        index: usize,
+        of: usize,
+        hosts: Vec<String>,
+    },
+    /// A run-level note: undoing, unlocking, why the run stops.
+    Notice(String),
+    Finished(Summary),
+}
+
+/// How one host ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSummary {
+    pub host: String,
+    pub ok: bool,
+    /// What a person needs to know: `on 20261124T190102Z`, `failed at
+    /// build: exit 1; staged release removed; current unchanged`.
+    pub state: String,
+    /// Commands sent to the host during the run.
+    pub round_trips: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub recipe: String,
+    pub stage: String,
+    pub release: String,
+    pub commit: String,
+    pub ok: bool,
+    /// One sentence: what happened to the fleet.
+    pub headline: String,
+    pub hosts: Vec<HostSummary>,
+    pub duration: Duration,
+}

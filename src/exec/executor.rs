@@ -1,0 +1,354 @@
+//! Runs nodes of a plan over the hosts' transports.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::event::{Event, StepOutcome, LOCAL_LABEL};
+use crate::plan::queue::{NodeState, Queue};
+use crate::plan::{Action, Plan};
+use crate::redact::Redactor;
+use crate::transport::{CommandOutput, Transport, TransportError};
+
+/// Where events go. Cloneable; sending never blocks.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl EventSink {
+    pub fn new() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EventSink { tx }, rx)
+    }
+
+    pub fn send(&self, e: Event) {
+        // The receiver only goes away when the program is ending.
+        let _ = self.tx.send(e);
+    }
+}
+
+/// What became of one node.
+#[derive(Debug, Clone)]
+pub struct NodeResult {
+    pub ok: bool,
+    pub output: Option<CommandOutput>,
+    /// Why it failed, for people: `exit 1`, `timed out after 60s`, ...
+    pub reason: Option<String>,
+    pub duration: Duration,
+}
+
+/// How many lines of a failed command's output are kept.
+pub const TAIL_LINES: usize = 12;
+
+/// The last lines of stderr, or of stdout when stderr has none.
+pub fn tail(out: &CommandOutput, redactor: &Redactor) -> Vec<String> {
+    let err = out.stderr_str();
+    let text = if err.trim().is_empty() {
+        out.stdout_str()
+    } else {
+        err
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    lines[start..]
+        .iter()
+        .map(|l| redactor.apply(l).into_owned())
+        .collect()
+}
+
+/// Runs nodes of one plan. Holds the transports (index = plan host) and
+/// counts the commands sent to each host.
+pub struct Executor {
+    transports: Vec<Option<Arc<dyn Transport>>>,
+    local: Arc<dyn Transport>,
+    uploads: Arc<HashMap<(usize, usize), Vec<u8>>>,
+    events: EventSink,
+    redactor: Arc<Redactor>,
+    permits: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    round_trips: Arc<Vec<AtomicUsize>>,
+}
+
+impl Executor {
+    /// `transports[i]` is host `i`'s connection, `None` when it could not be
+    /// made (its nodes fail at once). `uploads[(host, template)]` holds the
+    /// rendered templates. `parallel` bounds the nodes running at once.
+    pub fn new(
+        transports: Vec<Option<Arc<dyn Transport>>>,
+        local: Arc<dyn Transport>,
+        uploads: HashMap<(usize, usize), Vec<u8>>,
+        events: EventSink,
+        redactor: Redactor,
+        parallel: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let n = transports.len();
+        Executor {
+            transports,
+            local,
+            uploads: Arc::new(uploads),
+            events,
+            redactor: Arc::new(redactor),
+            permits: Arc::new(Semaphore::new(parallel.max(1))),
+            shutdown,
+            round_trips: Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect()),
+        }
+    }
+
+    /// Replaces the rendered templates (after the release id changed).
+    pub fn set_uploads(&mut self, uploads: HashMap<(usize, usize), Vec<u8>>) {
+        self.uploads = Arc::new(uploads);
+    }
+
+    pub fn round_trips(&self, host: usize) -> usize {
+        self.round_trips[host].load(Ordering::Relaxed)
+    }
+
+    pub fn interrupted(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.events
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Runs one script on host `h` outside the plan (undo, unlock), with the
+    /// same accounting and events as a node.
+    pub async fn run_on(
+        &self,
+        h: usize,
+        label: &str,
+        step: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> NodeResult {
+        let Some(t) = self.transports[h].clone() else {
+            return NodeResult {
+                ok: false,
+                output: None,
+                reason: Some("not connected".into()),
+                duration: Duration::ZERO,
+            };
+        };
+        run_one(RunOne {
+            transport: t,
+            label: label.to_string(),
+            step: step.to_string(),
+            script: script.to_string(),
+            stdin: None,
+            timeout,
+            events: self.events.clone(),
+            redactor: self.redactor.clone(),
+            counter: Some((self.round_trips.clone(), h)),
+        })
+        .await
+    }
+
+    /// Runs the nodes of `plan` for which `include` is true, in dependency
+    /// order, until all have run or been skipped. After an interrupt, starts
+    /// nothing new and lets running nodes finish (or time out).
+    pub async fn run(
+        &mut self,
+        plan: &Plan,
+        include: impl Fn(usize) -> bool,
+    ) -> (Vec<Option<NodeResult>>, Queue) {
+        let mut queue = Queue::new(plan, include);
+        let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
+        let mut running: JoinSet<(usize, NodeResult)> = JoinSet::new();
+        let mut announced_batch: Option<usize> = None;
+        let mut interrupted = self.interrupted();
+        if interrupted {
+            queue.cancel_pending();
+        }
+        loop {
+            if !interrupted {
+                while let Some(n) = queue.dequeue() {
+                    let node = &plan.nodes[n];
+                    let Some(si) = node.step else {
+                        queue.finish(n, true);
+                        continue;
+                    };
+                    let step = &plan.steps[si];
+                    if let (Some(h), crate::plan::Phase::Publish) = (node.host, step.phase) {
+                        if let Some(b) = plan.batches.iter().position(|b| b.contains(&h)) {
+                            if announced_batch.is_none_or(|a| a < b) && plan.batches.len() > 1 {
+                                announced_batch = Some(b);
+                                self.events.send(Event::BatchStarted {
+                                    index: b + 1,
+                                    of: plan.batches.len(),
+                                    hosts: plan.batches[b]
+                                        .iter()
+                                        .map(|&x| plan.hosts[x].name.clone())
+                                        .collect(),
+                                });
+                            }
+                        }
+                    }
+                    let (transport, label, counter) = match node.host {
+                        Some(h) => match &self.transports[h] {
+                            Some(t) => (
+                                t.clone(),
+                                plan.hosts[h].name.clone(),
+                                Some((self.round_trips.clone(), h)),
+                            ),
+                            None => {
+                                let r = NodeResult {
+                                    ok: false,
+                                    output: None,
+                                    reason: Some("not connected".into()),
+                                    duration: Duration::ZERO,
+                                };
+                                results[n] = Some(r);
+                                queue.finish(n, false);
+                                continue;
+                            }
+                        },
+                        None => (self.local.clone(), LOCAL_LABEL.to_string(), None),
+                    };
+                    let stdin = match &node.action {
+                        Action::Upload { template, .. } => node
+                            .host
+                            .and_then(|h| self.uploads.get(&(h, *template)).cloned()),
+                        _ => None,
+                    };
+                    let job = RunOne {
+                        transport,
+                        label,
+                        step: step.name.clone(),
+                        script: node.action.script().to_string(),
+                        stdin,
+                        timeout: step.timeout,
+                        events: self.events.clone(),
+                        redactor: self.redactor.clone(),
+                        counter,
+                    };
+                    let permits = self.permits.clone();
+                    running.spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        (n, run_one(job).await)
+                    });
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = running.join_next() => {
+                    match joined {
+                        Some(Ok((n, r))) => {
+                            queue.finish(n, r.ok);
+                            results[n] = Some(r);
+                        }
+                        Some(Err(e)) => {
+                            // A panicking node is a bug; the run still ends
+                            // cleanly with the rest recorded.
+                            self.events.send(Event::Notice(format!("internal error in a step: {e}")));
+                        }
+                        None => {}
+                    }
+                }
+                _ = self.shutdown.changed(), if !interrupted => {
+                    interrupted = true;
+                    queue.cancel_pending();
+                    self.events.send(Event::Notice(format!(
+                        "interrupted: starting nothing new; waiting for {} running step(s) to finish",
+                        running.len()
+                    )));
+                }
+            }
+        }
+        // Nodes whose state says they ran but whose result was lost count as
+        // failed.
+        for (i, r) in results.iter_mut().enumerate() {
+            if r.is_none() && queue.state(i) == NodeState::Failed {
+                *r = Some(NodeResult {
+                    ok: false,
+                    output: None,
+                    reason: Some("failed".into()),
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+        (results, queue)
+    }
+}
+
+struct RunOne {
+    transport: Arc<dyn Transport>,
+    label: String,
+    step: String,
+    script: String,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    events: EventSink,
+    redactor: Arc<Redactor>,
+    counter: Option<(Arc<Vec<AtomicUsize>>, usize)>,
+}
+
+async fn run_one(job: RunOne) -> NodeResult {
+    job.events.send(Event::StepStarted {
+        host: job.label.clone(),
+        step: job.step.clone(),
+    });
+    if let Some((c, h)) = &job.counter {
+        c[*h].fetch_add(1, Ordering::Relaxed);
+    }
+    let started = Instant::now();
+    let res = job
+        .transport
+        .run(&job.script, job.stdin.as_deref(), job.timeout)
+        .await;
+    let duration = started.elapsed();
+    let (ok, output, reason, tail_lines) = match res {
+        Ok(out) => {
+            let ok = out.success();
+            let reason = if ok {
+                None
+            } else {
+                Some(match out.status {
+                    Some(c) => format!("exit {c}"),
+                    None => "killed by a signal".to_string(),
+                })
+            };
+            let t = if ok { Vec::new() } else { tail(&out, &job.redactor) };
+            (ok, Some(out), reason, t)
+        }
+        Err(e) => {
+            let reason = match &e {
+                TransportError::Timeout { secs, .. } => format!("timed out after {secs}s"),
+                other => other.to_string(),
+            };
+            (
+                false,
+                None,
+                Some(job.redactor.apply(&reason).into_owned()),
+                Vec::new(),
+            )
+        }
+    };
+    job.events.send(Event::StepFinished {
+        host: job.label,
+        step: job.step,
+        outcome: match &reason {
+            None => StepOutcome::Ok,
+            Some(r) => StepOutcome::Failed(r.clone()),
+        },
+        duration,
+        tail: tail_lines,
+    });
+    NodeResult {
+        ok,
+        output,
+        reason,
+        duration,
+    }
+}

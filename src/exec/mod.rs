@@ -1,0 +1,10 @@
+//! The executor: runs a plan's nodes over transports with bounded
+//! concurrency, emitting events. It never prints and never `?`s out of its
+//! loop: failures are recorded, dependents skipped, running work finished.
+
+pub mod event;
+pub mod executor;
+
+pub use event::{Event, HostSummary, StepOutcome, Summary};
+pub use executor::{EventSink, Executor, NodeResult};
+pub mod connect;

@@ -1,0 +1,20 @@
+//! shipit: a deployment orchestrator in the Capistrano tradition.
+//!
+//! Four layers, one direction: [`config`] (what the user wrote, validated),
+//! [`plan`] (a pure task graph of step x host), [`exec`] (runs the graph over
+//! a [`transport::Transport`], emitting events) and [`report`] (events in,
+//! output out). [`cmd`] wires them into the subcommands.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod exec;
+pub mod git;
+pub mod ledger;
+pub mod lock;
+pub mod outcome;
+pub mod plan;
+pub mod redact;
+pub mod report;
+pub mod shell;
+pub mod transport;

@@ -1,0 +1,520 @@
+//! The shell scripts each step sends to a host. Pure functions: every value
+//! from config or the run is quoted with [`crate::shell::quote`], and every
+//! path is built from `deploy_to` plus a validated relative path.
+
+use std::time::Duration;
+
+use crate::ledger::{Entry, EventKind, LEDGER_PATH};
+use crate::shell::{join, parent, quote};
+
+use super::release::ReleaseInfo;
+
+/// Exit status a lock script uses to say the lock is held by someone else.
+pub const LOCKED_STATUS: i32 = 75;
+
+/// Where the lock lives, relative to `deploy_to`.
+pub const LOCK_DIR: &str = ".shipit/lock";
+
+/// The smallest free space (KiB) `check` accepts on `deploy_to`'s file system.
+pub const MIN_FREE_KB: u64 = 50 * 1024;
+
+/// Paths on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    pub deploy_to: String,
+}
+
+impl HostPaths {
+    pub fn new(deploy_to: &str) -> Self {
+        HostPaths {
+            deploy_to: deploy_to.trim_end_matches('/').to_string(),
+        }
+    }
+    pub fn at(&self, rel: &str) -> String {
+        join(&self.deploy_to, rel)
+    }
+    pub fn release(&self, id: &str) -> String {
+        self.at(&format!("releases/{id}"))
+    }
+    pub fn repo(&self) -> String {
+        self.at("repo")
+    }
+}
+
+fn script(lines: &[String]) -> String {
+    let mut s = String::from("set -e\n");
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
+
+/// Takes the lock with an atomic `mkdir`; when it is held, prints the
+/// holder's record to stderr and exits [`LOCKED_STATUS`]. On success prints
+/// the names of existing releases (so the run can mint a later id).
+pub fn lock(p: &HostPaths, holder_json: &str) -> String {
+    let lock = p.at(LOCK_DIR);
+    script(&[
+        format!("mkdir -p {}", quote(&p.at(".shipit"))),
+        format!(
+            "if ! mkdir {l} 2>/dev/null; then echo 'shipit: deploy lock held' >&2; cat {l}/info >&2 2>/dev/null || true; exit {LOCKED_STATUS}; fi",
+            l = quote(&lock)
+        ),
+        format!(
+            "printf '%s\\n' {} > {}",
+            quote(holder_json),
+            quote(&join(&lock, "info"))
+        ),
+        format!(
+            "if [ -d {r} ]; then ls -1 {r} | sed 's/^/release:/'; fi",
+            r = quote(&p.at("releases"))
+        ),
+        format!(
+            "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi",
+            c = quote(&p.at("current"))
+        ),
+    ])
+}
+
+/// What a successful lock script reported about the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockReport {
+    pub releases: Vec<String>,
+    /// The release `current` pointed to (its dir name), if any.
+    pub current: Option<String>,
+}
+
+pub fn parse_lock_output(stdout: &str) -> LockReport {
+    let mut r = LockReport::default();
+    for line in stdout.lines() {
+        if let Some(x) = line.strip_prefix("release:") {
+            r.releases.push(x.to_string());
+        } else if let Some(x) = line.strip_prefix("current:") {
+            r.current = Some(x.rsplit('/').next().unwrap_or(x).to_string());
+        }
+    }
+    r
+}
+
+/// Frees the lock only when it is still ours (its record carries `token`).
+pub fn unlock(p: &HostPaths, token: &str) -> String {
+    let lock = p.at(LOCK_DIR);
+    script(&[format!(
+        "if grep -qF {t} {i} 2>/dev/null; then rm -rf {l}; fi",
+        t = quote(token),
+        i = quote(&join(&lock, "info")),
+        l = quote(&lock)
+    )])
+}
+
+/// What `check` verifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec<'a> {
+    pub needs_git: bool,
+    /// Linked files that must already be in `shared/` (those not rendered
+    /// from a template by this run).
+    pub linked_files: Vec<&'a str>,
+}
+
+/// Preflight: dirs exist and are writable, tools present, linked files in
+/// place, enough disk space. Reports every problem, then fails if any.
+pub fn check(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
+    let mut l = vec![
+        "fail=0".to_string(),
+        format!(
+            "mkdir -p {} {} {}",
+            quote(&p.at("releases")),
+            quote(&p.at("shared")),
+            quote(&p.at(".shipit"))
+        ),
+        format!(
+            "for d in {} {}; do if [ ! -w \"$d\" ]; then echo \"not writable: $d\" >&2; fail=1; fi; done",
+            quote(&p.at("releases")),
+            quote(&p.at("shared"))
+        ),
+    ];
+    let mut tools = vec!["tar"];
+    if spec.needs_git {
+        tools.insert(0, "git");
+    }
+    for t in tools {
+        l.push(format!(
+            "if ! command -v {t} >/dev/null 2>&1; then echo \"missing command: {t}\" >&2; fail=1; fi"
+        ));
+    }
+    for f in &spec.linked_files {
+        let path = p.at(&format!("shared/{f}"));
+        l.push(format!(
+            "if [ ! -e {q} ]; then echo {msg} >&2; fail=1; fi",
+            q = quote(&path),
+            msg = quote(&format!("missing linked file: {path}"))
+        ));
+    }
+    l.push(format!(
+        "free=$(df -Pk {} | awk 'NR==2 {{print $4}}')",
+        quote(&p.deploy_to)
+    ));
+    l.push(format!(
+        "if [ -n \"$free\" ] && [ \"$free\" -lt {MIN_FREE_KB} ]; then echo \"low disk space: ${{free}} KiB free under {}, need {MIN_FREE_KB}\" >&2; fail=1; fi",
+        p.deploy_to.replace(['"', '$', '`', '\\'], "_")
+    ));
+    l.push("exit $fail".to_string());
+    script(&l)
+}
+
+/// Strategy git: clone the mirror once, then fetch; then make sure the
+/// commit is there.
+pub fn fetch_git(p: &HostPaths, repository: &str, commit: &str) -> String {
+    let repo = p.repo();
+    let tmp = p.at("repo.tmp");
+    script(&[
+        format!(
+            "if [ -d {r} ]; then git --git-dir={r} remote set-url origin {u} && git --git-dir={r} fetch --quiet --prune origin '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'; else rm -rf {t} && git clone --quiet --mirror {u} {t} && mv {t} {r}; fi",
+            r = quote(&repo),
+            t = quote(&tmp),
+            u = quote(repository)
+        ),
+        format!(
+            "if ! git --git-dir={r} cat-file -e {c}; then echo {m} >&2; exit 1; fi",
+            r = quote(&repo),
+            c = quote(&format!("{commit}^{{commit}}")),
+            m = quote(&format!("commit {commit} is not in {repository}"))
+        ),
+    ])
+}
+
+/// Appends ledger lines, timestamped on the host.
+pub fn ledger_append(p: &HostPaths, entries: &[Entry]) -> String {
+    let mut l = vec![
+        "now=$(date -u +%Y-%m-%dT%H:%M:%SZ)".to_string(),
+        format!("mkdir -p {}", quote(&p.at(".shipit"))),
+    ];
+    let mut args = String::new();
+    for e in entries {
+        let (a, b) = e.split_for_shell();
+        args.push_str(&format!(" {}\"$now\"{}", quote(&a), quote(&b)));
+    }
+    l.push(format!(
+        "printf '%s\\n'{args} >> {}",
+        quote(&p.at(LEDGER_PATH))
+    ));
+    l.join("\n")
+}
+
+/// A ledger entry for this run on `host`.
+pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
+    Entry {
+        event,
+        release: r.id.clone(),
+        commit: r.commit.clone(),
+        digest: None,
+        application: r.application.clone(),
+        stage: r.stage.clone(),
+        host: host.to_string(),
+        user: r.user.clone(),
+        build_url: r.build_url.clone(),
+        detail: None,
+        time: String::new(),
+    }
+}
+
+/// Exports the commit from the mirror into a new release dir, writes
+/// REVISION and records `staged`.
+pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
+    let rel = p.release(&r.id);
+    let tar = p.at(&format!("releases/.{}.tar", r.id));
+    script(&[
+        format!(
+            "if [ -e {rel} ]; then echo {m} >&2; exit 1; fi",
+            rel = quote(&rel),
+            m = quote(&format!("release dir {rel} already exists"))
+        ),
+        format!("mkdir -p {}", quote(&rel)),
+        format!(
+            "git --git-dir={} archive --format=tar -o {t} {c}",
+            quote(&p.repo()),
+            t = quote(&tar),
+            c = quote(&r.commit)
+        ),
+        format!(
+            "tar -x -f {t} -C {rel} && rm -f {t}",
+            t = quote(&tar),
+            rel = quote(&rel)
+        ),
+        format!(
+            "printf '%s\\n' {} > {}",
+            quote(&r.commit),
+            quote(&join(&rel, "REVISION"))
+        ),
+        ledger_append(p, &[entry(r, host, EventKind::Staged)]),
+    ])
+}
+
+/// Symlinks linked dirs and files from `shared/` into the release, creating
+/// shared dirs that are missing.
+pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str]) -> String {
+    let rel = p.release(release_id);
+    let mut l = Vec::new();
+    for d in dirs {
+        let target = p.at(&format!("shared/{d}"));
+        let link = join(&rel, d);
+        l.push(format!(
+            "mkdir -p {s} {lp} && rm -rf {k} && ln -s {s} {k}",
+            s = quote(&target),
+            lp = quote(parent(&link)),
+            k = quote(&link)
+        ));
+    }
+    for f in files {
+        let target = p.at(&format!("shared/{f}"));
+        let link = join(&rel, f);
+        l.push(format!(
+            "mkdir -p {lp} && rm -rf {k} && ln -s {s} {k}",
+            s = quote(&target),
+            lp = quote(parent(&link)),
+            k = quote(&link)
+        ));
+    }
+    if l.is_empty() {
+        l.push("true".to_string());
+    }
+    script(&l)
+}
+
+/// Writes stdin to `dest` with `mode`, atomically (temp file + rename).
+pub fn upload(dest: &str, mode: u32, tag: &str) -> String {
+    let tmp = format!("{dest}.shipit-{tag}");
+    script(&[
+        format!("mkdir -p {}", quote(parent(dest))),
+        format!("cat > {}", quote(&tmp)),
+        format!("chmod {:o} {}", mode, quote(&tmp)),
+        format!("mv -f {} {}", quote(&tmp), quote(dest)),
+    ])
+}
+
+/// The environment every task and hook sees.
+fn task_env(p: &HostPaths, r: &ReleaseInfo) -> String {
+    format!(
+        "export SHIPIT_RELEASE={} SHIPIT_COMMIT={} SHIPIT_STAGE={} SHIPIT_RELEASE_PATH={} SHIPIT_DEPLOY_TO={}",
+        quote(&r.id),
+        quote(&r.commit),
+        quote(&r.stage),
+        quote(&p.release(&r.id)),
+        quote(&p.deploy_to)
+    )
+}
+
+fn secs(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
+/// Runs a user command in `dir`, retrying `retries` times `interval` apart.
+/// `run` is the user's shell command (rendered); it is the one thing here
+/// that is meant to be shell.
+pub fn task(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    dir: &str,
+    run: &str,
+    retries: u32,
+    interval: Duration,
+) -> String {
+    let body = format!("( cd {} && {}\n)", quote(dir), run);
+    if retries == 0 {
+        return format!("{}\n{}\n", task_env(p, r), body);
+    }
+    format!(
+        "{env}\nn=0\nuntil {body}; do\n  n=$((n+1))\n  if [ \"$n\" -gt {retries} ]; then echo \"failed after $n attempts\" >&2; exit 1; fi\n  sleep {iv}\ndone\n",
+        env = task_env(p, r),
+        iv = secs(interval)
+    )
+}
+
+/// Smoke test: the task's command with retries, then records `verified`.
+pub fn smoke_test(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    host: &str,
+    run: &str,
+    retries: u32,
+    interval: Duration,
+) -> String {
+    format!(
+        "{}{}\n",
+        task(p, r, &p.at("current"), run, retries, interval),
+        ledger_append(p, &[entry(r, host, EventKind::Verified)])
+    )
+}
+
+/// Switches `current` atomically (temp link + rename) and records
+/// `published`.
+pub fn publish(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
+    let tmp = p.at(&format!(".current.{}", r.id));
+    script(&[
+        format!(
+            "if [ ! -d {} ]; then echo {} >&2; exit 1; fi",
+            quote(&p.release(&r.id)),
+            quote(&format!("release {} is not staged", r.id))
+        ),
+        format!(
+            "ln -sfn {} {}",
+            quote(&format!("releases/{}", r.id)),
+            quote(&tmp)
+        ),
+        format!("mv -fT {} {}", quote(&tmp), quote(&p.at("current"))),
+        ledger_append(p, &[entry(r, host, EventKind::Published)]),
+    ])
+}
+
+/// Appends the Capistrano-style line to `revisions.log`.
+pub fn record(p: &HostPaths, r: &ReleaseInfo) -> String {
+    let line = format!(
+        "Branch {} (at {}) deployed as release {} by {}",
+        r.reference, r.commit, r.id, r.user
+    );
+    script(&[format!(
+        "printf '%s\\n' {} >> {}",
+        quote(&line),
+        quote(&p.at("revisions.log"))
+    )])
+}
+
+/// Removes releases beyond the newest `keep`, never `current` and never the
+/// one this run just made.
+pub fn cleanup(p: &HostPaths, keep: u32, release_id: &str) -> String {
+    let releases = p.at("releases");
+    script(&[
+        format!("cd {}", quote(&releases)),
+        format!(
+            "cur=$(readlink {} 2>/dev/null | sed 's#.*/##')",
+            quote(&p.at("current"))
+        ),
+        format!(
+            "for r in $(ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | sort -r | tail -n +{}); do if [ \"$r\" != \"$cur\" ] && [ \"$r\" != {} ]; then rm -rf -- \"$r\"; echo \"removed $r\"; fi; done",
+            keep + 1,
+            quote(release_id)
+        ),
+    ])
+}
+
+/// Undo of a staging phase that did not complete: remove the staged release
+/// dir and record `failed`.
+pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> String {
+    let mut e = entry(r, host, EventKind::Failed);
+    e.detail = Some(why.to_string());
+    script(&[
+        format!("rm -rf {}", quote(&p.release(&r.id))),
+        format!(
+            "rm -f {}",
+            quote(&p.at(&format!("releases/.{}.tar", r.id)))
+        ),
+        ledger_append(p, &[e]),
+    ])
+}
+
+/// Undo of a publish: points `current` back at `previous` (or removes it
+/// when there was none) and records `failed` for this release.
+pub fn switch_back(p: &HostPaths, r: &ReleaseInfo, host: &str, previous: Option<&str>) -> String {
+    let tmp = p.at(&format!(".current.{}", r.id));
+    let mut e = entry(r, host, EventKind::Failed);
+    e.detail = Some(match previous {
+        Some(prev) => format!("switched back to {prev}"),
+        None => "switched back: no previous release".to_string(),
+    });
+    let switch = match previous {
+        Some(prev) => format!(
+            "ln -sfn {} {t} && mv -fT {t} {c}",
+            quote(&format!("releases/{prev}")),
+            t = quote(&tmp),
+            c = quote(&p.at("current"))
+        ),
+        None => format!("rm -f {}", quote(&p.at("current"))),
+    };
+    script(&[switch, ledger_append(p, &[e])])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel() -> ReleaseInfo {
+        ReleaseInfo {
+            id: "20261124T190102Z".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            reference: "main".into(),
+            user: "alice".into(),
+            application: "shop".into(),
+            stage: "staging".into(),
+            build_url: None,
+        }
+    }
+
+    #[test]
+    fn paths_are_quoted_even_when_hostile() {
+        let p = HostPaths::new("/srv/my app/$(touch x)");
+        let s = link_shared(&p, "20261124T190102Z", &["log"], &[".env"]);
+        assert!(s.contains("'/srv/my app/$(touch x)/shared/log'"), "{s}");
+        assert!(!s.contains(" /srv/my app"), "{s}");
+    }
+
+    #[test]
+    fn publish_switches_with_a_temp_link_and_rename() {
+        let p = HostPaths::new("/srv/shop");
+        let s = publish(&p, &rel(), "web-1");
+        assert!(s.contains("ln -sfn 'releases/20261124T190102Z' '/srv/shop/.current.20261124T190102Z'"));
+        assert!(s.contains("mv -fT '/srv/shop/.current.20261124T190102Z' '/srv/shop/current'"));
+        assert!(s.contains("\"event\":\"published\""));
+    }
+
+    #[test]
+    fn lock_uses_mkdir_and_a_distinct_status() {
+        let s = lock(&HostPaths::new("/srv/shop"), "{\"user\":\"alice\"}");
+        assert!(s.contains("mkdir '/srv/shop/.shipit/lock'"));
+        assert!(s.contains("exit 75"));
+    }
+
+    #[test]
+    fn task_retries_only_when_asked() {
+        let p = HostPaths::new("/srv/shop");
+        let once = task(&p, &rel(), "/srv/shop/current", "true", 0, Duration::from_secs(1));
+        assert!(!once.contains("until"));
+        let retried = task(&p, &rel(), "/srv/shop/current", "true", 3, Duration::from_millis(1500));
+        assert!(retried.contains("-gt 3"));
+        assert!(retried.contains("sleep 1.500"));
+    }
+
+    #[test]
+    fn record_uses_capistrano_wording() {
+        let s = record(&HostPaths::new("/srv/shop"), &rel());
+        assert!(s.contains("Branch main (at 0123456789abcdef0123456789abcdef01234567) deployed as release 20261124T190102Z by alice"));
+    }
+
+    #[tokio::test]
+    async fn scripts_run_for_real_in_a_temp_dir() {
+        use crate::transport::{local::LocalTransport, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app dir");
+        let p = HostPaths::new(d.to_str().unwrap());
+        let t = LocalTransport::new("localhost");
+        let run = |s: String| {
+            let t = t.clone();
+            async move { t.run(&s, None, Duration::from_secs(20)).await.unwrap() }
+        };
+        let out = run(lock(&p, "{\"token\":\"T1\"}")).await;
+        assert!(out.success(), "{}", out.stderr_str());
+        let again = run(lock(&p, "{\"token\":\"T2\"}")).await;
+        assert_eq!(again.status, Some(LOCKED_STATUS));
+        assert!(again.stderr_str().contains("T1"));
+        // Someone else's token does not free it.
+        run(unlock(&p, "T2")).await;
+        assert!(d.join(".shipit/lock").exists());
+        run(unlock(&p, "T1")).await;
+        assert!(!d.join(".shipit/lock").exists());
+    }
+}

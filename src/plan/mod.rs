@@ -1,0 +1,16 @@
+//! The plan: a pure function from (config, stage, recipe) to a task graph
+//! of (step x host) nodes, and the shell commands each node runs.
+
+pub mod commands;
+pub mod display;
+pub mod graph;
+pub mod planner;
+pub mod queue;
+pub mod release;
+pub mod render;
+pub mod step;
+
+pub use graph::{Node, Plan, PlanHost, Recipe};
+pub use planner::{plan, Filters, PlanError, PlanInput};
+pub use release::ReleaseInfo;
+pub use step::{Action, Phase, Step, StepKind};

@@ -1,0 +1,436 @@
+//! From (config, stage, recipe) to the task graph. Pure: no I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::commands::{self, CheckSpec, HostPaths};
+use super::graph::{Node, Plan, PlanHost, Recipe};
+use super::release::ReleaseInfo;
+use super::render::{self, RenderError};
+use super::step::{builtin_phase, Action, Phase, Step, StepKind, BUILTIN_STEPS};
+use crate::config::{Batch, Config, Host, Stage, Strategy, Task};
+use crate::lock::LockHolder;
+
+/// `--hosts` / `--roles`: which hosts of the stage the run touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub hosts: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("unknown stage `{stage}`, expected one of {known}")]
+    UnknownStage { stage: String, known: String },
+    #[error("no host `{host}` in stage `{stage}` (given in --hosts)")]
+    UnknownHost { host: String, stage: String },
+    #[error("no host of stage `{stage}` has role `{role}` (given in --roles)")]
+    UnknownRole { role: String, stage: String },
+    #[error("no host of stage `{stage}` is left after --hosts/--roles")]
+    NoHosts { stage: String },
+    #[error("`strategy: copy` is not available yet in this version of shipit; use `strategy: git`")]
+    CopyStrategy,
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+/// Everything the planner needs; the world is passed in.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    pub config: &'a Config,
+    pub stage: &'a str,
+    pub recipe: Recipe,
+    pub release: &'a ReleaseInfo,
+    pub filters: &'a Filters,
+    pub env: &'a BTreeMap<String, String>,
+    pub holder: &'a LockHolder,
+}
+
+const SHORT: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_secs(600);
+
+/// The hosts of `stage` that pass the filters, in stage order.
+pub fn select_hosts<'c>(
+    config: &'c Config,
+    stage: &str,
+    filters: &Filters,
+) -> Result<(&'c Stage, Vec<&'c Host>), PlanError> {
+    let st = config.stage(stage).ok_or_else(|| PlanError::UnknownStage {
+        stage: stage.to_string(),
+        known: config
+            .stages
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    for h in &filters.hosts {
+        if !st.hosts.iter().any(|x| &x.name == h) {
+            return Err(PlanError::UnknownHost {
+                host: h.clone(),
+                stage: stage.to_string(),
+            });
+        }
+    }
+    for r in &filters.roles {
+        if !st.hosts.iter().any(|x| x.roles.contains(r)) {
+            return Err(PlanError::UnknownRole {
+                role: r.clone(),
+                stage: stage.to_string(),
+            });
+        }
+    }
+    let hosts: Vec<&Host> = st
+        .hosts
+        .iter()
+        .filter(|h| filters.hosts.is_empty() || filters.hosts.contains(&h.name))
+        .filter(|h| filters.roles.is_empty() || h.has_any_role(&filters.roles))
+        .collect();
+    if hosts.is_empty() {
+        return Err(PlanError::NoHosts {
+            stage: stage.to_string(),
+        });
+    }
+    Ok((st, hosts))
+}
+
+/// Publish batches: `canary` hosts alone first, then `batch` at a time.
+pub fn batches(n: usize, batch: Batch, canary: u32) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let canary = (canary as usize).min(n);
+    if canary > 0 {
+        out.push((0..canary).collect());
+    }
+    let size = match batch {
+        Batch::All => n.max(1),
+        Batch::Count(c) => (c as usize).max(1),
+        Batch::Percent(p) => ((n * p as usize).div_ceil(100)).max(1),
+    };
+    let rest: Vec<usize> = (canary..n).collect();
+    for chunk in rest.chunks(size) {
+        out.push(chunk.to_vec());
+    }
+    out
+}
+
+/// Step names in recipe order: built-ins with each task placed right after
+/// the step it names in `after` (tasks after tasks follow them, file order).
+fn order<'c>(config: &'c Config) -> Vec<(String, Option<&'c Task>, Phase)> {
+    fn place<'c>(
+        name: &str,
+        phase: Phase,
+        config: &'c Config,
+        out: &mut Vec<(String, Option<&'c Task>, Phase)>,
+    ) {
+        for t in config.tasks.iter().filter(|t| t.after.as_deref() == Some(name)) {
+            let phase = if phase == Phase::Prepare {
+                Phase::Staging
+            } else {
+                phase
+            };
+            out.push((t.name.clone(), Some(t), phase));
+            place(&t.name, phase, config, out);
+        }
+    }
+    let mut out = Vec::new();
+    for (name, phase) in BUILTIN_STEPS {
+        let exists = match *name {
+            "restart" | "smoke_test" => config.task(name).is_some(),
+            "link_shared" => !config.linked_dirs.is_empty() || !config.linked_files.is_empty(),
+            "render_templates" => !config.templates.is_empty(),
+            _ => true,
+        };
+        if exists {
+            out.push((name.to_string(), config.task(name), *phase));
+        }
+        place(name, *phase, config, &mut out);
+    }
+    out
+}
+
+/// Builds the plan. Deterministic for the same input.
+pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
+    let config = input.config;
+    let (stage, hosts) = select_hosts(config, input.stage, input.filters)?;
+    let release = input.release;
+    let plan_hosts: Vec<PlanHost> = hosts
+        .iter()
+        .map(|h| PlanHost {
+            name: h.name.clone(),
+            roles: h.roles.clone(),
+            transport: h.transport,
+            deploy_to: h.deploy_to.clone(),
+        })
+        .collect();
+    let contexts: Vec<_> = hosts
+        .iter()
+        .map(|h| render::context(config, h, release, input.env))
+        .collect();
+    let holder_json = serde_json::to_string(input.holder).expect("lock holder serialises");
+    let template_dests: Vec<&str> = config
+        .templates
+        .iter()
+        .filter_map(|t| t.dest.as_str().strip_prefix("shared/"))
+        .collect();
+    let check_spec = CheckSpec {
+        needs_git: config.strategy == Strategy::Git,
+        linked_files: config
+            .linked_files
+            .iter()
+            .map(|f| f.as_str())
+            .filter(|f| !template_dests.contains(f))
+            .collect(),
+    };
+    let dirs: Vec<&str> = config.linked_dirs.iter().map(|d| d.as_str()).collect();
+    let files: Vec<&str> = config.linked_files.iter().map(|d| d.as_str()).collect();
+
+    let mut steps = Vec::new();
+    // Per step: which hosts, and each host's actions.
+    let mut work: Vec<Vec<(Option<usize>, Vec<Action>)>> = Vec::new();
+    for (name, task, phase) in order(config) {
+        let builtin = builtin_phase(&name).is_some();
+        let local = task.is_some_and(|t| t.local);
+        let timeout = match (task, name.as_str()) {
+            (Some(t), _) => t.timeout.unwrap_or(LONG),
+            (None, "fetch" | "create_release") => LONG,
+            _ => SHORT,
+        };
+        steps.push(Step {
+            name: name.clone(),
+            kind: if builtin {
+                StepKind::Builtin
+            } else {
+                StepKind::Task
+            },
+            phase,
+            local,
+            always: name == "unlock",
+            timeout,
+        });
+        let mut per_host = Vec::new();
+        if local {
+            let t = task.expect("local steps are tasks");
+            // Local tasks render with the first host's context: vars that
+            // differ per host are not meaningful on the shipit machine.
+            let run = render::render(
+                &t.run,
+                &contexts[0],
+                &format!("task `{}`", t.name),
+                "local",
+            )?;
+            per_host.push((None, vec![Action::Shell(run)]));
+            work.push(per_host);
+            continue;
+        }
+        let runs_on: Vec<usize> = match task {
+            Some(t) => {
+                let matching: Vec<usize> = (0..hosts.len())
+                    .filter(|&i| hosts[i].has_any_role(&t.roles))
+                    .collect();
+                if t.once {
+                    matching.into_iter().take(1).collect()
+                } else {
+                    matching
+                }
+            }
+            None => (0..hosts.len()).collect(),
+        };
+        for i in runs_on {
+            let h = hosts[i];
+            let p = HostPaths::new(&h.deploy_to);
+            let rendered = |t: &Task| {
+                render::render(
+                    &t.run,
+                    &contexts[i],
+                    &format!("task `{}`", t.name),
+                    &h.name,
+                )
+            };
+            let actions = match (name.as_str(), task) {
+                ("lock", _) => vec![Action::Shell(commands::lock(&p, &holder_json))],
+                ("check", _) => vec![Action::Shell(commands::check(&p, &check_spec))],
+                ("fetch", _) => match config.strategy {
+                    Strategy::Git => vec![Action::Shell(commands::fetch_git(
+                        &p,
+                        &config.repository,
+                        &release.commit,
+                    ))],
+                    Strategy::Copy => return Err(PlanError::CopyStrategy),
+                },
+                ("create_release", _) => vec![Action::Shell(commands::create_release_git(
+                    &p, release, &h.name,
+                ))],
+                ("link_shared", _) => vec![Action::Shell(commands::link_shared(
+                    &p,
+                    &release.id,
+                    &dirs,
+                    &files,
+                ))],
+                ("render_templates", _) => config
+                    .templates
+                    .iter()
+                    .enumerate()
+                    .map(|(ti, t)| Action::Upload {
+                        template: ti,
+                        script: commands::upload(&p.at(t.dest.as_str()), t.mode, &release.id),
+                    })
+                    .collect(),
+                ("publish", _) => vec![Action::Shell(commands::publish(&p, release, &h.name))],
+                ("restart", Some(t)) => vec![Action::Shell(commands::task(
+                    &p,
+                    release,
+                    &p.at("current"),
+                    &rendered(t)?,
+                    t.retries,
+                    t.interval,
+                ))],
+                ("smoke_test", Some(t)) => vec![Action::Shell(commands::smoke_test(
+                    &p,
+                    release,
+                    &h.name,
+                    &rendered(t)?,
+                    t.retries,
+                    t.interval,
+                ))],
+                ("record", _) => vec![Action::Shell(commands::record(&p, release))],
+                ("cleanup", _) => vec![Action::Shell(commands::cleanup(
+                    &p,
+                    config.keep_releases,
+                    &release.id,
+                ))],
+                ("unlock", _) => vec![Action::Shell(commands::unlock(&p, &input.holder.token))],
+                (_, Some(t)) => {
+                    let dir = if phase >= Phase::Publish {
+                        p.at("current")
+                    } else {
+                        p.release(&release.id)
+                    };
+                    vec![Action::Shell(commands::task(
+                        &p,
+                        release,
+                        &dir,
+                        &rendered(t)?,
+                        t.retries,
+                        t.interval,
+                    ))]
+                }
+                (other, None) => unreachable!("built-in step `{other}` has no command"),
+            };
+            per_host.push((Some(i), actions));
+        }
+        work.push(per_host);
+    }
+
+    let batches = batches(hosts.len(), stage.rollout.batch, stage.rollout.canary);
+    let nodes = wire(&steps, &work, hosts.len(), &batches);
+    Ok(Plan {
+        recipe: input.recipe,
+        stage: stage.name.clone(),
+        release: release.clone(),
+        hosts: plan_hosts,
+        steps,
+        nodes,
+        batches,
+    })
+}
+
+/// Lays the nodes out with their dependencies: a chain per host within a
+/// phase (or publish batch), and a barrier node between phases and batches
+/// so that dependencies stay linear in the number of hosts.
+fn wire(
+    steps: &[Step],
+    work: &[Vec<(Option<usize>, Vec<Action>)>],
+    n_hosts: usize,
+    batches: &[Vec<usize>],
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut barrier: Option<usize> = None;
+    let all: Vec<usize> = (0..n_hosts).collect();
+    for phase in [Phase::Prepare, Phase::Staging, Phase::Publish, Phase::Finish] {
+        let in_phase: Vec<usize> = (0..steps.len())
+            .filter(|&s| steps[s].phase == phase)
+            .collect();
+        if in_phase.is_empty() {
+            continue;
+        }
+        let groups: Vec<&[usize]> = if phase == Phase::Publish {
+            batches.iter().map(|b| b.as_slice()).collect()
+        } else {
+            vec![all.as_slice()]
+        };
+        let last_group = groups.len() - 1;
+        for (gi, group) in groups.iter().enumerate() {
+            let mut last: HashMap<usize, usize> = HashMap::new();
+            let mut ends: Vec<usize> = Vec::new();
+            for &s in &in_phase {
+                for (host, actions) in &work[s] {
+                    match host {
+                        Some(h) if group.contains(h) => {
+                            for a in actions {
+                                let deps = match last.get(h) {
+                                    Some(&prev) => vec![prev],
+                                    None => barrier.into_iter().collect(),
+                                };
+                                nodes.push(Node {
+                                    step: Some(s),
+                                    host: Some(*h),
+                                    action: a.clone(),
+                                    deps,
+                                });
+                                last.insert(*h, nodes.len() - 1);
+                            }
+                        }
+                        None if gi == last_group => {
+                            // A local task waits for everything before it
+                            // in this group; hosts do not wait for it.
+                            let mut deps: Vec<usize> = last.values().copied().collect();
+                            deps.sort_unstable();
+                            deps.extend(ends.iter().copied());
+                            if deps.is_empty() {
+                                deps.extend(barrier);
+                            }
+                            nodes.push(Node {
+                                step: Some(s),
+                                host: None,
+                                action: actions[0].clone(),
+                                deps,
+                            });
+                            ends.push(nodes.len() - 1);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let mut tails: Vec<usize> = last.values().copied().collect();
+            tails.sort_unstable();
+            tails.extend(ends);
+            if !tails.is_empty() {
+                nodes.push(Node {
+                    step: None,
+                    host: None,
+                    action: Action::Barrier,
+                    deps: tails,
+                });
+                barrier = Some(nodes.len() - 1);
+            }
+        }
+    }
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_follow_canary_then_size() {
+        assert_eq!(batches(3, Batch::All, 0), vec![vec![0, 1, 2]]);
+        assert_eq!(batches(5, Batch::Count(2), 1), vec![vec![0], vec![1, 2], vec![3, 4]]);
+        // 25% of 13 hosts is 4 (rounded up).
+        let b = batches(13, Batch::Percent(25), 1);
+        assert_eq!(b[0], vec![0]);
+        assert_eq!(b[1].len(), 4);
+        assert_eq!(b.iter().map(|x| x.len()).sum::<usize>(), 13);
+        assert_eq!(batches(2, Batch::All, 5), vec![vec![0, 1]]);
+    }
+}

@@ -1,0 +1,96 @@
+//! Steps of the release recipe and the phases they belong to.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where a step sits in the run. Phases are barriers: no host starts a
+/// phase before every host has finished the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Take the deploy lock on every host.
+    Prepare,
+    /// Everything that builds the release without touching `current`.
+    Staging,
+    /// Switch, restart, smoke-test; batch by batch.
+    Publish,
+    /// Record, clean up, unlock.
+    Finish,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Prepare => "prepare",
+            Phase::Staging => "staging",
+            Phase::Publish => "publish",
+            Phase::Finish => "finish",
+        })
+    }
+}
+
+/// The built-in steps, in recipe order, with their phase.
+pub const BUILTIN_STEPS: &[(&str, Phase)] = &[
+    ("lock", Phase::Prepare),
+    ("check", Phase::Staging),
+    ("fetch", Phase::Staging),
+    ("create_release", Phase::Staging),
+    ("link_shared", Phase::Staging),
+    ("render_templates", Phase::Staging),
+    ("publish", Phase::Publish),
+    ("restart", Phase::Publish),
+    ("smoke_test", Phase::Publish),
+    ("record", Phase::Finish),
+    ("cleanup", Phase::Finish),
+    ("unlock", Phase::Finish),
+];
+
+pub fn builtin_phase(name: &str) -> Option<Phase> {
+    BUILTIN_STEPS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+}
+
+/// What a step does, beyond its shell command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    Builtin,
+    /// A user task from `tasks:`.
+    Task,
+}
+
+/// What a node sends to its host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run this script with `sh -c`.
+    Shell(String),
+    /// Render template number `template` of the config for this host and
+    /// feed it to `script` on stdin.
+    Upload { template: usize, script: String },
+    /// Nothing to run: a barrier between phases or batches.
+    Barrier,
+}
+
+impl Action {
+    pub fn script(&self) -> &str {
+        match self {
+            Action::Shell(s) => s,
+            Action::Upload { script, .. } => script,
+            Action::Barrier => "",
+        }
+    }
+}
+
+/// One step of the plan (its per-host work is in the plan's nodes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub phase: Phase,
+    /// Runs on the machine running shipit instead of on the hosts.
+    pub local: bool,
+    /// Runs even after a failure (unlock), on every host that got this far.
+    pub always: bool,
+    /// The time limit of one node of this step.
+    pub timeout: Duration,
+}

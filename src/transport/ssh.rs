@@ -1,0 +1,731 @@
+//! `transport: ssh`: one OpenSSH ControlMaster connection per host (through
+//! the `openssh` crate), shared by every command run on that host.
+//!
+//! The system `ssh` client does the work, so everything a user has in their
+//! ssh config (aliases, `ProxyJump`, agents, certificates) applies as it
+//! would for `ssh HOST`. It always runs with `BatchMode=yes`: no password or
+//! passphrase prompt can ever hang a run.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::{CommandOutput, Transport, TransportError};
+use crate::config::model::{Host, HostKeyChecking, SshSettings};
+
+/// Where and how to connect: `deploy.yml`'s `ssh:` settings merged with the
+/// host's own overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshTarget {
+    /// What ssh is given as the destination; may be an alias from the ssh
+    /// config.
+    pub host: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    pub proxy_jump: Option<String>,
+    /// Passed to ssh as `-F`; `None` means ssh's own default
+    /// (`~/.ssh/config`).
+    pub config_file: Option<PathBuf>,
+    /// Rounded down to whole seconds, at least one.
+    pub connect_timeout: Duration,
+    pub host_key_checking: HostKeyChecking,
+}
+
+impl SshTarget {
+    /// The target for `host` of a stage, with the global `ssh:` settings.
+    /// The host's `user` and `port` already carry the global defaults.
+    pub fn for_host(host: &Host, ssh: &SshSettings) -> SshTarget {
+        SshTarget {
+            host: host.name.clone(),
+            user: host.user.clone(),
+            port: host.port,
+            identity_file: ssh.identity_file.clone(),
+            proxy_jump: ssh.proxy_jump.clone(),
+            config_file: ssh.config_file.clone(),
+            connect_timeout: ssh.connect_timeout,
+            host_key_checking: ssh.host_key_checking,
+        }
+    }
+}
+
+/// How often ssh checks that a quiet server is still there (three missed
+/// answers end the connection), so a host that vanishes is noticed even
+/// between commands.
+const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long the clean-up of a timed-out command may take on the host.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Unix socket paths hold at most 107 bytes. Under the control directory
+/// openssh creates `/.ssh-connectionXXXXXX/master` (29 bytes), and ssh
+/// binds a temporary `.` + 16 characters next to it before renaming.
+const MAX_CONTROL_DIR_LEN: usize = 107 - 29 - 17;
+
+/// The first line the remote wrapper writes to stderr, before the script
+/// starts: the process group of the command, so a timeout can end it.
+const PID_MARKER: &[u8] = b"shipit-pid:";
+
+/// Runs scripts on one host over a multiplexed ssh connection.
+///
+/// Commands may run concurrently; each opens a session on the shared
+/// master connection (sshd's `MaxSessions`, 10 by default, bounds how many
+/// at once).
+#[derive(Debug)]
+pub struct SshTransport {
+    host: String,
+    /// `None` once closed.
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+impl SshTransport {
+    /// Opens the master connection to `target`, with its control socket in
+    /// a new directory under `control_dir`.
+    ///
+    /// `control_dir` must exist and be short: unix socket paths are limited
+    /// to about 100 bytes, so at most 61 bytes are left for it. Every failure
+    /// (DNS, TCP, authentication, host key) is a [`TransportError::Connect`]
+    /// whose reason carries ssh's own message and, for host keys, how to
+    /// trust the key.
+    pub async fn connect(
+        target: &SshTarget,
+        control_dir: &Path,
+    ) -> Result<SshTransport, TransportError> {
+        let fail = |reason: String| TransportError::Connect {
+            host: target.host.clone(),
+            reason,
+        };
+        check_destination(&target.host).map_err(fail)?;
+        check_control_dir(control_dir).map_err(fail)?;
+        let session = session_builder(target, control_dir)
+            .connect(&target.host)
+            .await
+            .map_err(|e| fail(connect_failure(target, &e)))?;
+        Ok(SshTransport {
+            host: target.host.clone(),
+            session: Mutex::new(Some(Arc::new(session))),
+        })
+    }
+
+    fn session(&self) -> Result<Arc<Session>, TransportError> {
+        let guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        guard.clone().ok_or_else(|| TransportError::Io {
+            host: self.host.clone(),
+            reason: "the connection was closed".to_string(),
+        })
+    }
+
+    fn io_error(&self, what: &str, e: impl std::fmt::Display) -> TransportError {
+        TransportError::Io {
+            host: self.host.clone(),
+            reason: format!("{what}: {e}"),
+        }
+    }
+
+    /// Ends the process group `pgid` on the host: TERM, then KILL for
+    /// whatever is still there after about two seconds. Best effort.
+    async fn kill_remote(&self, session: &Arc<Session>, pgid: u32) {
+        let mut cmd = Arc::clone(session).arc_raw_command(remote_command(&kill_script(pgid)));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = tokio::time::timeout(KILL_TIMEOUT, cmd.status()).await;
+    }
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Runs `script` as `sh -c SCRIPT` on the host (the remote sh sees it
+    /// verbatim). On timeout the command's whole process group on the host
+    /// is ended, not only the local ssh client.
+    ///
+    /// ssh cannot tell a command that exited 255 from one killed by a
+    /// signal: both are reported as status 255 while the connection is up.
+    /// If the connection itself is gone, the result is a
+    /// [`TransportError::Io`].
+    async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        let session = self.session()?;
+        let mut cmd = Arc::clone(&session).arc_raw_command(remote_command(script));
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| self.io_error("cannot start the command", e))?;
+        let stdin_pipe = child.stdin().take();
+        let stdout_pipe = child.stdout().take();
+        let stderr_pipe = child.stderr().take();
+
+        let mut stdout = Vec::new();
+        let mut stderr = StderrCapture::default();
+        let outcome = tokio::time::timeout(timeout, async {
+            // Written concurrently with reading output, so a large upload
+            // cannot deadlock against a full stdout pipe. A command that
+            // does not read its stdin makes the write fail; that is fine.
+            let feed = async {
+                if let (Some(mut pipe), Some(data)) = (stdin_pipe, stdin) {
+                    let _ = pipe.write_all(data).await;
+                    let _ = pipe.shutdown().await;
+                }
+            };
+            let (_, out, err) = tokio::join!(
+                feed,
+                read_all(stdout_pipe, &mut stdout),
+                stderr.read_all(stderr_pipe)
+            );
+            out.and(err)
+                .map_err(|e| self.io_error("reading the command's output failed", e))?;
+            Ok(child.wait().await)
+        })
+        .await;
+
+        let waited = match outcome {
+            Ok(Ok(waited)) => waited,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                // The local ssh client is already gone (dropped with the
+                // future); the command itself still runs on the host.
+                if let Some(pgid) = stderr.pgid {
+                    self.kill_remote(&session, pgid).await;
+                }
+                return Err(TransportError::Timeout {
+                    host: self.host.clone(),
+                    secs: timeout.as_secs(),
+                });
+            }
+        };
+        let status = match waited {
+            Ok(status) => status.code(),
+            // openssh reads exit statuses 127 and 255 as its own errors;
+            // for `sh -c` they are the script's statuses.
+            Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => Some(127),
+            Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
+                Ok(()) => Some(255),
+                Err(e) => {
+                    return Err(self.io_error("the connection was lost", error_chain(&e)));
+                }
+            },
+            Err(e) => return Err(self.io_error("the command failed", error_chain(&e))),
+        };
+        Ok(CommandOutput {
+            status,
+            stdout,
+            stderr: stderr.buf,
+        })
+    }
+
+    /// Ends the master connection. Commands still running keep it alive
+    /// until they finish; later calls to `run` fail.
+    async fn close(&self) -> Result<(), TransportError> {
+        let session = {
+            let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            guard.take()
+        };
+        let Some(session) = session else {
+            return Ok(());
+        };
+        match Arc::try_unwrap(session) {
+            Ok(session) => session
+                .close()
+                .await
+                .map_err(|e| self.io_error("closing the connection failed", error_chain(&e))),
+            // The last running command drops it, which ends the master.
+            Err(_shared) => Ok(()),
+        }
+    }
+}
+
+/// The builder for `target`. openssh itself always adds `BatchMode=yes`,
+/// `-T` for commands, and `StrictHostKeyChecking` from `known_hosts_check`;
+/// options given here win over the ssh config file.
+fn session_builder(target: &SshTarget, control_dir: &Path) -> SessionBuilder {
+    let mut b = SessionBuilder::default();
+    b.known_hosts_check(known_hosts(target.host_key_checking))
+        .connect_timeout(connect_timeout(target.connect_timeout))
+        .server_alive_interval(SERVER_ALIVE_INTERVAL)
+        .control_directory(control_dir);
+    if let Some(user) = &target.user {
+        b.user(user.clone());
+    }
+    if let Some(port) = target.port {
+        b.port(port);
+    }
+    if let Some(key) = &target.identity_file {
+        // openssh adds `IdentitiesOnly=yes` with it.
+        b.keyfile(key);
+    }
+    if let Some(jump) = &target.proxy_jump {
+        b.jump_hosts([jump]);
+    }
+    if let Some(config) = &target.config_file {
+        b.config_file(config);
+    }
+    b
+}
+
+fn known_hosts(checking: HostKeyChecking) -> KnownHosts {
+    match checking {
+        HostKeyChecking::Strict => KnownHosts::Strict,
+        HostKeyChecking::AcceptNew => KnownHosts::Add,
+    }
+}
+
+/// ssh takes whole seconds, and `ConnectTimeout=0` would mean none at all.
+fn connect_timeout(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs().max(1))
+}
+
+/// ssh reads a destination starting with `-` as an option.
+fn check_destination(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host name is empty".to_string());
+    }
+    if host.starts_with('-') {
+        return Err("a host name cannot start with `-`".to_string());
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a host name cannot contain spaces or control characters".to_string());
+    }
+    Ok(())
+}
+
+fn check_control_dir(dir: &Path) -> Result<(), String> {
+    let len = dir.as_os_str().len();
+    if len > MAX_CONTROL_DIR_LEN {
+        return Err(format!(
+            "the control directory `{}` is too long for a unix socket path \
+             ({len} bytes, at most {MAX_CONTROL_DIR_LEN})",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Why the master connection could not be set up, in words a user can act
+/// on.
+fn connect_failure(target: &SshTarget, err: &openssh::Error) -> String {
+    match err {
+        openssh::Error::Connect(e) => explain_ssh_stderr(target, &e.to_string()),
+        openssh::Error::Ssh(e) if e.kind() == io::ErrorKind::NotFound => {
+            "the `ssh` client is not installed (package openssh-client)".to_string()
+        }
+        openssh::Error::Master(e) => format!("cannot set up the ssh control socket: {e}"),
+        other => error_chain(other),
+    }
+}
+
+/// Turns what ssh printed when it gave up into a reason, with a hint for
+/// the failures that need one.
+fn explain_ssh_stderr(target: &SshTarget, stderr: &str) -> String {
+    let host = &target.host;
+    let detail = ssh_message(stderr);
+    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        let entry = match target.port {
+            Some(port) if port != 22 => format!("'[{host}]:{port}'"),
+            _ => host.clone(),
+        };
+        return format!(
+            "the host key of `{host}` has changed since it was trusted (a reinstalled \
+             server, or someone in the middle); if the change is expected, forget the \
+             old key with `ssh-keygen -R {entry}` and trust the new one (ssh: {detail})"
+        );
+    }
+    if stderr.contains("Host key verification failed")
+        || stderr.contains("host key is known for")
+    {
+        let port = match target.port {
+            Some(port) if port != 22 => format!(" -p {port}"),
+            _ => String::new(),
+        };
+        return format!(
+            "host key verification failed: the host key of `{host}` is not in known_hosts \
+             and host key checking is strict; after checking its fingerprint, trust it \
+             with `ssh-keyscan{port} {host} >> ~/.ssh/known_hosts` (or by running `ssh \
+             {host}` once), or set `host_key_checking: accept-new` under `ssh:` \
+             (ssh: {detail})"
+        );
+    }
+    if stderr.contains("Permission denied (") {
+        return format!(
+            "authentication failed; check `user` and `identity_file` under `ssh:`, \
+             or that the key is loaded in the ssh agent (ssh: {detail})"
+        );
+    }
+    format!("ssh: {detail}")
+}
+
+/// ssh's message on one line: banner art and blank lines dropped.
+fn ssh_message(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(|l| l.trim())
+        .map(|l| l.strip_prefix("ssh: ").unwrap_or(l))
+        .filter(|l| !l.is_empty() && !l.starts_with("@@@"))
+        .filter(|l| !l.starts_with("Warning: Permanently added"))
+        .collect();
+    if lines.is_empty() {
+        "no message".to_string()
+    } else {
+        lines.join("; ")
+    }
+}
+
+/// An openssh error with its sources, which carry the actual message.
+fn error_chain(err: &openssh::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !msg.is_empty() {
+            out.push_str(": ");
+            out.push_str(msg.trim());
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// POSIX single quoting. `!` is quoted apart too, as openssh does, so a
+/// csh login shell does not expand history.
+fn sh_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("'\\''"),
+            '!' => out.push_str("'\\!'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The command line sent to the host for `script`; sshd hands it to the
+/// login shell.
+///
+/// The login shell `exec`s sh, so sh keeps the session leader's pid, which
+/// sshd made the process group of the whole command. The wrapper reports
+/// that pid on stderr (stripped again by [`StderrCapture`]) and `exec`s
+/// `sh -c SCRIPT`, which sees the script verbatim with `$0` = `sh`.
+fn remote_command(script: &str) -> String {
+    let wrapper = "echo \"shipit-pid:$$\" >&2; exec sh -c \"$1\"";
+    format!(
+        "exec sh -c {} shipit {}",
+        sh_quote(wrapper),
+        sh_quote(script)
+    )
+}
+
+/// Ends process group `pgid`: TERM, then KILL if it is still there after
+/// about two seconds. `kill -SIG -PGID` is the spelling dash, bash and
+/// busybox all accept.
+fn kill_script(pgid: u32) -> String {
+    format!(
+        "kill -TERM -{pgid} 2>/dev/null || exit 0; i=0; \
+         while [ $i -lt 20 ] && kill -0 -{pgid} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; \
+         kill -KILL -{pgid} 2>/dev/null; exit 0"
+    )
+}
+
+async fn read_all<R: AsyncRead + Unpin>(pipe: Option<R>, buf: &mut Vec<u8>) -> io::Result<()> {
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_end(buf).await?;
+    }
+    Ok(())
+}
+
+/// The command's stderr, minus the wrapper's pid line, which it records.
+#[derive(Debug, Default)]
+struct StderrCapture {
+    buf: Vec<u8>,
+    pgid: Option<u32>,
+}
+
+impl StderrCapture {
+    async fn read_all<R: AsyncRead + Unpin>(&mut self, pipe: Option<R>) -> io::Result<()> {
+        let Some(mut pipe) = pipe else {
+            return Ok(());
+        };
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = pipe.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.push(&chunk[..n]);
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        if self.pgid.is_none() {
+            self.take_marker();
+        }
+    }
+
+    /// Finds the first complete marker line (a login shell's rc file may
+    /// have printed before it) and removes it.
+    fn take_marker(&mut self) {
+        let mut start = 0;
+        while start < self.buf.len() {
+            let end = match self.buf[start..].iter().position(|&b| b == b'\n') {
+                Some(i) => start + i,
+                // An incomplete line: wait for more.
+                None => return,
+            };
+            let line = &self.buf[start..end];
+            if let Some(pid) = line
+                .strip_prefix(PID_MARKER)
+                .and_then(|digits| std::str::from_utf8(digits).ok())
+                .and_then(|digits| digits.parse::<u32>().ok())
+            {
+                self.pgid = Some(pid);
+                self.buf.drain(start..=end);
+                return;
+            }
+            start = end + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget {
+        SshTarget {
+            host: "web-1".to_string(),
+            user: None,
+            port: None,
+            identity_file: None,
+            proxy_jump: None,
+            config_file: None,
+            connect_timeout: Duration::from_secs(10),
+            host_key_checking: HostKeyChecking::Strict,
+        }
+    }
+
+    #[test]
+    fn host_key_checking_maps_to_known_hosts_modes() {
+        assert!(matches!(
+            known_hosts(HostKeyChecking::Strict),
+            KnownHosts::Strict
+        ));
+        assert!(matches!(
+            known_hosts(HostKeyChecking::AcceptNew),
+            KnownHosts::Add
+        ));
+    }
+
+    #[test]
+    fn connect_timeout_is_whole_seconds_and_never_zero() {
+        for (given, want) in [(0, 1), (300, 1), (1000, 1), (2500, 2), (10_000, 10)] {
+            assert_eq!(
+                connect_timeout(Duration::from_millis(given)),
+                Duration::from_secs(want),
+                "{given}ms"
+            );
+        }
+    }
+
+    #[test]
+    fn builder_carries_user_and_port() {
+        let mut t = target();
+        t.user = Some("deploy".to_string());
+        t.port = Some(2222);
+        let b = session_builder(&t, Path::new("/tmp/c"));
+        assert_eq!(b.get_user(), Some("deploy"));
+        assert_eq!(b.get_port(), Some("2222"));
+        let debug = format!("{b:?}");
+        for want in [
+            "known_hosts_check: Strict",
+            "connect_timeout: Some(\"10\")",
+            "control_dir: Some(\"/tmp/c\")",
+        ] {
+            assert!(debug.contains(want), "{want} not in {debug}");
+        }
+    }
+
+    #[test]
+    fn builder_leaves_unset_options_to_the_ssh_config() {
+        let b = session_builder(&target(), Path::new("/tmp/c"));
+        assert_eq!(b.get_user(), None);
+        assert_eq!(b.get_port(), None);
+        let debug = format!("{b:?}");
+        for want in [
+            "keyfile: None",
+            "config_file: None",
+            "jump_hosts: []",
+            "user_known_hosts_file: None",
+        ] {
+            assert!(debug.contains(want), "{want} not in {debug}");
+        }
+    }
+
+    #[test]
+    fn builder_passes_key_jump_host_and_config_file() {
+        let mut t = target();
+        t.identity_file = Some(PathBuf::from("/keys/deploy"));
+        t.proxy_jump = Some("bastion.acme.com".to_string());
+        t.config_file = Some(PathBuf::from("/etc/shipit/ssh_config"));
+        t.host_key_checking = HostKeyChecking::AcceptNew;
+        let debug = format!("{:?}", session_builder(&t, Path::new("/tmp/c")));
+        for want in [
+            "keyfile: Some(\"/keys/deploy\")",
+            "jump_hosts: [\"bastion.acme.com\"]",
+            "config_file: Some(\"/etc/shipit/ssh_config\")",
+            "known_hosts_check: Add",
+        ] {
+            assert!(debug.contains(want), "{want} not in {debug}");
+        }
+    }
+
+    #[test]
+    fn destinations_that_ssh_would_misread_are_refused() {
+        assert!(check_destination("web-1.acme.internal").is_ok());
+        assert!(check_destination("fleet-1").is_ok());
+        for bad in ["", "-oProxyCommand=evil", "web 1", "web\n1"] {
+            assert!(check_destination(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_control_dirs_are_refused() {
+        assert!(check_control_dir(Path::new("/tmp/shipit-abc123/ctl")).is_ok());
+        let long = format!("/{}", "d".repeat(MAX_CONTROL_DIR_LEN));
+        let err = check_control_dir(Path::new(&long)).unwrap_err();
+        assert!(err.contains("too long for a unix socket path"), "{err}");
+    }
+
+    #[test]
+    fn unknown_host_key_says_how_to_trust_it() {
+        let mut t = target();
+        t.port = Some(2222);
+        let stderr = "No ED25519 host key is known for [web-1]:2222 and you have requested \
+                      strict checking.\r\nHost key verification failed.\r\n";
+        let reason = explain_ssh_stderr(&t, stderr);
+        assert!(reason.starts_with("host key verification failed"), "{reason}");
+        assert!(reason.contains("ssh-keyscan -p 2222 web-1"), "{reason}");
+        assert!(reason.contains("accept-new"), "{reason}");
+        assert!(reason.contains("Host key verification failed."), "{reason}");
+    }
+
+    #[test]
+    fn changed_host_key_says_how_to_forget_the_old_one() {
+        let stderr = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+                      @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+                      @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+                      Host key verification failed.\n";
+        let reason = explain_ssh_stderr(&target(), stderr);
+        assert!(reason.contains("has changed"), "{reason}");
+        assert!(reason.contains("ssh-keygen -R web-1"), "{reason}");
+        let mut t = target();
+        t.port = Some(2222);
+        let reason = explain_ssh_stderr(&t, stderr);
+        assert!(reason.contains("ssh-keygen -R '[web-1]:2222'"), "{reason}");
+    }
+
+    #[test]
+    fn other_ssh_failures_keep_ssh_s_words_on_one_line() {
+        let reason = explain_ssh_stderr(
+            &target(),
+            "ssh: connect to host web-1 port 22: Connection refused\n",
+        );
+        assert_eq!(reason, "ssh: connect to host web-1 port 22: Connection refused");
+        let reason = explain_ssh_stderr(
+            &target(),
+            "Warning: Permanently added 'web-1' (ED25519) to the list of known hosts.\n\
+             deploy@web-1: Permission denied (publickey).\n",
+        );
+        assert!(reason.starts_with("authentication failed"), "{reason}");
+        assert!(
+            reason.ends_with("(ssh: deploy@web-1: Permission denied (publickey).)"),
+            "{reason}"
+        );
+        assert_eq!(explain_ssh_stderr(&target(), "\n"), "ssh: no message");
+    }
+
+    #[test]
+    fn quoting_survives_a_posix_shell() {
+        for s in ["plain", "", "it's", "a!b", "$HOME `id` \"q\" \\ \n;|&*"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+        }
+    }
+
+    /// What the login shell does with the command line: run it with
+    /// `sh -c` here and check the script arrives verbatim, after the pid.
+    #[test]
+    fn remote_command_runs_the_script_verbatim_and_reports_its_pid() {
+        let script = "printf '%s|' \"$0\" 'it'\\''s' \"a!b\"; echo err >&2; exit 3";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(remote_command(script))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "sh|it's|a!b|");
+        let mut capture = StderrCapture::default();
+        capture.push(&out.stderr);
+        assert!(capture.pgid.is_some(), "{:?}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(capture.buf, b"err\n");
+    }
+
+    #[test]
+    fn the_pid_marker_is_found_across_chunks_and_after_rc_noise() {
+        let mut c = StderrCapture::default();
+        c.push(b"welcome from .bashrc\nshipit-p");
+        assert_eq!(c.pgid, None);
+        c.push(b"id:4242\nreal err");
+        assert_eq!(c.pgid, Some(4242));
+        c.push(b"or\nshipit-pid:1\n");
+        assert_eq!(c.pgid, Some(4242));
+        assert_eq!(c.buf, b"welcome from .bashrc\nreal error\nshipit-pid:1\n");
+    }
+
+    #[test]
+    fn a_marker_without_digits_is_kept_as_output() {
+        let mut c = StderrCapture::default();
+        c.push(b"shipit-pid:x\n");
+        assert_eq!(c.pgid, None);
+        assert_eq!(c.buf, b"shipit-pid:x\n");
+    }
+
+    #[test]
+    fn kill_script_signals_the_group_and_is_valid_sh() {
+        let s = kill_script(999_999);
+        assert!(s.starts_with("kill -TERM -999999"), "{s}");
+        assert!(s.contains("kill -KILL -999999"), "{s}");
+        // No such group: it must still exit 0, quickly.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&s)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    }
+}

@@ -1,0 +1,397 @@
+//! The release flow end to end through the real binary, with
+//! `transport: local` hosts: what a user checks after `shipit deploy`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shipit(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(args)
+        .current_dir(dir)
+        .env("SHIPIT_USER", "tester")
+        .env("CI", "true")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("shipit runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A small application repository with one commit on `main`.
+fn app_repo(root: &Path) -> (PathBuf, String) {
+    let repo = root.join("app");
+    fs::create_dir_all(repo.join("bin")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("README"), "the app\n").unwrap();
+    fs::write(repo.join("bin/serve"), "#!/bin/sh\necho serving\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    let sha = git(&repo, &["rev-parse", "HEAD"]);
+    (repo, sha)
+}
+
+fn commit(repo: &Path, file: &str, body: &str) -> String {
+    fs::write(repo.join(file), body).unwrap();
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", file]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    repo: PathBuf,
+    sha: String,
+    deploy_to: PathBuf,
+}
+
+const TASKS: &str = r#"tasks:
+  build:
+    after: link_shared
+    run: "printf 'built %s\n' \"$(cat REVISION)\" > BUILD"
+  migrate:
+    after: build
+    roles: [db]
+    once: true
+    run: "echo {{ release }} >> log/migrations.log"
+  restart:
+    run: "echo restarted >> log/restarts.log"
+  smoke_test:
+    run: "test -s BUILD && grep -q 'PORT=9090' .env"
+    retries: 1
+    interval: 100ms
+"#;
+
+fn setup(tasks: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    fs::create_dir_all(dir.join("templates")).unwrap();
+    let (repo, sha) = app_repo(tmp.path());
+    fs::write(
+        dir.join("templates/app.env.tera"),
+        "PORT={{ port }}\nHOST={{ host }}\nRELEASE={{ release }}\n",
+    )
+    .unwrap();
+    let yml = format!(
+        r#"application: shop
+repository: {repo}
+branch: main
+keep_releases: 5
+linked_files: [.env]
+linked_dirs: [log, tmp/pids]
+vars: {{ port: 8080 }}
+templates:
+  - {{ src: templates/app.env.tera, dest: shared/.env, mode: "0600" }}
+{tasks}
+stages:
+  demo:
+    hosts:
+      - {{ host: localhost, transport: local, roles: [app, db], deploy_to: ./deployed, vars: {{ port: 9090 }} }}
+"#,
+        repo = serde_json::to_string(repo.to_str().unwrap()).unwrap(),
+    );
+    fs::write(dir.join("deploy.yml"), yml).unwrap();
+    let deploy_to = dir.join("deployed");
+    Setup {
+        _tmp: tmp,
+        dir,
+        repo,
+        sha,
+        deploy_to,
+    }
+}
+
+fn current(d: &Path) -> String {
+    fs::read_link(d.join("current"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn releases(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(d.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}
+
+fn ledger_events(d: &Path) -> Vec<(String, String)> {
+    fs::read_to_string(d.join(".shipit/ledger.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("ledger lines are JSON");
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["release"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_deploy_builds_links_renders_switches_and_records() {
+    let s = setup(TASKS);
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let d = &s.deploy_to;
+    let rels = releases(d);
+    assert_eq!(rels.len(), 1);
+    let id = &rels[0];
+    assert_eq!(current(d), format!("releases/{id}"));
+    let rel = d.join("releases").join(id);
+    assert_eq!(fs::read_to_string(rel.join("REVISION")).unwrap().trim(), s.sha);
+    assert_eq!(fs::read_to_string(rel.join("README")).unwrap(), "the app\n");
+    assert_eq!(
+        fs::read_to_string(rel.join("BUILD")).unwrap(),
+        format!("built {}\n", s.sha)
+    );
+    // Linked dirs and files point into shared/.
+    for p in ["log", "tmp/pids", ".env"] {
+        let target = fs::read_link(rel.join(p)).unwrap();
+        assert_eq!(target, d.join("shared").join(p), "{p}");
+    }
+    // The template was rendered with the host's var over the global one.
+    let env_file = d.join("shared/.env");
+    let env = fs::read_to_string(&env_file).unwrap();
+    assert_eq!(env, format!("PORT=9090\nHOST=localhost\nRELEASE={id}\n"));
+    assert_eq!(fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    // Tasks ran where they should.
+    assert_eq!(
+        fs::read_to_string(d.join("shared/log/migrations.log")).unwrap(),
+        format!("{id}\n")
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("shared/log/restarts.log")).unwrap(),
+        "restarted\n"
+    );
+    // The ledger and revisions.log.
+    let events = ledger_events(d);
+    let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(kinds, ["staged", "published", "verified"]);
+    assert!(events.iter().all(|(_, r)| r == id));
+    let log = fs::read_to_string(d.join("revisions.log")).unwrap();
+    assert_eq!(
+        log.trim(),
+        format!("Branch main (at {}) deployed as release {id} by tester", s.sha)
+    );
+    // The lock is gone, the summary names the release and commit.
+    assert!(!d.join(".shipit/lock").exists());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("[localhost] publish ok")), "{stdout}");
+    assert!(stdout.contains(&format!("deploy demo: ok — release {id}, commit {}", &s.sha[..12])), "{stdout}");
+}
+
+#[test]
+fn seven_deploys_keep_five_releases_and_the_newest_is_current() {
+    let s = setup(TASKS);
+    let mut shas = Vec::new();
+    for i in 0..7 {
+        shas.push(commit(&s.repo, "VERSION", &format!("{i}\n")));
+        let out = shipit(&s.dir, &["deploy", "demo"]);
+        assert_eq!(out.status.code(), Some(0), "deploy {i}: {}", text(&out));
+    }
+    let d = &s.deploy_to;
+    let rels = releases(d);
+    assert_eq!(rels.len(), 5, "{rels:?}");
+    let newest = rels.last().unwrap();
+    assert_eq!(current(d), format!("releases/{newest}"));
+    assert_eq!(
+        fs::read_to_string(d.join("releases").join(newest).join("REVISION")).unwrap().trim(),
+        shas[6]
+    );
+    assert_eq!(fs::read_to_string(d.join("current/VERSION")).unwrap(), "6\n");
+    assert_eq!(fs::read_to_string(d.join("revisions.log")).unwrap().lines().count(), 7);
+    // The mirror was cloned once and reused.
+    assert!(d.join("repo/HEAD").exists());
+}
+
+#[test]
+fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
+    let s = setup(TASKS);
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let before = current(&s.deploy_to);
+    let broken = TASKS.replace(
+        "run: \"printf 'built %s\\n' \\\"$(cat REVISION)\\\" > BUILD\"",
+        "run: \"echo compiler exploded >&2; exit 3\"",
+    );
+    assert_ne!(broken, TASKS);
+    let yml = fs::read_to_string(s.dir.join("deploy.yml")).unwrap().replace(TASKS, &broken);
+    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
+    commit(&s.repo, "VERSION", "2\n");
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[localhost] build FAILED"), "{stdout}");
+    assert!(stdout.contains("[localhost]   | compiler exploded"), "{stdout}");
+    assert!(stdout.contains("staging failed on localhost; no host was switched"), "{stdout}");
+    assert_eq!(current(&s.deploy_to), before);
+    assert_eq!(releases(&s.deploy_to).len(), 1);
+    assert!(!s.deploy_to.join(".shipit/lock").exists());
+    let events = ledger_events(&s.deploy_to);
+    assert_eq!(events.last().unwrap().0, "failed");
+}
+
+#[test]
+fn a_held_lock_refuses_the_deploy_with_exit_4() {
+    let s = setup(TASKS);
+    let lock = s.deploy_to.join(".shipit/lock");
+    fs::create_dir_all(&lock).unwrap();
+    fs::write(
+        lock.join("info"),
+        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:01:02Z","stage":"demo","message":"hotfix in progress","token":"bobs"}"#,
+    )
+    .unwrap();
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("locked on `localhost` by `bob` on `laptop`"), "{stdout}");
+    assert!(stdout.contains("hotfix in progress"), "{stdout}");
+    // Someone else's lock is left as it was.
+    assert!(lock.join("info").exists());
+    assert!(!s.deploy_to.join("current").exists());
+}
+
+#[test]
+fn a_missing_secret_fails_before_any_host_is_touched() {
+    let s = setup(TASKS);
+    fs::write(
+        s.dir.join("templates/app.env.tera"),
+        "PORT={{ port }}\nDB_PASSWORD={{ env.SHIPIT_TEST_DB_PASSWORD }}\n",
+    )
+    .unwrap();
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("environment variable `SHIPIT_TEST_DB_PASSWORD` is not set"),
+        "{stderr}"
+    );
+    assert!(!s.deploy_to.exists());
+}
+
+#[test]
+fn secrets_never_reach_the_output() {
+    let s = setup(TASKS);
+    fs::write(
+        s.dir.join("templates/app.env.tera"),
+        "PORT={{ port }}\nDB_PASSWORD={{ env.SHIPIT_TEST_SECRET }}\n",
+    )
+    .unwrap();
+    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
+        .unwrap()
+        .replace("echo restarted >> log/restarts.log", "echo using {{ env.SHIPIT_TEST_SECRET }} >&2; exit 1");
+    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["deploy", "demo"])
+        .current_dir(&s.dir)
+        .env("CI", "true")
+        .env("SHIPIT_TEST_SECRET", "s3cr3t-value")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("[redacted]"), "{all}");
+    assert!(!all.contains("s3cr3t-value"), "{all}");
+    let plan = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["plan", "demo"])
+        .current_dir(&s.dir)
+        .env("SHIPIT_TEST_SECRET", "s3cr3t-value")
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(!text(&plan).contains("s3cr3t-value"));
+    // The rendered file on the host does carry it.
+    assert!(fs::read_to_string(s.deploy_to.join("shared/.env"))
+        .unwrap()
+        .contains("s3cr3t-value"));
+}
+
+fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn plan_prints_demo_and_production_without_connecting() {
+    for stage in ["demo", "production", "staging"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+            .args(["plan", stage, "-c", "deploy.example.yml"])
+            .current_dir(project_root())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{stage}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for step in [
+            "lock", "check", "fetch", "create_release", "link_shared", "render_templates",
+            "build", "publish", "restart", "smoke_test", "record", "cleanup", "unlock",
+        ] {
+            assert!(stdout.contains(&format!(". {step}  (")), "{stage} lacks {step}:\n{stdout}");
+        }
+        assert!(stdout.contains("mv -fT"), "{stdout}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["plan", "production", "-c", "deploy.example.yml"])
+        .current_dir(project_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Canary first, then 25% of 5 hosts (2) at a time.
+    assert!(stdout.contains("  1. web-01.example.internal\n"), "{stdout}");
+    assert!(stdout.contains("  2. web-02.example.internal, web-03.example.internal\n"), "{stdout}");
+    assert!(stdout.contains("  3. web-04.example.internal, db-1.example.internal\n"), "{stdout}");
+    // migrate is `once` on the db role: exactly one host.
+    let migrate = stdout.split(". migrate  (").nth(1).unwrap();
+    let first = migrate.lines().nth(1).unwrap();
+    assert_eq!(first.trim(), "on db-1.example.internal:");
+}
+
+#[test]
+fn plan_refuses_unknown_stages_with_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["plan", "prod", "-c", "deploy.example.yml"])
+        .current_dir(project_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage `prod`"));
+}
+
+#[test]
+fn init_writes_a_config_that_plans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_repo, _) = app_repo(tmp.path());
+    let out = shipit(&tmp.path().join("app"), &["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let again = shipit(&tmp.path().join("app"), &["init"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let plan = shipit(&tmp.path().join("app"), &["plan", "local"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let deploy = shipit(&tmp.path().join("app"), &["deploy", "local"]);
+    assert_eq!(deploy.status.code(), Some(0), "{}", text(&deploy));
+    assert!(tmp.path().join("app/.shipit-local/current/README").exists());
+}
