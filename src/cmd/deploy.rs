@@ -202,7 +202,7 @@ async fn deploy_phases(
     let mut holders: Vec<(usize, LockHolder)> = Vec::new();
     let mut lock_failed = false;
     for (n, node) in lock_plan.nodes.iter().enumerate() {
-        let (Some(h), Some(_)) = (node.host, node.step) else {
+        let (Some(h), Some(Phase::Prepare)) = (node.host, lock_plan.phase_of(n)) else {
             continue;
         };
         match (&res[n], queue.state(n)) {
@@ -282,6 +282,23 @@ async fn deploy_phases(
     Ok(outcome)
 }
 
+/// Whether this run may have created its release dir on host `h`: the step
+/// succeeded, or it broke off (timeout, lost connection) part way. A script
+/// that ran and refused (the dir already existed) created nothing, and what
+/// is there is not this run's to remove.
+fn created_release(plan: &Plan, res: &[Option<NodeResult>], queue: &Queue, h: usize) -> bool {
+    let Some(s) = plan.step_index("create_release") else {
+        return false;
+    };
+    plan.nodes_of_step(s)
+        .filter(|(_, n)| n.host == Some(h))
+        .any(|(i, _)| match queue.state(i) {
+            NodeState::Done => true,
+            NodeState::Failed => res[i].as_ref().is_none_or(|r| r.output.is_none()),
+            _ => false,
+        })
+}
+
 fn step_state(plan: &Plan, queue: &Queue, host: usize, step: &str) -> Option<NodeState> {
     let s = plan.step_index(step)?;
     plan.nodes_of_step(s)
@@ -355,10 +372,7 @@ async fn settle(
         let why = if interrupted { "interrupted" } else { "staging failed" };
         let mut failed_hosts = Vec::new();
         for h in 0..n_hosts {
-            let started = matches!(
-                step_state(plan, queue, h, "create_release"),
-                Some(NodeState::Done | NodeState::Failed)
-            );
+            let started = created_release(plan, res, queue, h);
             let failure = first_failure(plan, res, queue, Some(h));
             let mut note = match failure {
                 Some((step, r)) => {

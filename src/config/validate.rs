@@ -120,7 +120,7 @@ fn serde_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
         Some((p, m)) if !p.contains(' ') => (Some(p), m.to_string()),
         _ => (None, text.clone()),
     };
-    let msg = friendly_types(&msg);
+    let msg = friendly_types(&msg).replace("duplicate field", "duplicate key");
     let in_path = yaml_path.map(|p| format!(" in `{p}`")).unwrap_or_default();
     let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
         let (key, expected) = rest.split_once(", ").unwrap_or((rest, ""));
@@ -141,7 +141,10 @@ fn serde_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
         format!("{kind}{for_path}: {rest}")
     } else if msg == "EOF while parsing a value" {
         "unexpected end of file".to_string()
+    } else if msg.starts_with("deserializing from YAML containing more than one document") {
+        "more than one YAML document in the file, expected one".to_string()
     } else if yaml_path.is_none() && location.is_some() && !msg.starts_with("duplicate key") {
+        // What is left without a path is libyaml's syntax error.
         format!("invalid YAML: {msg}")
     } else {
         format!("{msg}{in_path}")
@@ -195,7 +198,9 @@ fn friendly_types(msg: &str) -> String {
         .replace("expected u16", "expected a port number from 1 to 65535")
         .replace("expected u32", "expected a whole number of 0 or more")
         .replace("expected a sequence", "expected a list")
-        .replace("unit value", "an empty value");
+        .replace("unit value", "an empty value")
+        .replace("expected any valid JSON value", "expected a plain YAML value")
+        .replace("invalid type: enum,", "invalid type: tagged value,");
     while let Some(i) = out.find("expected struct Raw") {
         let end = out[i + 16..]
             .find(|c: char| !c.is_ascii_alphanumeric())
@@ -402,13 +407,13 @@ impl Validator<'_> {
 
     fn ssh(&self, raw: RawSsh) -> Result<SshSettings, ConfigError> {
         if let Some(user) = &raw.user {
-            self.token(user, &ypath!["ssh", "user"], "`ssh.user`", checks::USER_EXTRA)?;
+            self.token(user, &ypath!["ssh", "user"], "`ssh.user`", "", checks::USER_EXTRA)?;
         }
         if raw.port == Some(0) {
             return Err(self.at(&ypath!["ssh", "port"], "port 0 for `ssh.port`, expected 1 to 65535"));
         }
         if let Some(jump) = &raw.proxy_jump {
-            self.token(jump, &ypath!["ssh", "proxy_jump"], "`ssh.proxy_jump`", checks::JUMP_EXTRA)?;
+            self.token(jump, &ypath!["ssh", "proxy_jump"], "`ssh.proxy_jump`", "", checks::JUMP_EXTRA)?;
         }
         let identity_file = self.local_file(raw.identity_file.as_deref(), "identity_file")?;
         let config_file = self.local_file(raw.config_file.as_deref(), "config_file")?;
@@ -437,10 +442,11 @@ impl Validator<'_> {
         })
     }
 
-    /// Rejects what could be read as an option or break a command line.
-    fn token(&self, s: &str, at: &[Seg], what: &str, extra: &str) -> Result<(), ConfigError> {
+    /// Rejects what could be read as an option or break a command line;
+    /// `whose` ends the name of the key, like " of host `a` in stage `s`".
+    fn token(&self, s: &str, at: &[Seg], what: &str, whose: &str, extra: &str) -> Result<(), ConfigError> {
         match checks::unsafe_token(s, extra) {
-            Some(reason) => Err(self.at(at, format!("invalid {what} `{}`: {reason}", show(s)))),
+            Some(reason) => Err(self.at(at, format!("invalid {what} `{}`{whose}: {reason}", show(s)))),
             None => Ok(()),
         }
     }
@@ -625,7 +631,11 @@ impl Validator<'_> {
     ) -> Result<Vec<Host>, ConfigError> {
         let raw_hosts = raw_stage.hosts.as_deref().unwrap_or_default();
         if raw_hosts.is_empty() {
-            let at = ypath!["stages", stage, "hosts"];
+            let at = if raw_stage.hosts.is_some() {
+                ypath!["stages", stage, "hosts"]
+            } else {
+                ypath!["stages", stage]
+            };
             return Err(self.at_key(&at, format!("stage `{stage}` has no hosts")));
         }
         let mut out: Vec<Host> = Vec::new();
@@ -663,7 +673,8 @@ impl Validator<'_> {
             let user = match &h.user {
                 Some(user) => {
                     let user_at = ypath!["stages", stage, "hosts", i, "user"];
-                    self.token(user, &user_at, "`user`", checks::USER_EXTRA)?;
+                    let whose = format!(" of host `{}` in stage `{stage}`", show(&h.host));
+                    self.token(user, &user_at, "`user`", &whose, checks::USER_EXTRA)?;
                     Some(user.clone())
                 }
                 None => ssh.user.clone(),
@@ -898,7 +909,7 @@ impl Validator<'_> {
                     if after == "unlock" {
                         return Err(self.at(
                             &after_at,
-                            format!("task `{name}` cannot run after `unlock`, the last step; use `cleanup`"),
+                            format!("task `{name}` cannot run after `unlock`, the last step, expected an earlier step like `cleanup`"),
                         ));
                     }
                     let is_task = raw.iter().any(|(n, _)| n == after && !DEFINABLE_STEPS.contains(&n.as_str()));

@@ -161,7 +161,8 @@ impl Executor {
         plan: &Plan,
         include: impl Fn(usize) -> bool,
     ) -> (Vec<Option<NodeResult>>, Queue) {
-        let mut queue = Queue::new(plan, include);
+        // Barriers always take part: they hold later phases back.
+        let mut queue = Queue::new(plan, |n| plan.nodes[n].step.is_none() || include(n));
         let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
         let mut running: JoinSet<(usize, NodeResult)> = JoinSet::new();
         let mut announced_batch: Option<usize> = None;

@@ -409,7 +409,13 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
     let mut e = entry(r, host, EventKind::Failed);
     e.detail = Some(why.to_string());
     script(&[
-        format!("rm -rf {}", quote(&p.release(&r.id))),
+        // Never the release `current` points at, whatever happened.
+        format!(
+            "if [ \"$(readlink {} 2>/dev/null)\" != {} ]; then rm -rf {}; fi",
+            quote(&p.at("current")),
+            quote(&format!("releases/{}", r.id)),
+            quote(&p.release(&r.id))
+        ),
         format!(
             "rm -f {}",
             quote(&p.at(&format!("releases/.{}.tar", r.id)))

@@ -40,7 +40,10 @@ pub fn next_release_id(now: DateTime<Utc>, existing: &[String]) -> String {
         .filter_map(|s| NaiveDateTime::parse_from_str(s, ID_FORMAT).ok())
         .max();
     match newest {
-        Some(n) if n.and_utc() >= now => release_id(n.and_utc() + ChronoDuration::seconds(1)),
+        // Compared at the id's resolution: whole seconds.
+        Some(n) if release_id(n.and_utc()) >= release_id(now) => {
+            release_id(n.and_utc() + ChronoDuration::seconds(1))
+        }
         _ => release_id(now),
     }
 }
@@ -65,6 +68,12 @@ mod tests {
         assert_eq!(next_release_id(t, &[]), "20261124T190102Z");
         assert_eq!(
             next_release_id(t, &["20261124T190102Z".into()]),
+            "20261124T190103Z"
+        );
+        // Within the same second as an existing release.
+        let later = t + ChronoDuration::milliseconds(500);
+        assert_eq!(
+            next_release_id(later, &["20261124T190102Z".into()]),
             "20261124T190103Z"
         );
         assert_eq!(

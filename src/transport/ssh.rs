@@ -220,6 +220,12 @@ impl Transport for SshTransport {
             Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => Some(127),
             Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
                 Ok(()) => Some(255),
+                Err(openssh::Error::Disconnected) => {
+                    return Err(TransportError::Io {
+                        host: self.host.clone(),
+                        reason: "the connection was lost".to_string(),
+                    });
+                }
                 Err(e) => {
                     return Err(self.io_error("the connection was lost", error_chain(&e)));
                 }
@@ -243,14 +249,20 @@ impl Transport for SshTransport {
         let Some(session) = session else {
             return Ok(());
         };
-        match Arc::try_unwrap(session) {
-            Ok(session) => session
-                .close()
-                .await
-                .map_err(|e| self.io_error("closing the connection failed", error_chain(&e))),
+        let session = match Arc::try_unwrap(session) {
+            Ok(session) => session,
             // The last running command drops it, which ends the master.
-            Err(_shared) => Ok(()),
+            Err(_shared) => return Ok(()),
+        };
+        if session.check().await.is_err() {
+            // The master is gone already (the host went away): nothing is
+            // left to close, and dropping removes the control directory.
+            return Ok(());
         }
+        session
+            .close()
+            .await
+            .map_err(|e| self.io_error("closing the connection failed", error_chain(&e)))
     }
 }
 
@@ -337,50 +349,92 @@ fn connect_failure(target: &SshTarget, err: &openssh::Error) -> String {
 /// the failures that need one.
 fn explain_ssh_stderr(target: &SshTarget, stderr: &str) -> String {
     let host = &target.host;
-    let detail = ssh_message(stderr);
     if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-        let entry = match target.port {
-            Some(port) if port != 22 => format!("'[{host}]:{port}'"),
-            _ => host.clone(),
-        };
+        // ssh names the exact file and entry: "remove with:" then the command.
+        let remove = stderr
+            .lines()
+            .map(str::trim)
+            .skip_while(|l| !l.ends_with("remove with:"))
+            .nth(1)
+            .filter(|l| l.starts_with("ssh-keygen "))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("ssh-keygen -R {}", known_hosts_name(target)));
+        let detail = ssh_message_lines(stderr, |l| {
+            l.starts_with("Offending ") || l.contains("has changed and you have requested")
+        });
         return format!(
             "the host key of `{host}` has changed since it was trusted (a reinstalled \
              server, or someone in the middle); if the change is expected, forget the \
-             old key with `ssh-keygen -R {entry}` and trust the new one (ssh: {detail})"
+             old key with `{remove}` and trust the new one (ssh: {detail})"
         );
     }
-    if stderr.contains("Host key verification failed")
-        || stderr.contains("host key is known for")
-    {
-        let port = match target.port {
-            Some(port) if port != 22 => format!(" -p {port}"),
-            _ => String::new(),
-        };
+    if stderr.contains("Host key verification failed") || stderr.contains("host key is known for") {
+        let keyscan = keyscan_command(target, stderr);
         return format!(
             "host key verification failed: the host key of `{host}` is not in known_hosts \
              and host key checking is strict; after checking its fingerprint, trust it \
-             with `ssh-keyscan{port} {host} >> ~/.ssh/known_hosts` (or by running `ssh \
-             {host}` once), or set `host_key_checking: accept-new` under `ssh:` \
-             (ssh: {detail})"
+             with `{keyscan} >> ~/.ssh/known_hosts` (or by running `ssh {host}` once), \
+             or set `host_key_checking: accept-new` under `ssh:` (ssh: {})",
+            ssh_message(stderr)
         );
     }
     if stderr.contains("Permission denied (") {
         return format!(
             "authentication failed; check `user` and `identity_file` under `ssh:`, \
-             or that the key is loaded in the ssh agent (ssh: {detail})"
+             or that the key is loaded in the ssh agent (ssh: {})",
+            ssh_message(stderr)
         );
     }
-    format!("ssh: {detail}")
+    format!("ssh: {}", ssh_message(stderr))
+}
+
+/// How known_hosts names the target as configured: `host` or
+/// `[host]:port`.
+fn known_hosts_name(target: &SshTarget) -> String {
+    match target.port {
+        Some(port) if port != 22 => format!("'[{}]:{port}'", target.host),
+        _ => target.host.clone(),
+    }
+}
+
+/// `ssh-keyscan` for the name ssh looked up (after resolving aliases), as
+/// in "No ED25519 host key is known for [10.0.0.5]:2222 and ...", else for
+/// the target as configured (ssh-keyscan does not read the ssh config).
+fn keyscan_command(target: &SshTarget, stderr: &str) -> String {
+    let looked_up = stderr
+        .split_once("host key is known for ")
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let (host, port) = match looked_up {
+        Some(name) => match name
+            .strip_prefix('[')
+            .and_then(|n| n.split_once("]:"))
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (name.to_string(), None),
+        },
+        None => (target.host.clone(), target.port),
+    };
+    match port {
+        Some(port) if port != 22 => format!("ssh-keyscan -p {port} {host}"),
+        _ => format!("ssh-keyscan {host}"),
+    }
 }
 
 /// ssh's message on one line: banner art and blank lines dropped.
 fn ssh_message(stderr: &str) -> String {
+    ssh_message_lines(stderr, |_| true)
+}
+
+/// The lines of ssh's message that `keep` selects, joined with `; `.
+fn ssh_message_lines(stderr: &str, keep: impl Fn(&str) -> bool) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(|l| l.trim())
         .map(|l| l.strip_prefix("ssh: ").unwrap_or(l))
         .filter(|l| !l.is_empty() && !l.starts_with("@@@"))
         .filter(|l| !l.starts_with("Warning: Permanently added"))
+        .filter(|l| keep(l))
         .collect();
     if lines.is_empty() {
         "no message".to_string()
@@ -621,13 +675,29 @@ mod tests {
     fn unknown_host_key_says_how_to_trust_it() {
         let mut t = target();
         t.port = Some(2222);
-        let stderr = "No ED25519 host key is known for [web-1]:2222 and you have requested \
+        let stderr = "No ED25519 host key is known for [10.0.0.5]:2200 and you have requested \
                       strict checking.\r\nHost key verification failed.\r\n";
         let reason = explain_ssh_stderr(&t, stderr);
-        assert!(reason.starts_with("host key verification failed"), "{reason}");
-        assert!(reason.contains("ssh-keyscan -p 2222 web-1"), "{reason}");
+        assert!(
+            reason.starts_with("host key verification failed"),
+            "{reason}"
+        );
+        // The address ssh resolved the alias to, not the alias.
+        assert!(
+            reason.contains("`ssh-keyscan -p 2200 10.0.0.5 >> ~/.ssh/known_hosts`"),
+            "{reason}"
+        );
         assert!(reason.contains("accept-new"), "{reason}");
-        assert!(reason.contains("Host key verification failed."), "{reason}");
+        assert!(
+            reason.ends_with("; Host key verification failed.)"),
+            "{reason}"
+        );
+
+        let reason = explain_ssh_stderr(&t, "Host key verification failed.\n");
+        assert!(reason.contains("`ssh-keyscan -p 2222 web-1 >>"), "{reason}");
+        let stderr = "No ED25519 host key is known for web-1 and you have requested strict";
+        let reason = explain_ssh_stderr(&target(), stderr);
+        assert!(reason.contains("`ssh-keyscan web-1 >>"), "{reason}");
     }
 
     #[test]
@@ -635,14 +705,31 @@ mod tests {
         let stderr = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
                       @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
                       @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+                      IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+                      Add correct host key in /root/.ssh/known_hosts to get rid of this message.\n\
+                      Offending ED25519 key in /root/.ssh/known_hosts:3\n  \
+                      remove with:\n  \
+                      ssh-keygen -f \"/root/.ssh/known_hosts\" -R \"[10.0.0.5]:2200\"\n\
+                      Host key for [10.0.0.5]:2200 has changed and you have requested strict checking.\n\
                       Host key verification failed.\n";
         let reason = explain_ssh_stderr(&target(), stderr);
-        assert!(reason.contains("has changed"), "{reason}");
-        assert!(reason.contains("ssh-keygen -R web-1"), "{reason}");
+        assert_eq!(
+            reason,
+            "the host key of `web-1` has changed since it was trusted (a reinstalled server, \
+             or someone in the middle); if the change is expected, forget the old key with \
+             `ssh-keygen -f \"/root/.ssh/known_hosts\" -R \"[10.0.0.5]:2200\"` and trust the \
+             new one (ssh: Offending ED25519 key in /root/.ssh/known_hosts:3; Host key for \
+             [10.0.0.5]:2200 has changed and you have requested strict checking.)"
+        );
+        // Without ssh's own advice, the name as configured.
+        let short = "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\n";
         let mut t = target();
         t.port = Some(2222);
-        let reason = explain_ssh_stderr(&t, stderr);
-        assert!(reason.contains("ssh-keygen -R '[web-1]:2222'"), "{reason}");
+        let reason = explain_ssh_stderr(&t, short);
+        assert!(
+            reason.contains("`ssh-keygen -R '[web-1]:2222'`"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -651,7 +738,10 @@ mod tests {
             &target(),
             "ssh: connect to host web-1 port 22: Connection refused\n",
         );
-        assert_eq!(reason, "ssh: connect to host web-1 port 22: Connection refused");
+        assert_eq!(
+            reason,
+            "ssh: connect to host web-1 port 22: Connection refused"
+        );
         let reason = explain_ssh_stderr(
             &target(),
             "Warning: Permanently added 'web-1' (ED25519) to the list of known hosts.\n\
@@ -691,7 +781,11 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "sh|it's|a!b|");
         let mut capture = StderrCapture::default();
         capture.push(&out.stderr);
-        assert!(capture.pgid.is_some(), "{:?}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            capture.pgid.is_some(),
+            "{:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(capture.buf, b"err\n");
     }
 

@@ -76,7 +76,10 @@ impl Fleet {
     /// SSH banner. Panics, saying why (with sshd's log), when one does not
     /// within 10 s, or when sshd is not installed.
     pub fn start(n: usize) -> Fleet {
-        assert!((1..=200).contains(&n), "a fleet has 1 to 200 hosts, not {n}");
+        assert!(
+            (1..=200).contains(&n),
+            "a fleet has 1 to 200 hosts, not {n}"
+        );
         if !Path::new(SSHD).exists() {
             panic!(
                 "{SSHD} is missing: install openssh-server (apt-get install openssh-server) \
@@ -268,7 +271,10 @@ impl Fleet {
              Subsystem sftp internal-sftp\n",
             addr = host.address,
             host_key = self.host_key.display(),
-            pid = self.dir().join(format!("sshd-{}.pid", host.index)).display(),
+            pid = self
+                .dir()
+                .join(format!("sshd-{}.pid", host.index))
+                .display(),
             auth = self.authorized_keys.display(),
         );
         if penalties {
