@@ -26,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// The configuration file.
-    #[arg(short = 'c', long = "config", global = true, default_value = "deploy.yml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "deploy.yml"
+    )]
     pub config: PathBuf,
     /// Only these hosts of the stage (comma-separated names as in deploy.yml).
     #[arg(long, global = true, value_delimiter = ',')]
@@ -97,7 +102,10 @@ mod tests {
 
     #[test]
     fn global_flags_go_anywhere() {
-        let c = Cli::try_parse_from(["shipit", "deploy", "staging", "-c", "x.yml", "--hosts", "a,b"]).unwrap();
+        let c = Cli::try_parse_from([
+            "shipit", "deploy", "staging", "-c", "x.yml", "--hosts", "a,b",
+        ])
+        .unwrap();
         assert_eq!(c.global.config, PathBuf::from("x.yml"));
         assert_eq!(c.global.hosts, vec!["a", "b"]);
     }

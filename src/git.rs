@@ -90,14 +90,14 @@ fn resolve_remote(repository: &str, reference: &str) -> Result<Resolved, GitErro
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // Prefer an exact branch, then a peeled tag, then anything.
-    let rows: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .collect();
+    let rows: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
     let pick = rows
         .iter()
         .find(|(_, r)| *r == format!("refs/heads/{reference}"))
-        .or_else(|| rows.iter().find(|(_, r)| *r == format!("refs/tags/{reference}^{{}}")))
+        .or_else(|| {
+            rows.iter()
+                .find(|(_, r)| *r == format!("refs/tags/{reference}^{{}}"))
+        })
         .or_else(|| rows.first());
     match pick {
         Some((sha, _)) => Ok(Resolved {
@@ -126,17 +126,29 @@ mod tests {
             let mut idx = repo.index().unwrap();
             idx.add_path(Path::new("f")).unwrap();
             let tree = repo.find_tree(idx.write_tree().unwrap()).unwrap();
-            let parents: Vec<git2::Commit> =
-                parent.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+            let parents: Vec<git2::Commit> = parent
+                .iter()
+                .map(|p| repo.find_commit(*p).unwrap())
+                .collect();
             let refs: Vec<&git2::Commit> = parents.iter().collect();
             let id = repo
-                .commit(Some("HEAD"), &sig, &sig, &format!("commit {i}"), &tree, &refs)
+                .commit(
+                    Some("HEAD"),
+                    &sig,
+                    &sig,
+                    &format!("commit {i}"),
+                    &tree,
+                    &refs,
+                )
                 .unwrap();
             parent = Some(id);
             ids.push(id.to_string());
         }
-        let first = repo.find_commit(git2::Oid::from_str(&ids[0]).unwrap()).unwrap();
-        repo.tag_lightweight("v1", first.as_object(), false).unwrap();
+        let first = repo
+            .find_commit(git2::Oid::from_str(&ids[0]).unwrap())
+            .unwrap();
+        repo.tag_lightweight("v1", first.as_object(), false)
+            .unwrap();
         (dir, ids)
     }
 
@@ -156,9 +168,17 @@ mod tests {
         let (dir, _) = repo_with_commits();
         let repo = dir.path().to_str().unwrap();
         let e = resolve(repo, "no-such-branch").unwrap_err().to_string();
-        assert!(e.contains("`no-such-branch` is not a branch, tag or commit"), "{e}");
-        let e = resolve("/nonexistent/repo", "main").unwrap_err().to_string();
-        assert!(e.contains("cannot open repository `/nonexistent/repo`"), "{e}");
+        assert!(
+            e.contains("`no-such-branch` is not a branch, tag or commit"),
+            "{e}"
+        );
+        let e = resolve("/nonexistent/repo", "main")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot open repository `/nonexistent/repo`"),
+            "{e}"
+        );
     }
 
     #[test]

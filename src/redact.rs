@@ -57,7 +57,10 @@ mod tests {
         ]
         .into();
         let r = Redactor::new(&["DB_PASSWORD".to_string()], &env);
-        assert_eq!(r.apply("pw=hunter22 home=/root"), "pw=[redacted] home=/root");
+        assert_eq!(
+            r.apply("pw=hunter22 home=/root"),
+            "pw=[redacted] home=/root"
+        );
         assert!(matches!(r.apply("nothing here"), Cow::Borrowed(_)));
     }
 }

@@ -25,7 +25,11 @@ pub fn join(base: &str, rel: &str) -> String {
     if rel.is_empty() {
         return base.to_string();
     }
-    format!("{}/{}", base.trim_end_matches('/'), rel.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        rel.trim_start_matches('/')
+    )
 }
 
 /// The parent directory of a `/`-separated path (`.` for a bare name).

@@ -33,7 +33,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .current_dir(dir)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -163,7 +167,10 @@ fn a_deploy_builds_links_renders_switches_and_records() {
     let id = &rels[0];
     assert_eq!(current(d), format!("releases/{id}"));
     let rel = d.join("releases").join(id);
-    assert_eq!(fs::read_to_string(rel.join("REVISION")).unwrap().trim(), s.sha);
+    assert_eq!(
+        fs::read_to_string(rel.join("REVISION")).unwrap().trim(),
+        s.sha
+    );
     assert_eq!(fs::read_to_string(rel.join("README")).unwrap(), "the app\n");
     assert_eq!(
         fs::read_to_string(rel.join("BUILD")).unwrap(),
@@ -178,7 +185,10 @@ fn a_deploy_builds_links_renders_switches_and_records() {
     let env_file = d.join("shared/.env");
     let env = fs::read_to_string(&env_file).unwrap();
     assert_eq!(env, format!("PORT=9090\nHOST=localhost\nRELEASE={id}\n"));
-    assert_eq!(fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // Tasks ran where they should.
     assert_eq!(
         fs::read_to_string(d.join("shared/log/migrations.log")).unwrap(),
@@ -196,13 +206,22 @@ fn a_deploy_builds_links_renders_switches_and_records() {
     let log = fs::read_to_string(d.join("revisions.log")).unwrap();
     assert_eq!(
         log.trim(),
-        format!("Branch main (at {}) deployed as release {id} by tester", s.sha)
+        format!(
+            "Branch main (at {}) deployed as release {id} by tester",
+            s.sha
+        )
     );
     // The lock is gone, the summary names the release and commit.
     assert!(!d.join(".shipit/lock").exists());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("[localhost] publish ok")), "{stdout}");
-    assert!(stdout.contains(&format!("deploy demo: ok — release {id}, commit {}", &s.sha[..12])), "{stdout}");
+    assert!(stdout.contains("[localhost] publish ok"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "deploy demo: ok — release {id}, commit {}",
+            &s.sha[..12]
+        )),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -220,11 +239,22 @@ fn seven_deploys_keep_five_releases_and_the_newest_is_current() {
     let newest = rels.last().unwrap();
     assert_eq!(current(d), format!("releases/{newest}"));
     assert_eq!(
-        fs::read_to_string(d.join("releases").join(newest).join("REVISION")).unwrap().trim(),
+        fs::read_to_string(d.join("releases").join(newest).join("REVISION"))
+            .unwrap()
+            .trim(),
         shas[6]
     );
-    assert_eq!(fs::read_to_string(d.join("current/VERSION")).unwrap(), "6\n");
-    assert_eq!(fs::read_to_string(d.join("revisions.log")).unwrap().lines().count(), 7);
+    assert_eq!(
+        fs::read_to_string(d.join("current/VERSION")).unwrap(),
+        "6\n"
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("revisions.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        7
+    );
     // The mirror was cloned once and reused.
     assert!(d.join("repo/HEAD").exists());
 }
@@ -240,15 +270,23 @@ fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
         "run: \"echo compiler exploded >&2; exit 3\"",
     );
     assert_ne!(broken, TASKS);
-    let yml = fs::read_to_string(s.dir.join("deploy.yml")).unwrap().replace(TASKS, &broken);
+    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
+        .unwrap()
+        .replace(TASKS, &broken);
     fs::write(s.dir.join("deploy.yml"), yml).unwrap();
     commit(&s.repo, "VERSION", "2\n");
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[localhost] build FAILED"), "{stdout}");
-    assert!(stdout.contains("[localhost]   | compiler exploded"), "{stdout}");
-    assert!(stdout.contains("staging failed on localhost; no host was switched"), "{stdout}");
+    assert!(
+        stdout.contains("[localhost]   | compiler exploded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("staging failed on localhost; no host was switched"),
+        "{stdout}"
+    );
     assert_eq!(current(&s.deploy_to), before);
     assert_eq!(releases(&s.deploy_to).len(), 1);
     assert!(!s.deploy_to.join(".shipit/lock").exists());
@@ -269,7 +307,10 @@ fn a_held_lock_refuses_the_deploy_with_exit_4() {
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("locked on `localhost` by `bob` on `laptop`"), "{stdout}");
+    assert!(
+        stdout.contains("locked on `localhost` by `bob` on `laptop`"),
+        "{stdout}"
+    );
     assert!(stdout.contains("hotfix in progress"), "{stdout}");
     // Someone else's lock is left as it was.
     assert!(lock.join("info").exists());
@@ -304,7 +345,10 @@ fn secrets_never_reach_the_output() {
     .unwrap();
     let yml = fs::read_to_string(s.dir.join("deploy.yml"))
         .unwrap()
-        .replace("echo restarted >> log/restarts.log", "echo using {{ env.SHIPIT_TEST_SECRET }} >&2; exit 1");
+        .replace(
+            "echo restarted >> log/restarts.log",
+            "echo using {{ env.SHIPIT_TEST_SECRET }} >&2; exit 1",
+        );
     fs::write(s.dir.join("deploy.yml"), yml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
         .args(["deploy", "demo"])
@@ -346,10 +390,24 @@ fn plan_prints_demo_and_production_without_connecting() {
         assert_eq!(out.status.code(), Some(0), "{stage}: {}", text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
         for step in [
-            "lock", "check", "fetch", "create_release", "link_shared", "render_templates",
-            "build", "publish", "restart", "smoke_test", "record", "cleanup", "unlock",
+            "lock",
+            "check",
+            "fetch",
+            "create_release",
+            "link_shared",
+            "render_templates",
+            "build",
+            "publish",
+            "restart",
+            "smoke_test",
+            "record",
+            "cleanup",
+            "unlock",
         ] {
-            assert!(stdout.contains(&format!(". {step}  (")), "{stage} lacks {step}:\n{stdout}");
+            assert!(
+                stdout.contains(&format!(". {step}  (")),
+                "{stage} lacks {step}:\n{stdout}"
+            );
         }
         assert!(stdout.contains("mv -fT"), "{stdout}");
     }
@@ -360,9 +418,18 @@ fn plan_prints_demo_and_production_without_connecting() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Canary first, then 25% of 5 hosts (2) at a time.
-    assert!(stdout.contains("  1. web-01.example.internal\n"), "{stdout}");
-    assert!(stdout.contains("  2. web-02.example.internal, web-03.example.internal\n"), "{stdout}");
-    assert!(stdout.contains("  3. web-04.example.internal, db-1.example.internal\n"), "{stdout}");
+    assert!(
+        stdout.contains("  1. web-01.example.internal\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  2. web-02.example.internal, web-03.example.internal\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  3. web-04.example.internal, db-1.example.internal\n"),
+        "{stdout}"
+    );
     // migrate is `once` on the db role: exactly one host.
     let migrate = stdout.split(". migrate  (").nth(1).unwrap();
     let first = migrate.lines().nth(1).unwrap();

@@ -379,3 +379,75 @@ fn dropping_the_fleet_ends_every_sshd() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deploy_yml_for_the_fleet_reaches_its_hosts() {
+    let fleet = Fleet::start(2);
+    let path = support::deploy_yml::write(
+        fleet.dir(),
+        &fleet,
+        "staging",
+        "git@example.invalid:acme/shop.git",
+        "",
+    );
+    let config = shipit::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.ssh.config_file.as_deref(), Some(fleet.ssh_config()));
+    assert_eq!(config.ssh.host_key_checking, HostKeyChecking::Strict);
+    let stage = config.stage("staging").expect("stage `staging`");
+    assert_eq!(stage.hosts.len(), 2);
+    for (host, fleet_host) in stage.hosts.iter().zip(fleet.hosts()) {
+        assert_eq!(host.name, fleet_host.alias);
+        assert_eq!(Path::new(&host.deploy_to), fleet_host.deploy_to);
+        let target = SshTarget::for_host(host, &config.ssh);
+        let t = SshTransport::connect(&target, fleet.control_dir())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = run(&t, &format!("cd {} && pwd", host.deploy_to)).await;
+        assert_eq!(out.stdout_str().trim_end(), host.deploy_to);
+        t.close().await.unwrap();
+    }
+}
+
+/// A refused session must not pass for a command that exited 255.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_the_server_refuses_is_a_transport_error() {
+    let fleet = Fleet::start_with(1, "MaxSessions 2");
+    let t = Arc::new(connect(&fleet, &fleet.hosts()[0]).await);
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let t = Arc::clone(&t);
+            tokio::spawn(async move { t.run(&format!("sleep 1; echo {i}"), None, LIMIT).await })
+        })
+        .collect();
+    let (mut ran, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(out) => {
+                assert!(out.success(), "{out:?}");
+                ran += 1;
+            }
+            Err(TransportError::Io { reason, .. }) => {
+                assert!(reason.starts_with("cannot start the command"), "{reason}");
+                assert!(reason.contains("refused"), "{reason}");
+                assert!(!reason.contains("hostname none"), "{reason}");
+                refused += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(ran >= 2 && refused >= 1, "{ran} ran, {refused} refused");
+}
+
+/// More commands than sshd's default `MaxSessions` (10) at once: they
+/// queue for a session instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_commands_at_once_on_one_host_wait_for_a_session() {
+    let fleet = Fleet::start(1);
+    let t = Arc::new(connect(&fleet, &fleet.hosts()[0]).await);
+    let transports = vec![t; 16];
+    let outputs = run_everywhere(&transports, "sleep 0.3; echo done").await;
+    for out in outputs {
+        assert_eq!(out.stdout_str(), "done\n", "{out:?}");
+    }
+    assert_eq!(fleet.hosts()[0].logins(), 1);
+}

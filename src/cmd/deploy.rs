@@ -31,7 +31,7 @@ pub fn render_uploads(
     hosts: &[&Host],
     release: &ReleaseInfo,
     env: &BTreeMap<String, String>,
-) -> anyhow::Result<HashMap<(usize, usize), Vec<u8>>> {
+) -> anyhow::Result<Uploads> {
     let mut texts = Vec::new();
     for t in &config.templates {
         texts.push(
@@ -73,7 +73,7 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
     let mut release = app.release_info(&config, stage, revision)?;
     let redactor = app.redactor(&config)?;
     let holder = app.lock_holder(stage, &release.id, "deploy");
-    let build = |release: &ReleaseInfo| -> anyhow::Result<(Plan, HashMap<(usize, usize), Vec<u8>>)> {
+    let build = |release: &ReleaseInfo| -> anyhow::Result<(Plan, Uploads)> {
         let plan = planner::plan(&planner::PlanInput {
             config: &config,
             stage,
@@ -139,15 +139,7 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
         app.shutdown.clone(),
     );
 
-    let outcome = deploy_phases(
-        &mut exec,
-        &mut plan,
-        &mut release,
-        &build,
-        &mut states,
-        app,
-    )
-    .await;
+    let outcome = deploy_phases(&mut exec, &mut plan, &mut release, &build, &mut states, app).await;
 
     close_all(&transports).await;
     let (outcome, headline) = outcome?;
@@ -177,8 +169,10 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
     Ok(outcome)
 }
 
-type Build<'a> =
-    dyn Fn(&ReleaseInfo) -> anyhow::Result<(Plan, HashMap<(usize, usize), Vec<u8>>)> + 'a;
+/// Rendered templates by (host, template).
+type Uploads = HashMap<(usize, usize), Vec<u8>>;
+
+type Build<'a> = dyn Fn(&ReleaseInfo) -> anyhow::Result<(Plan, Uploads)> + 'a;
 
 /// The run proper, once connected. Never leaves a lock it took: every path
 /// out goes through the unlock at the end.
@@ -194,7 +188,9 @@ async fn deploy_phases(
     // 1. Lock every host.
     let lock_plan = plan.clone();
     let (res, queue) = exec
-        .run(&lock_plan, |n| lock_plan.phase_of(n) == Some(Phase::Prepare))
+        .run(&lock_plan, |n| {
+            lock_plan.phase_of(n) == Some(Phase::Prepare)
+        })
         .await;
     let mut locked = vec![false; n_hosts];
     let mut prev_current: Vec<Option<String>> = vec![None; n_hosts];
@@ -209,7 +205,10 @@ async fn deploy_phases(
             (Some(r), NodeState::Done) => {
                 locked[h] = true;
                 let rep = commands::parse_lock_output(
-                    &r.output.as_ref().map(|o| o.stdout_str()).unwrap_or_default(),
+                    &r.output
+                        .as_ref()
+                        .map(|o| o.stdout_str())
+                        .unwrap_or_default(),
                 );
                 existing.extend(rep.releases);
                 prev_current[h] = rep.current;
@@ -239,14 +238,19 @@ async fn deploy_phases(
             }
         }
         if exec.interrupted() {
-            return Ok((Outcome::Interrupted, "interrupted before anything changed; locks freed".into()));
+            return Ok((
+                Outcome::Interrupted,
+                "interrupted before anything changed; locks freed".into(),
+            ));
         }
         if let Some((h, holder)) = holders.first() {
             return Ok((
                 Outcome::Locked,
                 format!(
                     "stage `{}` is locked on `{}` by {}; nothing was changed",
-                    plan.stage, plan.hosts[*h].name, holder.describe()
+                    plan.stage,
+                    plan.hosts[*h].name,
+                    holder.describe()
                 ),
             ));
         }
@@ -369,7 +373,11 @@ async fn settle(
     if !published.iter().any(|p| *p) {
         // Staging did not complete everywhere: no host was switched. Remove
         // the staged release wherever it was started.
-        let why = if interrupted { "interrupted" } else { "staging failed" };
+        let why = if interrupted {
+            "interrupted"
+        } else {
+            "staging failed"
+        };
         let mut failed_hosts = Vec::new();
         for h in 0..n_hosts {
             let started = created_release(plan, res, queue, h);
@@ -385,7 +393,13 @@ async fn settle(
                 let p = HostPaths::new(&plan.hosts[h].deploy_to);
                 let script = commands::discard_staged(&p, release, &plan.hosts[h].name, why);
                 let r = exec
-                    .run_on(h, &plan.hosts[h].name, "discard_staged", &script, CLEANUP_TIMEOUT)
+                    .run_on(
+                        h,
+                        &plan.hosts[h].name,
+                        "discard_staged",
+                        &script,
+                        CLEANUP_TIMEOUT,
+                    )
                     .await;
                 note.push_str(if r.ok {
                     "; staged release removed"
@@ -422,9 +436,16 @@ async fn settle(
         };
         if published[h] {
             let p = HostPaths::new(&plan.hosts[h].deploy_to);
-            let script = commands::switch_back(&p, release, &plan.hosts[h].name, prev_current[h].as_deref());
+            let script =
+                commands::switch_back(&p, release, &plan.hosts[h].name, prev_current[h].as_deref());
             let r = exec
-                .run_on(h, &plan.hosts[h].name, "switch_back", &script, CLEANUP_TIMEOUT)
+                .run_on(
+                    h,
+                    &plan.hosts[h].name,
+                    "switch_back",
+                    &script,
+                    CLEANUP_TIMEOUT,
+                )
                 .await;
             if r.ok {
                 back.push(plan.hosts[h].name.clone());
@@ -457,7 +478,10 @@ async fn settle(
             back.join(", ")
         )
     } else {
-        format!("publish failed and {} could not be switched back", stuck.join(", "))
+        format!(
+            "publish failed and {} could not be switched back",
+            stuck.join(", ")
+        )
     };
     (outcome, headline)
 }

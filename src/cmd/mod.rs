@@ -123,8 +123,6 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             recipe,
             revision,
         } => plan::run(&app, stage, *recipe, revision.as_deref()),
-        Command::Deploy { stage, revision } => {
-            deploy::run(&app, stage, revision.as_deref()).await
-        }
+        Command::Deploy { stage, revision } => deploy::run(&app, stage, revision.as_deref()).await,
     }
 }

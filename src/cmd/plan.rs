@@ -6,7 +6,12 @@ use crate::plan::{display, planner, Recipe};
 
 use super::App;
 
-pub fn run(app: &App, stage: &str, recipe: PlanRecipe, revision: Option<&str>) -> anyhow::Result<Outcome> {
+pub fn run(
+    app: &App,
+    stage: &str,
+    recipe: PlanRecipe,
+    revision: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
     let recipe = match recipe {
         PlanRecipe::Deploy => Recipe::Deploy,

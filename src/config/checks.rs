@@ -39,8 +39,7 @@ pub fn unsafe_token(s: &str, extra: &str) -> Option<String> {
 /// Task, stage and role names: `[A-Za-z0-9_-]+`.
 pub fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -261,12 +260,24 @@ mod tests {
         assert_eq!(ssh_deploy_to(""), Err(DeployToError::Empty));
         let base = Path::new("/home/me/app");
         let home = Some(Path::new("/home/me"));
-        assert_eq!(local_deploy_to("./.demo", base, home).unwrap(), "/home/me/app/.demo");
-        assert_eq!(local_deploy_to("../demo", base, home).unwrap(), "/home/me/demo");
+        assert_eq!(
+            local_deploy_to("./.demo", base, home).unwrap(),
+            "/home/me/app/.demo"
+        );
+        assert_eq!(
+            local_deploy_to("../demo", base, home).unwrap(),
+            "/home/me/demo"
+        );
         assert_eq!(local_deploy_to("/srv/x", base, home).unwrap(), "/srv/x");
         assert_eq!(local_deploy_to("~/d", base, home).unwrap(), "/home/me/d");
-        assert_eq!(local_deploy_to("~/d", base, None), Err(DeployToError::NoHome));
-        assert_eq!(local_deploy_to("../../../..", base, home), Err(DeployToError::Root));
+        assert_eq!(
+            local_deploy_to("~/d", base, None),
+            Err(DeployToError::NoHome)
+        );
+        assert_eq!(
+            local_deploy_to("../../../..", base, home),
+            Err(DeployToError::Root)
+        );
     }
 
     #[test]

@@ -5,16 +5,20 @@ use std::time::Duration;
 
 use super::raw::IntOrStr;
 
-/// Parses a duration, or `None` when it is not one (negative, empty, an
-/// unknown unit, or too large).
-pub fn parse_duration(value: &IntOrStr) -> Option<Duration> {
+/// A duration as written in YAML (an integer is seconds), or `None` when it
+/// is not one.
+pub(crate) fn from_yaml(value: &IntOrStr) -> Option<Duration> {
     match value {
         IntOrStr::Int(n) => u64::try_from(*n).ok().map(Duration::from_secs),
-        IntOrStr::Str(s) => parse_str(s),
+        IntOrStr::Str(s) => parse_duration(s),
     }
 }
 
-fn parse_str(s: &str) -> Option<Duration> {
+/// Parses `500ms`, `10s`, `30m`, `2h`, `1d`, sums like `1h30m`, or bare
+/// seconds like `15`; `None` when `s` is not one of those (negative, empty,
+/// an unknown unit, a fraction, spaces, or too large). Also for command-line
+/// flags such as `--wait-lock 5m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok().map(Duration::from_secs);
     }
@@ -52,7 +56,7 @@ mod tests {
     use super::*;
 
     fn s(text: &str) -> Option<Duration> {
-        parse_duration(&IntOrStr::Str(text.into()))
+        from_yaml(&IntOrStr::Str(text.into()))
     }
 
     #[test]
@@ -70,17 +74,23 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(s(text), Some(want), "{text}");
         }
-        assert_eq!(
-            parse_duration(&IntOrStr::Int(7)),
-            Some(Duration::from_secs(7))
-        );
+        assert_eq!(from_yaml(&IntOrStr::Int(7)), Some(Duration::from_secs(7)));
     }
 
     #[test]
     fn invalid_durations() {
-        for text in ["", "10x", "-1s", "s", "1.5h", "10 s", " 10s", "99999999999999999999d"] {
+        for text in [
+            "",
+            "10x",
+            "-1s",
+            "s",
+            "1.5h",
+            "10 s",
+            " 10s",
+            "99999999999999999999d",
+        ] {
             assert_eq!(s(text), None, "{text:?}");
         }
-        assert_eq!(parse_duration(&IntOrStr::Int(-1)), None);
+        assert_eq!(from_yaml(&IntOrStr::Int(-1)), None);
     }
 }

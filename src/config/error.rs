@@ -30,7 +30,11 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn at(path: &Path, location: Option<(usize, usize)>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(
+        path: &Path,
+        location: Option<(usize, usize)>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             location,
             ..ConfigError::new(path, message)

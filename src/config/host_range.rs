@@ -71,9 +71,18 @@ mod tests {
     fn rejects_bad_ranges() {
         let cases = [
             ("web-[5:1]", "start `5` is greater than end `1`"),
-            ("web-[a:b]", "expected `[start:end]` with numbers like `[01:12]`"),
-            ("web-[1-3]", "expected `[start:end]` with numbers like `[01:12]`"),
-            ("web-[:3]", "expected `[start:end]` with numbers like `[01:12]`"),
+            (
+                "web-[a:b]",
+                "expected `[start:end]` with numbers like `[01:12]`",
+            ),
+            (
+                "web-[1-3]",
+                "expected `[start:end]` with numbers like `[01:12]`",
+            ),
+            (
+                "web-[:3]",
+                "expected `[start:end]` with numbers like `[01:12]`",
+            ),
             ("web-[1:3", "`[` is not closed"),
             ("web-1:3]", "`]` without `[`"),
             ("w[1:2]-[1:2]", "only one range per host name is supported"),

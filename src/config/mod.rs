@@ -1,14 +1,15 @@
 //! `deploy.yml`: the raw serde mirror, its validation, and the model.
 
-pub mod checks;
+pub(crate) mod checks;
 pub mod duration;
 pub mod error;
 pub mod host_range;
 pub mod model;
 pub mod raw;
-pub mod source_map;
+pub(crate) mod source_map;
 pub mod validate;
 
+pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use model::*;
 pub use validate::{load, parse, parse_with, ParseContext, BUILTIN_STEPS};

@@ -5,6 +5,7 @@
 //! `stages.production.hosts[1].roles[0]`), built from yaml-rust2's marked
 //! event stream.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -35,10 +36,10 @@ impl From<usize> for Seg {
     }
 }
 
-/// Builds a `Vec<Seg>` from keys and indexes: `ypath!["tasks", name, "roles", 0]`.
+/// Builds a `[Seg; N]` from keys and indexes: `ypath!["tasks", name, "roles", 0]`.
 macro_rules! ypath {
     ($($seg:expr),* $(,)?) => {
-        vec![$($crate::config::source_map::Seg::from($seg)),*]
+        [$($crate::config::source_map::Seg::from($seg)),*]
     };
 }
 pub(crate) use ypath;
@@ -51,6 +52,8 @@ pub type Pos = (usize, usize);
 pub struct SourceMap {
     values: HashMap<Vec<Seg>, Pos>,
     keys: HashMap<Vec<Seg>, Pos>,
+    /// The second occurrence of a key written twice in one mapping.
+    duplicates: HashMap<Vec<Seg>, Pos>,
     /// The text of plain scalars as written, before YAML typing (`0600`
     /// stays `0600`, `0o600` stays `0o600`).
     plain: HashMap<Vec<Seg>, String>,
@@ -63,7 +66,8 @@ impl SourceMap {
         let mut builder = Builder {
             map: SourceMap::default(),
             stack: Vec::new(),
-            lines: text.lines().collect(),
+            lines: text.lines().map(|l| (l, l.is_ascii())).collect(),
+            too_deep: 0,
         };
         let mut parser = Parser::new_from_str(text);
         // Errors are serde's to report; a partial map is still useful.
@@ -82,10 +86,13 @@ impl SourceMap {
     /// The position of the key whose value is at `path`, or else of the
     /// value.
     pub fn key(&self, path: &[Seg]) -> Option<Pos> {
-        self.keys
-            .get(path)
-            .copied()
-            .or_else(|| self.value(path))
+        self.keys.get(path).copied().or_else(|| self.value(path))
+    }
+
+    /// The position of the second occurrence of the key at `path`, when it
+    /// is written twice.
+    pub fn duplicate(&self, path: &[Seg]) -> Option<Pos> {
+        self.duplicates.get(path).copied()
     }
 
     /// The plain (unquoted) scalar at `path` as written.
@@ -117,10 +124,17 @@ impl Frame {
     }
 }
 
+/// Deeper than any real `deploy.yml`; serde refuses such files anyway.
+const MAX_DEPTH: usize = 32;
+
 struct Builder<'t> {
     map: SourceMap,
     stack: Vec<Frame>,
-    lines: Vec<&'t str>,
+    /// Each line, and whether it is ASCII (then columns are byte offsets).
+    lines: Vec<(&'t str, bool)>,
+    /// How many collections deeper than [`MAX_DEPTH`] are open; their
+    /// insides are not mapped, so hostile nesting costs nothing.
+    too_deep: usize,
 }
 
 /// What a node being started is to its parent.
@@ -166,7 +180,15 @@ impl Builder<'_> {
         let flow = self
             .lines
             .get(mark.line().wrapping_sub(1))
-            .and_then(|line| line.chars().nth(mark.col()))
+            .and_then(|&(line, ascii)| {
+                if ascii {
+                    line.as_bytes().get(mark.col()).map(|&b| b as char)
+                } else if mark.col() < 1024 {
+                    line.chars().nth(mark.col())
+                } else {
+                    None
+                }
+            })
             .is_some_and(|c| c == '{' || c == '[');
         let path = match self.role() {
             Role::Key => {
@@ -225,6 +247,20 @@ fn pos(mark: Marker) -> Pos {
 
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        if self.too_deep > 0 || (opens && self.stack.len() >= MAX_DEPTH) {
+            match ev {
+                Event::SequenceStart(..) | Event::MappingStart(..) => self.too_deep += 1,
+                Event::SequenceEnd | Event::MappingEnd => {
+                    self.too_deep -= 1;
+                    if self.too_deep == 0 {
+                        self.finish_node();
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
         match ev {
             Event::Scalar(text, style, _, _) => {
                 match self.role() {
@@ -232,7 +268,15 @@ impl MarkedEventReceiver for Builder<'_> {
                         if let Some(Frame::Map { path, key, .. }) = self.stack.last_mut() {
                             let mut p = path.clone();
                             p.push(Seg::Key(text.clone()));
-                            self.map.keys.insert(p, pos(mark));
+                            match self.map.keys.entry(p) {
+                                Entry::Occupied(seen) => {
+                                    let p = seen.key().clone();
+                                    self.map.duplicates.entry(p).or_insert(pos(mark));
+                                }
+                                Entry::Vacant(slot) => {
+                                    slot.insert(pos(mark));
+                                }
+                            }
                             *key = Some(text);
                         }
                         self.resolve_pending(pos(mark));
@@ -283,18 +327,18 @@ z:
 ";
         let m = SourceMap::build(text);
         let cases: &[(Vec<Seg>, Pos)] = &[
-            (ypath![], (1, 1)),
-            (ypath!["stages"], (2, 3)),
-            (ypath!["stages", "a"], (3, 5)),
-            (ypath!["stages", "a", "rollout"], (3, 14)),
-            (ypath!["stages", "b", "x"], (5, 8)),
-            (ypath!["stages", "b", "y"], (6, 8)),
-            (ypath!["stages", "b", "y", 1], (6, 12)),
-            (ypath!["z"], (8, 3)),
-            (ypath!["z", 1], (9, 3)),
-            (ypath!["z", 1, "k"], (9, 6)),
+            (ypath![].to_vec(), (1, 1)),
+            (ypath!["stages"].to_vec(), (2, 3)),
+            (ypath!["stages", "a"].to_vec(), (3, 5)),
+            (ypath!["stages", "a", "rollout"].to_vec(), (3, 14)),
+            (ypath!["stages", "b", "x"].to_vec(), (5, 8)),
+            (ypath!["stages", "b", "y"].to_vec(), (6, 8)),
+            (ypath!["stages", "b", "y", 1].to_vec(), (6, 12)),
+            (ypath!["z"].to_vec(), (8, 3)),
+            (ypath!["z", 1].to_vec(), (9, 3)),
+            (ypath!["z", 1, "k"].to_vec(), (9, 6)),
             // Unknown paths fall back to the nearest ancestor.
-            (ypath!["stages", "b", "nope", 3], (5, 5)),
+            (ypath!["stages", "b", "nope", 3].to_vec(), (5, 5)),
         ];
         for (path, want) in cases {
             assert_eq!(m.value(path), Some(*want), "{path:?}");
@@ -302,7 +346,30 @@ z:
         assert_eq!(m.key(&ypath!["stages", "b"]), Some((4, 3)));
         assert_eq!(m.key(&ypath!["z", 1, "k"]), Some((9, 3)));
         assert_eq!(m.plain_text(&ypath!["stages", "b", "x"]), Some("1"));
+        assert_eq!(m.duplicate(&ypath!["stages", "b", "x"]), None);
         assert_eq!(m.plain_text(&ypath!["stages", "b", "y", 1]), None);
+    }
+
+    #[test]
+    fn duplicate_keys() {
+        let m = SourceMap::build("a: 1\nb: { c: 1, c: 2 }\na: 2\na: 3\n");
+        assert_eq!(m.duplicate(&ypath!["a"]), Some((3, 1)));
+        assert_eq!(m.key(&ypath!["a"]), Some((1, 1)));
+        assert_eq!(m.duplicate(&ypath!["b", "c"]), Some((2, 12)));
+    }
+
+    #[test]
+    fn deep_nesting_is_cut_off() {
+        // yaml-rust2 itself stops at 255 open flow collections.
+        let depth = 200;
+        let text = format!("a: {}{}\nb: 1\n", "[".repeat(depth), "]".repeat(depth));
+        let m = SourceMap::build(&text);
+        assert_eq!(m.value(&ypath!["a"]), Some((1, 4)));
+        assert_eq!(m.value(&ypath!["b"]), Some((2, 4)));
+        let deep: Vec<Seg> = std::iter::once(Seg::from("a"))
+            .chain((0..100).map(|_| Seg::Index(0)))
+            .collect();
+        assert_eq!(m.value(&deep), m.value(&deep[..MAX_DEPTH]));
     }
 
     #[test]

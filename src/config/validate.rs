@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checks::{self, show, DeployToError, RelPathError};
-use super::duration::parse_duration;
+use super::duration;
 use super::error::ConfigError;
 use super::host_range;
 use super::model::*;
@@ -82,6 +82,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
 /// [`parse`] with the current directory and home given.
 pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config, ConfigError> {
+    let map = SourceMap::build(text);
     let raw: RawConfig = serde_norway::from_str(text).map_err(|e| {
         // Blank or comments only: say so rather than "end of file".
         if serde_norway::from_str::<serde_norway::Value>(text).is_ok_and(|v| v.is_null()) {
@@ -90,7 +91,7 @@ pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config,
                 "empty config file, expected keys like `application`, `repository` and `stages`",
             )
         } else {
-            serde_error(path, &e)
+            serde_error(path, &e, &map)
         }
     })?;
     let parent = path.parent().unwrap_or(Path::new(""));
@@ -101,7 +102,7 @@ pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config,
     };
     let v = Validator {
         file: path,
-        map: SourceMap::build(text),
+        map,
         ctx,
         base_dir,
     };
@@ -111,16 +112,43 @@ pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config,
 /// Turns a serde_norway error into a [`ConfigError`]: the location moves to
 /// the end, and serde's wording becomes ours (`key` for `field`, the YAML
 /// path named after the fragment).
-fn serde_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
-    let location = e.location().map(|l| (l.line(), l.column()));
-    let text = strip_marks(&e.to_string());
-    // serde_norway prefixes `path: ` to messages below the root; libyaml's
-    // syntax errors have spaces before any `: `.
-    let (yaml_path, msg) = match text.split_once(": ") {
-        Some((p, m)) if !p.contains(' ') => (Some(p), m.to_string()),
-        _ => (None, text.clone()),
+fn serde_error(file: &Path, e: &serde_norway::Error, map: &SourceMap) -> ConfigError {
+    let mut location = e.location().map(|l| (l.line(), l.column()));
+    // Escaped: serde quotes keys and values as the user wrote them.
+    let text = show(&strip_marks(&e.to_string()));
+    // serde_norway prefixes `path: ` to serde's messages below the root;
+    // anything else is libyaml's (a syntax error) or serde_norway's own.
+    const SERDE: &[&str] = &[
+        "unknown field ",
+        "missing field ",
+        "duplicate field ",
+        "duplicate key ",
+        "unknown variant ",
+        "invalid type: ",
+        "invalid value: ",
+        "invalid length ",
+    ];
+    let is_serde = |m: &str| SERDE.iter().any(|p| m.starts_with(p));
+    let (yaml_path, msg, from_serde) = if is_serde(&text) {
+        (None, text.as_str(), true)
+    } else {
+        text.match_indices(": ")
+            .map(|(i, _)| i)
+            .find(|&i| is_serde(&text[i + 2..]))
+            .map_or((None, text.as_str(), false), |i| {
+                (Some(&text[..i]), &text[i + 2..], true)
+            })
     };
-    let msg = friendly_types(&msg).replace("duplicate field", "duplicate key");
+    let msg = friendly_types(msg).replace("duplicate field", "duplicate key");
+    // serde points at the mapping; the source map knows the second key.
+    if let Some(key) = msg
+        .strip_prefix("duplicate key `")
+        .and_then(|k| k.strip_suffix('`'))
+    {
+        let mut segs = yaml_path.map(serde_path).unwrap_or_default();
+        segs.push(Seg::Key(key.to_owned()));
+        location = map.duplicate(&segs).or(location);
+    }
     let in_path = yaml_path.map(|p| format!(" in `{p}`")).unwrap_or_default();
     let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
         let (key, expected) = rest.split_once(", ").unwrap_or((rest, ""));
@@ -143,13 +171,30 @@ fn serde_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
         "unexpected end of file".to_string()
     } else if msg.starts_with("deserializing from YAML containing more than one document") {
         "more than one YAML document in the file, expected one".to_string()
-    } else if yaml_path.is_none() && location.is_some() && !msg.starts_with("duplicate key") {
-        // What is left without a path is libyaml's syntax error.
+    } else if !from_serde && location.is_some() {
         format!("invalid YAML: {msg}")
     } else {
         format!("{msg}{in_path}")
     };
     ConfigError::at(file, location, message)
+}
+
+/// serde_norway's `stages.s.hosts[0]` as segments (keys holding `.` or
+/// `[` come out wrong, and then simply are not found).
+fn serde_path(p: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in p.split('.') {
+        let mut pieces = part.split('[');
+        if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
+            segs.push(Seg::Key(key.to_owned()));
+        }
+        for index in pieces {
+            if let Some(i) = index.strip_suffix(']').and_then(|i| i.parse().ok()) {
+                segs.push(Seg::Index(i));
+            }
+        }
+    }
+    segs
 }
 
 /// Removes ` at line L column C` and ` at position N`: the location is
@@ -199,7 +244,10 @@ fn friendly_types(msg: &str) -> String {
         .replace("expected u32", "expected a whole number of 0 or more")
         .replace("expected a sequence", "expected a list")
         .replace("unit value", "an empty value")
-        .replace("expected any valid JSON value", "expected a plain YAML value")
+        .replace(
+            "expected any valid JSON value",
+            "expected a plain YAML value",
+        )
         .replace("invalid type: enum,", "invalid type: tagged value,");
     while let Some(i) = out.find("expected struct Raw") {
         let end = out[i + 16..]
@@ -233,8 +281,13 @@ impl Validator<'_> {
         self.err(self.map.key(path), message)
     }
 
-    fn duration(&self, raw: &RawDuration, path: &[Seg], name: &str) -> Result<Duration, ConfigError> {
-        parse_duration(&raw.0).ok_or_else(|| {
+    fn duration(
+        &self,
+        raw: &RawDuration,
+        path: &[Seg],
+        name: &str,
+    ) -> Result<Duration, ConfigError> {
+        duration::from_yaml(&raw.0).ok_or_else(|| {
             self.at(
                 path,
                 format!(
@@ -319,12 +372,18 @@ impl Validator<'_> {
     fn repository(&self, repo: &str) -> Result<String, ConfigError> {
         let at = ypath!["repository"];
         if repo.is_empty() {
-            return Err(self.at(&at, "empty `repository`, expected a git URL or a local path"));
+            return Err(self.at(
+                &at,
+                "empty `repository`, expected a git URL or a local path",
+            ));
         }
         if checks::has_control(repo) {
             return Err(self.at(
                 &at,
-                format!("invalid repository `{}`: contains a control character", show(repo)),
+                format!(
+                    "invalid repository `{}`: contains a control character",
+                    show(repo)
+                ),
             ));
         }
         // git would read a leading `-` as an option.
@@ -342,7 +401,10 @@ impl Validator<'_> {
     }
 
     fn no_home(&self, at: &[Seg], key: &str) -> ConfigError {
-        self.at(at, format!("cannot expand `~` in `{key}`: `HOME` is not set"))
+        self.at(
+            at,
+            format!("cannot expand `~` in `{key}`: `HOME` is not set"),
+        )
     }
 
     fn branch(&self, branch: Option<&str>) -> Result<String, ConfigError> {
@@ -375,18 +437,28 @@ impl Validator<'_> {
 
     /// A path relative to a release or to `deploy_to`; `what` names the key
     /// and `base` what it is relative to.
-    fn rel_path(&self, s: &str, at: &[Seg], what: &str, base: &str) -> Result<RelPath, ConfigError> {
+    fn rel_path(
+        &self,
+        s: &str,
+        at: &[Seg],
+        what: &str,
+        base: &str,
+    ) -> Result<RelPath, ConfigError> {
         checks::rel_path(s).map_err(|e| {
             let s = show(s);
             let message = match e {
-                RelPathError::Empty => format!("empty path in {what}, expected a path relative to {base}"),
+                RelPathError::Empty => {
+                    format!("empty path in {what}, expected a path relative to {base}")
+                }
                 RelPathError::Absolute => {
                     format!("absolute path `{s}` in {what}, expected a path relative to {base}")
                 }
                 RelPathError::DotDot => {
                     format!("path `{s}` in {what} leaves {base} through `..`")
                 }
-                RelPathError::Control => format!("path `{s}` in {what} contains a control character"),
+                RelPathError::Control => {
+                    format!("path `{s}` in {what} contains a control character")
+                }
             };
             self.at(at, message)
         })
@@ -407,13 +479,28 @@ impl Validator<'_> {
 
     fn ssh(&self, raw: RawSsh) -> Result<SshSettings, ConfigError> {
         if let Some(user) = &raw.user {
-            self.token(user, &ypath!["ssh", "user"], "`ssh.user`", "", checks::USER_EXTRA)?;
+            self.token(
+                user,
+                &ypath!["ssh", "user"],
+                "`ssh.user`",
+                "",
+                checks::USER_EXTRA,
+            )?;
         }
         if raw.port == Some(0) {
-            return Err(self.at(&ypath!["ssh", "port"], "port 0 for `ssh.port`, expected 1 to 65535"));
+            return Err(self.at(
+                &ypath!["ssh", "port"],
+                "port 0 for `ssh.port`, expected 1 to 65535",
+            ));
         }
         if let Some(jump) = &raw.proxy_jump {
-            self.token(jump, &ypath!["ssh", "proxy_jump"], "`ssh.proxy_jump`", "", checks::JUMP_EXTRA)?;
+            self.token(
+                jump,
+                &ypath!["ssh", "proxy_jump"],
+                "`ssh.proxy_jump`",
+                "",
+                checks::JUMP_EXTRA,
+            )?;
         }
         let identity_file = self.local_file(raw.identity_file.as_deref(), "identity_file")?;
         let config_file = self.local_file(raw.config_file.as_deref(), "config_file")?;
@@ -423,7 +510,10 @@ impl Validator<'_> {
                 let at = ypath!["ssh", "connect_timeout"];
                 let d = self.duration(d, &at, "ssh.connect_timeout")?;
                 if d.is_zero() {
-                    return Err(self.at(&at, "`ssh.connect_timeout` is 0, expected a duration like `10s`"));
+                    return Err(self.at(
+                        &at,
+                        "`ssh.connect_timeout` is 0, expected a duration like `10s`",
+                    ));
                 }
                 d
             }
@@ -444,9 +534,18 @@ impl Validator<'_> {
 
     /// Rejects what could be read as an option or break a command line;
     /// `whose` ends the name of the key, like " of host `a` in stage `s`".
-    fn token(&self, s: &str, at: &[Seg], what: &str, whose: &str, extra: &str) -> Result<(), ConfigError> {
+    fn token(
+        &self,
+        s: &str,
+        at: &[Seg],
+        what: &str,
+        whose: &str,
+        extra: &str,
+    ) -> Result<(), ConfigError> {
         match checks::unsafe_token(s, extra) {
-            Some(reason) => Err(self.at(at, format!("invalid {what} `{}`{whose}: {reason}", show(s)))),
+            Some(reason) => {
+                Err(self.at(at, format!("invalid {what} `{}`{whose}: {reason}", show(s))))
+            }
             None => Ok(()),
         }
     }
@@ -468,7 +567,10 @@ impl Validator<'_> {
             None
         };
         if let Some(reason) = reason {
-            return Err(self.at(&at, format!("invalid `ssh.{key}` `{}`: {reason}", show(value))));
+            return Err(self.at(
+                &at,
+                format!("invalid `ssh.{key}` `{}`: {reason}", show(value)),
+            ));
         }
         let expanded = checks::expand_tilde(value, self.ctx.home.as_deref())
             .ok_or_else(|| self.no_home(&at, &format!("ssh.{key}")))?;
@@ -505,10 +607,19 @@ impl Validator<'_> {
         let mut out: Vec<Template> = Vec::new();
         for (i, t) in raw.iter().enumerate() {
             let src_at = ypath!["templates", i, "src"];
-            let src = self.rel_path(&t.src, &src_at, "template `src`", "the config file's directory")?;
+            let src = self.rel_path(
+                &t.src,
+                &src_at,
+                "template `src`",
+                "the config file's directory",
+            )?;
             let src_path = self.base_dir.join(src.as_str());
             if !src_path.is_file() {
-                let what = if src_path.is_dir() { "is a directory, not a file" } else { "not found" };
+                let what = if src_path.is_dir() {
+                    "is a directory, not a file"
+                } else {
+                    "not found"
+                };
                 return Err(self.at(
                     &src_at,
                     format!(
@@ -589,7 +700,10 @@ impl Validator<'_> {
             if let Some(from) = &stage.promote_from {
                 let from_at = ypath!["stages", name, "promote_from"];
                 if from == name {
-                    return Err(self.at(&from_at, format!("stage `{name}` cannot promote from itself")));
+                    return Err(self.at(
+                        &from_at,
+                        format!("stage `{name}` cannot promote from itself"),
+                    ));
                 }
                 if !names.contains(&from.as_str()) {
                     let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
@@ -632,9 +746,9 @@ impl Validator<'_> {
         let raw_hosts = raw_stage.hosts.as_deref().unwrap_or_default();
         if raw_hosts.is_empty() {
             let at = if raw_stage.hosts.is_some() {
-                ypath!["stages", stage, "hosts"]
+                ypath!["stages", stage, "hosts"].to_vec()
             } else {
-                ypath!["stages", stage]
+                ypath!["stages", stage].to_vec()
             };
             return Err(self.at_key(&at, format!("stage `{stage}` has no hosts")));
         }
@@ -682,22 +796,34 @@ impl Validator<'_> {
             if h.port == Some(0) {
                 return Err(self.at(
                     &ypath!["stages", stage, "hosts", i, "port"],
-                    format!("port 0 for host `{}` in stage `{stage}`, expected 1 to 65535", show(&h.host)),
+                    format!(
+                        "port 0 for host `{}` in stage `{stage}`, expected 1 to 65535",
+                        show(&h.host)
+                    ),
                 ));
             }
             let port = h.port.or(ssh.port);
             let mut vars = global_vars.clone();
-            vars.extend(self.vars(h.vars.as_ref(), &ypath!["stages", stage, "hosts", i, "vars"])?);
+            vars.extend(self.vars(
+                h.vars.as_ref(),
+                &ypath!["stages", stage, "hosts", i, "vars"],
+            )?);
 
             for name in names {
                 if let Some(reason) = checks::unsafe_token(&name, checks::HOST_EXTRA) {
                     return Err(self.at(
                         &host_at,
-                        format!("invalid host `{}` in stage `{stage}`: {reason}", show(&name)),
+                        format!(
+                            "invalid host `{}` in stage `{stage}`: {reason}",
+                            show(&name)
+                        ),
                     ));
                 }
                 if !seen.insert(name.clone()) {
-                    return Err(self.at(&host_at, format!("duplicate host `{name}` in stage `{stage}`")));
+                    return Err(self.at(
+                        &host_at,
+                        format!("duplicate host `{name}` in stage `{stage}`"),
+                    ));
                 }
                 let deploy_to = self.deploy_to(stage, i, &name, h, raw, transport)?;
                 out.push(Host {
@@ -724,8 +850,8 @@ impl Validator<'_> {
         transport: TransportKind,
     ) -> Result<String, ConfigError> {
         let (value, at) = match (&h.deploy_to, &raw.deploy_to) {
-            (Some(d), _) => (d, ypath!["stages", stage, "hosts", i, "deploy_to"]),
-            (None, Some(d)) => (d, ypath!["deploy_to"]),
+            (Some(d), _) => (d, ypath!["stages", stage, "hosts", i, "deploy_to"].to_vec()),
+            (None, Some(d)) => (d, ypath!["deploy_to"].to_vec()),
             (None, None) => {
                 return Err(self.at(
                     &ypath!["stages", stage, "hosts", i],
@@ -737,7 +863,9 @@ impl Validator<'_> {
         };
         let resolved = match transport {
             TransportKind::Ssh => checks::ssh_deploy_to(value),
-            TransportKind::Local => checks::local_deploy_to(value, &self.base_dir, self.ctx.home.as_deref()),
+            TransportKind::Local => {
+                checks::local_deploy_to(value, &self.base_dir, self.ctx.home.as_deref())
+            }
         };
         resolved.map_err(|e| {
             let reason = match e {
@@ -763,7 +891,10 @@ impl Validator<'_> {
         for (k, who) in approvers.iter().enumerate() {
             let at = ypath!["stages", stage, "gate", "approvers", k];
             if who.trim().is_empty() {
-                return Err(self.at(&at, format!("empty approver name in the gate of stage `{stage}`")));
+                return Err(self.at(
+                    &at,
+                    format!("empty approver name in the gate of stage `{stage}`"),
+                ));
             }
             if checks::has_control(who) {
                 return Err(self.at(
@@ -801,7 +932,9 @@ impl Validator<'_> {
                 let key = format!("stages.{stage}.gate.approval_ttl");
                 let ttl = self.duration(d, &at, &key)?;
                 if ttl.is_zero() {
-                    return Err(self.at(&at, format!("`{key}` is 0, expected a duration like `24h`")));
+                    return Err(
+                        self.at(&at, format!("`{key}` is 0, expected a duration like `24h`"))
+                    );
                 }
                 ttl
             }
@@ -827,7 +960,12 @@ impl Validator<'_> {
         })
     }
 
-    fn rollout(&self, stage: &str, raw: Option<&RawRollout>, hosts: usize) -> Result<Rollout, ConfigError> {
+    fn rollout(
+        &self,
+        stage: &str,
+        raw: Option<&RawRollout>,
+        hosts: usize,
+    ) -> Result<Rollout, ConfigError> {
         let Some(raw) = raw else {
             return Ok(Rollout::default());
         };
@@ -848,13 +986,19 @@ impl Validator<'_> {
             let s = if hosts == 1 { "" } else { "s" };
             return Err(self.at(
                 &ypath!["stages", stage, "rollout", "canary"],
-                format!("canary of {canary} hosts in stage `{stage}`, which has only {hosts} host{s}"),
+                format!(
+                    "canary of {canary} hosts in stage `{stage}`, which has only {hosts} host{s}"
+                ),
             ));
         }
         Ok(Rollout { batch, canary })
     }
 
-    fn tasks(&self, raw: Option<&OrderedMap<RawTask>>, stages: &[Stage]) -> Result<Vec<Task>, ConfigError> {
+    fn tasks(
+        &self,
+        raw: Option<&OrderedMap<RawTask>>,
+        stages: &[Stage],
+    ) -> Result<Vec<Task>, ConfigError> {
         let raw = raw.map(|m| m.0.as_slice()).unwrap_or_default();
         let known_roles: HashSet<&str> = stages
             .iter()
@@ -884,7 +1028,10 @@ impl Validator<'_> {
                 ));
             }
             if t.run.trim().is_empty() {
-                return Err(self.at(&ypath!["tasks", name, "run"], format!("empty `run` in task `{name}`")));
+                return Err(self.at(
+                    &ypath!["tasks", name, "run"],
+                    format!("empty `run` in task `{name}`"),
+                ));
             }
             let after_at = ypath!["tasks", name, "after"];
             match (&t.after, definable) {
@@ -950,7 +1097,11 @@ impl Validator<'_> {
             }
             let interval = match &t.interval {
                 None => Duration::from_secs(1),
-                Some(d) => self.duration(d, &ypath!["tasks", name, "interval"], &format!("tasks.{name}.interval"))?,
+                Some(d) => self.duration(
+                    d,
+                    &ypath!["tasks", name, "interval"],
+                    &format!("tasks.{name}.interval"),
+                )?,
             };
             let timeout = match &t.timeout {
                 None => None,
@@ -959,7 +1110,9 @@ impl Validator<'_> {
                     let key = format!("tasks.{name}.timeout");
                     let d = self.duration(d, &at, &key)?;
                     if d.is_zero() {
-                        return Err(self.at(&at, format!("`{key}` is 0, expected a duration like `60s`")));
+                        return Err(
+                            self.at(&at, format!("`{key}` is 0, expected a duration like `60s`"))
+                        );
                     }
                     Some(d)
                 }
@@ -1040,7 +1193,8 @@ fn list(items: &[&str]) -> String {
 /// `0600`, `600`, `0o600`: octal, at most `7777`.
 fn parse_mode(s: &str) -> Option<u32> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
-    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
         return None;
     }
     u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
@@ -1056,7 +1210,9 @@ fn parse_batch(b: &IntOrStr) -> Option<Batch> {
                     .flatten()
             };
             match s.strip_suffix('%') {
-                Some(p) => number(p).filter(|p| (1..=100).contains(p)).map(Batch::Percent),
+                Some(p) => number(p)
+                    .filter(|p| (1..=100).contains(p))
+                    .map(Batch::Percent),
                 None => number(s).filter(|n| *n >= 1).map(Batch::Count),
             }
         }

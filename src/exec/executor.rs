@@ -320,7 +320,11 @@ async fn run_one(job: RunOne) -> NodeResult {
                     None => "killed by a signal".to_string(),
                 })
             };
-            let t = if ok { Vec::new() } else { tail(&out, &job.redactor) };
+            let t = if ok {
+                Vec::new()
+            } else {
+                tail(&out, &job.redactor)
+            };
             (ok, Some(out), reason, t)
         }
         Err(e) => {

@@ -416,10 +416,7 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
             quote(&format!("releases/{}", r.id)),
             quote(&p.release(&r.id))
         ),
-        format!(
-            "rm -f {}",
-            quote(&p.at(&format!("releases/.{}.tar", r.id)))
-        ),
+        format!("rm -f {}", quote(&p.at(&format!("releases/.{}.tar", r.id)))),
         ledger_append(p, &[e]),
     ])
 }
@@ -473,7 +470,9 @@ mod tests {
     fn publish_switches_with_a_temp_link_and_rename() {
         let p = HostPaths::new("/srv/shop");
         let s = publish(&p, &rel(), "web-1");
-        assert!(s.contains("ln -sfn 'releases/20261124T190102Z' '/srv/shop/.current.20261124T190102Z'"));
+        assert!(
+            s.contains("ln -sfn 'releases/20261124T190102Z' '/srv/shop/.current.20261124T190102Z'")
+        );
         assert!(s.contains("mv -fT '/srv/shop/.current.20261124T190102Z' '/srv/shop/current'"));
         assert!(s.contains("\"event\":\"published\""));
     }
@@ -488,9 +487,23 @@ mod tests {
     #[test]
     fn task_retries_only_when_asked() {
         let p = HostPaths::new("/srv/shop");
-        let once = task(&p, &rel(), "/srv/shop/current", "true", 0, Duration::from_secs(1));
+        let once = task(
+            &p,
+            &rel(),
+            "/srv/shop/current",
+            "true",
+            0,
+            Duration::from_secs(1),
+        );
         assert!(!once.contains("until"));
-        let retried = task(&p, &rel(), "/srv/shop/current", "true", 3, Duration::from_millis(1500));
+        let retried = task(
+            &p,
+            &rel(),
+            "/srv/shop/current",
+            "true",
+            3,
+            Duration::from_millis(1500),
+        );
         assert!(retried.contains("-gt 3"));
         assert!(retried.contains("sleep 1.500"));
     }

@@ -54,7 +54,10 @@ pub fn render(plan: &Plan) -> String {
             }
         );
     }
-    let _ = writeln!(o, "\npublish batches (switch, restart, smoke test; a failing batch stops the run):");
+    let _ = writeln!(
+        o,
+        "\npublish batches (switch, restart, smoke test; a failing batch stops the run):"
+    );
     for (i, b) in plan.batches.iter().enumerate() {
         let _ = writeln!(o, "  {}. {}", i + 1, host_list(plan, b));
     }
@@ -79,7 +82,10 @@ pub fn render(plan: &Plan) -> String {
             let text = match &node.action {
                 Action::Shell(s) => s.clone(),
                 Action::Upload { template, script } => {
-                    format!("# stdin: template #{} rendered for this host\n{script}", template + 1)
+                    format!(
+                        "# stdin: template #{} rendered for this host\n{script}",
+                        template + 1
+                    )
                 }
                 Action::Barrier => continue,
             };
@@ -95,7 +101,10 @@ pub fn render(plan: &Plan) -> String {
             }
         }
         for (h, texts) in per_host {
-            match groups.iter_mut().find(|(t, hs)| *t == texts && !hs.is_empty()) {
+            match groups
+                .iter_mut()
+                .find(|(t, hs)| *t == texts && !hs.is_empty())
+            {
                 Some((_, hs)) => hs.push(h),
                 None => groups.push((texts, vec![h])),
             }

@@ -28,7 +28,9 @@ pub enum PlanError {
     UnknownRole { role: String, stage: String },
     #[error("no host of stage `{stage}` is left after --hosts/--roles")]
     NoHosts { stage: String },
-    #[error("`strategy: copy` is not available yet in this version of shipit; use `strategy: git`")]
+    #[error(
+        "`strategy: copy` is not available yet in this version of shipit; use `strategy: git`"
+    )]
     CopyStrategy,
     #[error(transparent)]
     Render(#[from] RenderError),
@@ -115,14 +117,18 @@ pub fn batches(n: usize, batch: Batch, canary: u32) -> Vec<Vec<usize>> {
 
 /// Step names in recipe order: built-ins with each task placed right after
 /// the step it names in `after` (tasks after tasks follow them, file order).
-fn order<'c>(config: &'c Config) -> Vec<(String, Option<&'c Task>, Phase)> {
+fn order(config: &Config) -> Vec<(String, Option<&Task>, Phase)> {
     fn place<'c>(
         name: &str,
         phase: Phase,
         config: &'c Config,
         out: &mut Vec<(String, Option<&'c Task>, Phase)>,
     ) {
-        for t in config.tasks.iter().filter(|t| t.after.as_deref() == Some(name)) {
+        for t in config
+            .tasks
+            .iter()
+            .filter(|t| t.after.as_deref() == Some(name))
+        {
             let phase = if phase == Phase::Prepare {
                 Phase::Staging
             } else {
@@ -212,12 +218,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             let t = task.expect("local steps are tasks");
             // Local tasks render with the first host's context: vars that
             // differ per host are not meaningful on the shipit machine.
-            let run = render::render(
-                &t.run,
-                &contexts[0],
-                &format!("task `{}`", t.name),
-                "local",
-            )?;
+            let run = render::render(&t.run, &contexts[0], &format!("task `{}`", t.name), "local")?;
             per_host.push((None, vec![Action::Shell(run)]));
             work.push(per_host);
             continue;
@@ -239,12 +240,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             let h = hosts[i];
             let p = HostPaths::new(&h.deploy_to);
             let rendered = |t: &Task| {
-                render::render(
-                    &t.run,
-                    &contexts[i],
-                    &format!("task `{}`", t.name),
-                    &h.name,
-                )
+                render::render(&t.run, &contexts[i], &format!("task `{}`", t.name), &h.name)
             };
             let actions = match (name.as_str(), task) {
                 ("lock", _) => vec![Action::Shell(commands::lock(&p, &holder_json))],
@@ -346,7 +342,12 @@ fn wire(
     let mut nodes: Vec<Node> = Vec::new();
     let mut barrier: Option<usize> = None;
     let all: Vec<usize> = (0..n_hosts).collect();
-    for phase in [Phase::Prepare, Phase::Staging, Phase::Publish, Phase::Finish] {
+    for phase in [
+        Phase::Prepare,
+        Phase::Staging,
+        Phase::Publish,
+        Phase::Finish,
+    ] {
         let in_phase: Vec<usize> = (0..steps.len())
             .filter(|&s| steps[s].phase == phase)
             .collect();
@@ -425,7 +426,10 @@ mod tests {
     #[test]
     fn batches_follow_canary_then_size() {
         assert_eq!(batches(3, Batch::All, 0), vec![vec![0, 1, 2]]);
-        assert_eq!(batches(5, Batch::Count(2), 1), vec![vec![0], vec![1, 2], vec![3, 4]]);
+        assert_eq!(
+            batches(5, Batch::Count(2), 1),
+            vec![vec![0], vec![1, 2], vec![3, 4]]
+        );
         // 25% of 13 hosts is 4 (rounded up).
         let b = batches(13, Batch::Percent(25), 1);
         assert_eq!(b[0], vec![0]);

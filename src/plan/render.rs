@@ -106,7 +106,10 @@ mod tests {
     fn finds_env_references() {
         let t = "{{ env.DB_PASSWORD }} and {{env.API_KEY|upper}} not {{ myenv.X }}";
         let names: Vec<_> = referenced_env(t).into_iter().collect();
-        assert_eq!(names, vec!["API_KEY".to_string(), "DB_PASSWORD".to_string()]);
+        assert_eq!(
+            names,
+            vec!["API_KEY".to_string(), "DB_PASSWORD".to_string()]
+        );
     }
 
     #[test]
@@ -115,7 +118,8 @@ mod tests {
         ctx.insert("env", &BTreeMap::<String, String>::new());
         let err = render("x={{ env.DB_PASSWORD }}", &ctx, "template `a`", "web-1").unwrap_err();
         assert!(
-            err.to_string().contains("environment variable `DB_PASSWORD` is not set"),
+            err.to_string()
+                .contains("environment variable `DB_PASSWORD` is not set"),
             "{err}"
         );
     }

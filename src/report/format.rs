@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn auto_picks_by_terminal_and_ci() {
-        let cases: &[(&[(&str, &str)], bool, Format)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], bool, Format);
+        let cases: &[Case] = &[
             (&[], true, Format::Human),
             (&[], false, Format::Plain),
             (&[("CI", "true")], true, Format::Plain),
@@ -89,7 +90,11 @@ mod tests {
             (&[("CI", "")], true, Format::Human),
         ];
         for (env, tty, want) in cases {
-            assert_eq!(choose(Requested::Auto, world(env, *tty)), *want, "{env:?} tty={tty}");
+            assert_eq!(
+                choose(Requested::Auto, world(env, *tty)),
+                *want,
+                "{env:?} tty={tty}"
+            );
         }
     }
 

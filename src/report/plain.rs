@@ -69,8 +69,17 @@ pub fn summary(s: &Summary) -> Vec<String> {
         ),
         format!("  {}", s.headline),
     ];
-    let w = s.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
-    v.push(format!("  {:w$}  {:6}  {:>8}  state", "host", "result", "commands"));
+    let w = s
+        .hosts
+        .iter()
+        .map(|h| h.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    v.push(format!(
+        "  {:w$}  {:6}  {:>8}  state",
+        "host", "result", "commands"
+    ));
     for h in &s.hosts {
         v.push(format!(
             "  {:w$}  {:6}  {:>8}  {}",
@@ -86,10 +95,7 @@ pub fn summary(s: &Summary) -> Vec<String> {
 /// A line for a step still running after a while, so CI logs never look
 /// hung.
 pub fn heartbeat(host: &str, step: &str, running_for: Duration) -> String {
-    format!(
-        "[{host}] {step} still running ({}s)",
-        running_for.as_secs()
-    )
+    format!("[{host}] {step} still running ({}s)", running_for.as_secs())
 }
 
 #[cfg(test)]
@@ -141,7 +147,12 @@ mod tests {
             duration: Duration::from_millis(1500),
         };
         let out = summary(&s).join("\n");
-        assert!(out.contains("deploy staging: ok — release 20261124T190102Z, commit 0123456789ab, 1 host in 1.50s"));
-        assert!(out.contains("stg-1  ok             9  on 20261124T190102Z"), "{out}");
+        assert!(out.contains(
+            "deploy staging: ok — release 20261124T190102Z, commit 0123456789ab, 1 host in 1.50s"
+        ));
+        assert!(
+            out.contains("stg-1  ok             9  on 20261124T190102Z"),
+            "{out}"
+        );
     }
 }

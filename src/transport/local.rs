@@ -89,7 +89,11 @@ mod tests {
     async fn runs_a_script_and_reports_status_and_output() {
         let t = LocalTransport::new("localhost");
         let out = t
-            .run("echo out; echo err >&2; exit 3", None, Duration::from_secs(10))
+            .run(
+                "echo out; echo err >&2; exit 3",
+                None,
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
         assert_eq!(out.status, Some(3));

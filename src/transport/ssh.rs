@@ -5,15 +5,26 @@
 //! ssh config (aliases, `ProxyJump`, agents, certificates) applies as it
 //! would for `ssh HOST`. It always runs with `BatchMode=yes`: no password or
 //! passphrase prompt can ever hang a run.
+//!
+//! shipit starts the master itself (the same `ssh -M -f -N` that openssh's
+//! `SessionBuilder` runs) and hands it to openssh with `Session::resume`:
+//! that way a connection attempt can be killed when it stalls, which ssh
+//! alone never gives up on once the server has sent its banner.
 
+use std::ffi::OsString;
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::Stdio as StdStdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::Semaphore;
 
 use super::{CommandOutput, Transport, TransportError};
 use crate::config::model::{Host, HostKeyChecking, SshSettings};
@@ -59,13 +70,20 @@ impl SshTarget {
 /// between commands.
 const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
+/// Commands running at once on one host. sshd's `MaxSessions` (10 by
+/// default) refuses more sessions per connection; two stay free for
+/// ending timed-out commands.
+pub const MAX_CONCURRENT_COMMANDS: usize = 8;
+
 /// How long the clean-up of a timed-out command may take on the host.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Unix socket paths hold at most 107 bytes. Under the control directory
-/// openssh creates `/.ssh-connectionXXXXXX/master` (29 bytes), and ssh
-/// binds a temporary `.` + 16 characters next to it before renaming.
-const MAX_CONTROL_DIR_LEN: usize = 107 - 29 - 17;
+/// Unix socket paths hold at most 107 bytes, and ssh first binds the
+/// control socket's path plus `.` and 16 random characters.
+const MAX_SOCKET_PATH_LEN: usize = 107 - 17;
+
+/// Numbers the control directories this process creates.
+static CONTROL_DIRS: AtomicU64 = AtomicU64::new(0);
 
 /// The first line the remote wrapper writes to stderr, before the script
 /// starts: the process group of the command, so a timeout can end it.
@@ -74,13 +92,15 @@ const PID_MARKER: &[u8] = b"shipit-pid:";
 /// Runs scripts on one host over a multiplexed ssh connection.
 ///
 /// Commands may run concurrently; each opens a session on the shared
-/// master connection (sshd's `MaxSessions`, 10 by default, bounds how many
-/// at once).
+/// master connection. Beyond [`MAX_CONCURRENT_COMMANDS`] they wait for a
+/// free one (their timeout runs while they wait).
 #[derive(Debug)]
 pub struct SshTransport {
     host: String,
     /// `None` once closed.
     session: Mutex<Option<Arc<Session>>>,
+    slots: Semaphore,
+    control: ControlDir,
 }
 
 impl SshTransport {
@@ -88,10 +108,10 @@ impl SshTransport {
     /// a new directory under `control_dir`.
     ///
     /// `control_dir` must exist and be short: unix socket paths are limited
-    /// to about 100 bytes, so at most 61 bytes are left for it. Every failure
-    /// (DNS, TCP, authentication, host key) is a [`TransportError::Connect`]
-    /// whose reason carries ssh's own message and, for host keys, how to
-    /// trust the key.
+    /// to about 100 bytes, and some 60 are left for it. Every failure (DNS,
+    /// TCP, authentication, host key, no answer within
+    /// [`connect_deadline`]) is a [`TransportError::Connect`] whose reason
+    /// carries ssh's own message and, for host keys, how to trust the key.
     pub async fn connect(
         target: &SshTarget,
         control_dir: &Path,
@@ -101,14 +121,49 @@ impl SshTransport {
             reason,
         };
         check_destination(&target.host).map_err(fail)?;
-        check_control_dir(control_dir).map_err(fail)?;
-        let session = session_builder(target, control_dir)
-            .connect(&target.host)
-            .await
-            .map_err(|e| fail(connect_failure(target, &e)))?;
+        let control = ControlDir::create(control_dir).map_err(fail)?;
+
+        let mut ssh = Command::new("ssh");
+        ssh.args(master_args(target, &control.socket, &control.log))
+            .stdin(StdStdio::null())
+            .stdout(StdStdio::null())
+            .stderr(StdStdio::null())
+            // Until it has connected and forked, this process is the
+            // connection attempt: dropping it on the deadline ends it.
+            .kill_on_drop(true);
+        let mut child = ssh.spawn().map_err(|e| {
+            fail(if e.kind() == io::ErrorKind::NotFound {
+                "the `ssh` client is not installed (package openssh-client)".to_string()
+            } else {
+                format!("cannot run `ssh`: {e}")
+            })
+        })?;
+        let deadline = connect_deadline(target.connect_timeout);
+        let status = match tokio::time::timeout(deadline, child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => return Err(fail(format!("cannot run `ssh`: {e}"))),
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(fail(format!(
+                    "no answer within {}s: the host took the connection but stopped \
+                     answering before login completed",
+                    deadline.as_secs()
+                )));
+            }
+        };
+        if !status.success() {
+            let log = fs::read_to_string(&control.log).unwrap_or_default();
+            return Err(fail(explain_ssh_stderr(target, &log)));
+        }
+        let session = Session::resume(
+            control.socket.clone().into_boxed_path(),
+            Some(control.log.clone().into_boxed_path()),
+        );
         Ok(SshTransport {
             host: target.host.clone(),
             session: Mutex::new(Some(Arc::new(session))),
+            slots: Semaphore::new(MAX_CONCURRENT_COMMANDS),
+            control,
         })
     }
 
@@ -159,25 +214,29 @@ impl Transport for SshTransport {
         timeout: Duration,
     ) -> Result<CommandOutput, TransportError> {
         let session = self.session()?;
-        let mut cmd = Arc::clone(&session).arc_raw_command(remote_command(script));
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .await
-            .map_err(|e| self.io_error("cannot start the command", e))?;
-        let stdin_pipe = child.stdin().take();
-        let stdout_pipe = child.stdout().take();
-        let stderr_pipe = child.stderr().take();
-
         let mut stdout = Vec::new();
         let mut stderr = StderrCapture::default();
         let outcome = tokio::time::timeout(timeout, async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|e| self.io_error("closed", e))?;
+            let mut cmd = Arc::clone(&session).arc_raw_command(remote_command(script));
+            cmd.stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .await
+                .map_err(|e| self.io_error("cannot start the command", error_chain(&e)))?;
+            let stdin_pipe = child.stdin().take();
+            let stdout_pipe = child.stdout().take();
+            let stderr_pipe = child.stderr().take();
             // Written concurrently with reading output, so a large upload
             // cannot deadlock against a full stdout pipe. A command that
             // does not read its stdin makes the write fail; that is fine.
@@ -218,18 +277,34 @@ impl Transport for SshTransport {
             // openssh reads exit statuses 127 and 255 as its own errors;
             // for `sh -c` they are the script's statuses.
             Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => Some(127),
-            Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
-                Ok(()) => Some(255),
-                Err(openssh::Error::Disconnected) => {
+            Err(openssh::Error::RemoteProcessTerminated) => {
+                if let Err(e) = session.check().await {
+                    let reason = match e {
+                        openssh::Error::Disconnected => "the connection was lost".to_string(),
+                        e => format!("the connection was lost: {}", error_chain(&e)),
+                    };
                     return Err(TransportError::Io {
                         host: self.host.clone(),
-                        reason: "the connection was lost".to_string(),
+                        reason,
                     });
                 }
-                Err(e) => {
-                    return Err(self.io_error("the connection was lost", error_chain(&e)));
+                if stderr.pgid.is_none() {
+                    // The wrapper never ran: ssh failed before the command,
+                    // e.g. the server refused another session.
+                    return Err(TransportError::Io {
+                        host: self.host.clone(),
+                        reason: format!(
+                            "cannot start the command: {}",
+                            // Without a master, openssh's clients fall back
+                            // to a host called `none`; that part is noise.
+                            ssh_message_lines(&String::from_utf8_lossy(&stderr.buf), |l| {
+                                !l.contains("hostname none")
+                            })
+                        ),
+                    });
                 }
-            },
+                Some(255)
+            }
             Err(e) => return Err(self.io_error("the command failed", error_chain(&e))),
         };
         Ok(CommandOutput {
@@ -239,65 +314,175 @@ impl Transport for SshTransport {
         })
     }
 
-    /// Ends the master connection. Commands still running keep it alive
-    /// until they finish; later calls to `run` fail.
+    /// Ends the master connection, and with it any command still running;
+    /// later calls to `run` fail. A master that is gone already (the host
+    /// went away) counts as closed.
     async fn close(&self) -> Result<(), TransportError> {
         let session = {
             let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
             guard.take()
         };
-        let Some(session) = session else {
-            return Ok(());
-        };
-        let session = match Arc::try_unwrap(session) {
-            Ok(session) => session,
-            // The last running command drops it, which ends the master.
-            Err(_shared) => return Ok(()),
-        };
-        if session.check().await.is_err() {
-            // The master is gone already (the host went away): nothing is
-            // left to close, and dropping removes the control directory.
+        if session.is_none() {
             return Ok(());
         }
-        session
-            .close()
+        let out = Command::new("ssh")
+            .args(exit_args(&self.control.socket))
+            .stdin(StdStdio::null())
+            .output()
             .await
-            .map_err(|e| self.io_error("closing the connection failed", error_chain(&e)))
+            .map_err(|e| self.io_error("cannot run `ssh -O exit`", e))?;
+        // The master removes its socket as it exits.
+        if !out.status.success() && self.control.socket.exists() {
+            return Err(self.io_error(
+                "closing the connection failed",
+                ssh_message(&String::from_utf8_lossy(&out.stderr)),
+            ));
+        }
+        Ok(())
     }
 }
 
-/// The builder for `target`. openssh itself always adds `BatchMode=yes`,
-/// `-T` for commands, and `StrictHostKeyChecking` from `known_hosts_check`;
-/// options given here win over the ssh config file.
-fn session_builder(target: &SshTarget, control_dir: &Path) -> SessionBuilder {
-    let mut b = SessionBuilder::default();
-    b.known_hosts_check(known_hosts(target.host_key_checking))
-        .connect_timeout(connect_timeout(target.connect_timeout))
-        .server_alive_interval(SERVER_ALIVE_INTERVAL)
-        .control_directory(control_dir);
-    if let Some(user) = &target.user {
-        b.user(user.clone());
+impl Drop for SshTransport {
+    /// Ends the master if `close` was not called: it would otherwise stay
+    /// up (`ControlPersist=yes`) after shipit exits.
+    fn drop(&mut self) {
+        let open = self
+            .session
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some();
+        if open && self.control.socket.exists() {
+            let _ = std::process::Command::new("ssh")
+                .args(exit_args(&self.control.socket))
+                .stdin(StdStdio::null())
+                .stdout(StdStdio::null())
+                .stderr(StdStdio::null())
+                .status();
+        }
     }
+}
+
+/// A directory of its own for one master's control socket and log, removed
+/// on drop.
+#[derive(Debug)]
+struct ControlDir {
+    dir: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl ControlDir {
+    fn create(parent: &Path) -> Result<ControlDir, String> {
+        loop {
+            let n = CONTROL_DIRS.fetch_add(1, Ordering::Relaxed);
+            let dir = parent.join(format!("ssh-{}-{n}", std::process::id()));
+            let socket = dir.join("s");
+            check_socket_path(&socket)?;
+            match fs::create_dir(&dir) {
+                Ok(()) => {
+                    return Ok(ControlDir {
+                        log: dir.join("log"),
+                        socket,
+                        dir,
+                    })
+                }
+                // Left over from an earlier process with the same pid.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create a control directory in `{}`: {e}",
+                        parent.display()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How long a connection attempt may take in all: ssh's `ConnectTimeout`
+/// covers only reaching the host and its banner, not a host that stalls
+/// after it (key exchange, login; twice over with a jump host).
+pub fn connect_deadline(connect_timeout: Duration) -> Duration {
+    self::connect_timeout(connect_timeout) * 3 + Duration::from_secs(10)
+}
+
+/// The arguments of the ssh master for `target` (what openssh's
+/// `SessionBuilder` passes, too). Options given on the command line win
+/// over the ssh config file; what is not set here comes from it.
+fn master_args(target: &SshTarget, socket: &Path, log: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |a: &dyn AsRef<std::ffi::OsStr>| args.push(a.as_ref().to_owned());
+    push(&"-E");
+    push(&log);
+    push(&"-S");
+    push(&socket);
+    for a in ["-M", "-f", "-N", "-o", "ControlPersist=yes", "-o", "BatchMode=yes"] {
+        push(&a);
+    }
+    push(&"-o");
+    push(&format!(
+        "StrictHostKeyChecking={}",
+        strict_host_key_checking(target.host_key_checking)
+    ));
+    push(&"-o");
+    push(&format!(
+        "ConnectTimeout={}",
+        connect_timeout(target.connect_timeout).as_secs()
+    ));
+    push(&"-o");
+    push(&format!(
+        "ServerAliveInterval={}",
+        SERVER_ALIVE_INTERVAL.as_secs()
+    ));
     if let Some(port) = target.port {
-        b.port(port);
+        push(&"-p");
+        push(&port.to_string());
+    }
+    if let Some(user) = &target.user {
+        push(&"-l");
+        push(user);
     }
     if let Some(key) = &target.identity_file {
-        // openssh adds `IdentitiesOnly=yes` with it.
-        b.keyfile(key);
-    }
-    if let Some(jump) = &target.proxy_jump {
-        b.jump_hosts([jump]);
+        // Only that key: agent keys tried first could use up the server's
+        // `MaxAuthTries`.
+        push(&"-o");
+        push(&"IdentitiesOnly=yes");
+        push(&"-i");
+        push(key);
     }
     if let Some(config) = &target.config_file {
-        b.config_file(config);
+        push(&"-F");
+        push(config);
     }
-    b
+    if let Some(jump) = &target.proxy_jump {
+        push(&"-J");
+        push(jump);
+    }
+    push(&"--");
+    push(&target.host);
+    args
 }
 
-fn known_hosts(checking: HostKeyChecking) -> KnownHosts {
+/// `ssh -O exit` for the master at `socket`; the destination is ignored.
+fn exit_args(socket: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-S".into(), socket.into()];
+    args.extend(["-o", "BatchMode=yes", "-O", "exit", "none"].map(OsString::from));
+    args
+}
+
+/// `accept-new` is openssh's `KnownHosts::Add`: unknown keys are recorded,
+/// changed ones still fail.
+fn strict_host_key_checking(checking: HostKeyChecking) -> &'static str {
     match checking {
-        HostKeyChecking::Strict => KnownHosts::Strict,
-        HostKeyChecking::AcceptNew => KnownHosts::Add,
+        HostKeyChecking::Strict => "yes",
+        HostKeyChecking::AcceptNew => "accept-new",
     }
 }
 
@@ -320,29 +505,17 @@ fn check_destination(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_control_dir(dir: &Path) -> Result<(), String> {
-    let len = dir.as_os_str().len();
-    if len > MAX_CONTROL_DIR_LEN {
+fn check_socket_path(socket: &Path) -> Result<(), String> {
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH_LEN {
+        let dir = socket.parent().and_then(Path::parent).unwrap_or(socket);
         return Err(format!(
             "the control directory `{}` is too long for a unix socket path \
-             ({len} bytes, at most {MAX_CONTROL_DIR_LEN})",
+             (the socket would take {len} bytes, at most {MAX_SOCKET_PATH_LEN})",
             dir.display()
         ));
     }
     Ok(())
-}
-
-/// Why the master connection could not be set up, in words a user can act
-/// on.
-fn connect_failure(target: &SshTarget, err: &openssh::Error) -> String {
-    match err {
-        openssh::Error::Connect(e) => explain_ssh_stderr(target, &e.to_string()),
-        openssh::Error::Ssh(e) if e.kind() == io::ErrorKind::NotFound => {
-            "the `ssh` client is not installed (package openssh-client)".to_string()
-        }
-        openssh::Error::Master(e) => format!("cannot set up the ssh control socket: {e}"),
-        other => error_chain(other),
-    }
 }
 
 /// Turns what ssh printed when it gave up into a reason, with a hint for

@@ -44,6 +44,8 @@ pub struct Fleet {
     known_hosts: PathBuf,
     ssh_config: PathBuf,
     control_dir: PathBuf,
+    /// Appended to every host's sshd_config.
+    sshd_extra: String,
     /// Whether this sshd knows `PerSourcePenalties` (OpenSSH 9.8+), which
     /// must be off: every test connects from 127.0.0.1, and failed
     /// handshakes would get that address refused for a while.
@@ -76,6 +78,12 @@ impl Fleet {
     /// SSH banner. Panics, saying why (with sshd's log), when one does not
     /// within 10 s, or when sshd is not installed.
     pub fn start(n: usize) -> Fleet {
+        Fleet::start_with(n, "")
+    }
+
+    /// Like [`Fleet::start`], with `sshd_extra` (sshd_config lines, such
+    /// as `MaxSessions 2`) added to every host's configuration.
+    pub fn start_with(n: usize, sshd_extra: &str) -> Fleet {
         assert!(
             (1..=200).contains(&n),
             "a fleet has 1 to 200 hosts, not {n}"
@@ -119,6 +127,7 @@ impl Fleet {
             client_key,
             authorized_keys,
             control_dir,
+            sshd_extra: sshd_extra.to_string(),
             penalties_option: false,
             dir,
         };
@@ -279,6 +288,10 @@ impl Fleet {
         );
         if penalties {
             text.push_str("PerSourcePenalties no\n");
+        }
+        text.push_str(&self.sshd_extra);
+        if !text.ends_with('\n') {
+            text.push('\n');
         }
         text
     }
