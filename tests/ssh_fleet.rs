@@ -333,6 +333,35 @@ async fn a_closed_transport_refuses_commands() {
     assert!(err.to_string().contains("closed"), "{err}");
     // Closing twice is fine.
     t.close().await.unwrap();
+    // The master is gone, and its control directory once dropped.
+    let dir = fleet.control_dir().to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !support::procs::with_cmdline_containing(&dir).is_empty() {
+        assert!(Instant::now() < deadline, "the master outlived close()");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(t);
+    assert_eq!(std::fs::read_dir(fleet.control_dir()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn dropping_a_transport_without_closing_ends_its_master() {
+    let fleet = Fleet::start(1);
+    let t = connect(&fleet, &fleet.hosts()[0]).await;
+    run(&t, "true").await;
+    let dir = fleet.control_dir().to_string_lossy().into_owned();
+    let masters = support::procs::with_cmdline_containing(&dir);
+    assert_eq!(masters.len(), 1, "{masters:?}");
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while support::procs::is_alive(masters[0]) {
+        assert!(
+            Instant::now() < deadline,
+            "the master outlived its transport"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_dir(fleet.control_dir()).unwrap().count(), 0);
 }
 
 #[test]
@@ -450,4 +479,40 @@ async fn many_commands_at_once_on_one_host_wait_for_a_session() {
         assert_eq!(out.stdout_str(), "done\n", "{out:?}");
     }
     assert_eq!(fleet.hosts()[0].logins(), 1);
+}
+
+/// A host that accepts the connection and sends its banner, then stalls:
+/// ssh alone would wait forever.
+#[tokio::test]
+async fn a_host_that_stalls_during_login_fails_within_the_connect_deadline() {
+    let fleet = Fleet::start(1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stall = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut conn, b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+        // Holds the connection open, silent, until the client gives up.
+        let _ = std::io::Read::read_to_end(&mut conn, &mut Vec::new());
+    });
+
+    let mut t = target("127.0.0.1", fleet.ssh_config(), HostKeyChecking::AcceptNew);
+    t.port = Some(port);
+    t.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let err = SshTransport::connect(&t, fleet.control_dir())
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(err.to_string().contains("no answer within 4s"), "{err}");
+    assert!(elapsed >= Duration::from_secs(4), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+    // The attempt was ended, not left behind: the stalling server sees the
+    // connection close, and no ssh is left running for it.
+    stall.join().unwrap();
+    let dir = fleet.control_dir().to_string_lossy().into_owned();
+    assert_eq!(
+        support::procs::with_cmdline_containing(&dir),
+        Vec::<u32>::new()
+    );
+    assert_eq!(std::fs::read_dir(fleet.control_dir()).unwrap().count(), 0);
 }

@@ -269,20 +269,20 @@ async fn deploy_phases(
         exec.set_uploads(uploads);
     }
 
-    // 3. Stage, publish, record, clean up: everything but unlock.
+    // 3. Stage, publish, record, clean up, unlock. Each host's part of a
+    // phase goes as one round trip; on success unlock rides along with the
+    // finish phase.
     let run_plan = plan.clone();
     let (res, queue) = exec
-        .run(&run_plan, |n| {
-            let node = &run_plan.nodes[n];
-            node.step.is_some_and(|s| {
-                let st = &run_plan.steps[s];
-                st.phase != Phase::Prepare && !st.always
-            })
-        })
+        .run(&run_plan, |n| run_plan.phase_of(n) != Some(Phase::Prepare))
         .await;
 
     let outcome = settle(exec, &run_plan, &res, &queue, &prev_current, states).await;
-    unlock(exec, plan, &locked).await;
+    // Wherever unlock did not run (a failure, an interrupt), free the lock now.
+    let still_locked: Vec<bool> = (0..n_hosts)
+        .map(|h| locked[h] && step_state(&run_plan, &queue, h, "unlock") != Some(NodeState::Done))
+        .collect();
+    unlock(exec, plan, &still_locked).await;
     Ok(outcome)
 }
 
@@ -339,7 +339,11 @@ async fn settle(
     states: &mut [Option<String>],
 ) -> (Outcome, String) {
     let n_hosts = plan.hosts.len();
-    let failed_any = (0..plan.nodes.len()).any(|i| queue.state(i) == NodeState::Failed);
+    // An unlock that failed is retried after this; it does not fail the run.
+    let failed_any = (0..plan.nodes.len()).any(|i| {
+        queue.state(i) == NodeState::Failed
+            && plan.nodes[i].step.is_some_and(|s| !plan.steps[s].always)
+    });
     let interrupted = exec.interrupted();
     let published: Vec<bool> = (0..n_hosts)
         .map(|h| step_state(plan, queue, h, "publish") == Some(NodeState::Done))

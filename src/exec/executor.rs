@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::event::{Event, StepOutcome, LOCAL_LABEL};
+use crate::plan::chain::{self, ChainStep, Frame, FrameParser};
 use crate::plan::queue::{NodeState, Queue};
 use crate::plan::{Action, Plan};
 use crate::redact::Redactor;
@@ -41,6 +42,10 @@ pub struct NodeResult {
     pub reason: Option<String>,
     pub duration: Duration,
 }
+
+/// Time a chain may take beyond the sum of its steps' limits (connection,
+/// the wrapper script).
+const CHAIN_SLACK: Duration = Duration::from_secs(30);
 
 /// How many lines of a failed command's output are kept.
 pub const TAIL_LINES: usize = 12;
@@ -164,7 +169,7 @@ impl Executor {
         // Barriers always take part: they hold later phases back.
         let mut queue = Queue::new(plan, |n| plan.nodes[n].step.is_none() || include(n));
         let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
-        let mut running: JoinSet<(usize, NodeResult)> = JoinSet::new();
+        let mut running: JoinSet<Vec<(usize, Option<NodeResult>)>> = JoinSet::new();
         let mut announced_batch: Option<usize> = None;
         let mut interrupted = self.interrupted();
         if interrupted {
@@ -215,19 +220,47 @@ impl Executor {
                         },
                         None => (self.local.clone(), LOCAL_LABEL.to_string(), None),
                     };
-                    let stdin = match &node.action {
-                        Action::Upload { template, .. } => node
-                            .host
-                            .and_then(|h| self.uploads.get(&(h, *template)).cloned()),
-                        _ => None,
-                    };
-                    let job = RunOne {
+                    // The rest of this host's work that can go in the same
+                    // round trip: each next node depends on this one alone.
+                    let mut chain = vec![n];
+                    if let Some(h) = node.host {
+                        let mut cur = n;
+                        while let Some(d) = queue.dependents(cur).iter().copied().find(|&d| {
+                            let x = &plan.nodes[d];
+                            x.host == Some(h)
+                                && x.step.is_some()
+                                && x.deps == [cur]
+                                && queue.state(d) == NodeState::Waiting
+                        }) {
+                            queue.claim(d);
+                            chain.push(d);
+                            cur = d;
+                        }
+                    }
+                    let steps: Vec<ChainJobStep> = chain
+                        .iter()
+                        .map(|&c| {
+                            let x = &plan.nodes[c];
+                            let st = &plan.steps[x.step.expect("chains hold steps")];
+                            let stdin = match &x.action {
+                                Action::Upload { template, .. } => x
+                                    .host
+                                    .and_then(|h| self.uploads.get(&(h, *template)).cloned()),
+                                _ => None,
+                            };
+                            ChainJobStep {
+                                node: c,
+                                name: st.name.clone(),
+                                script: x.action.script().to_string(),
+                                stdin,
+                                timeout: st.timeout,
+                            }
+                        })
+                        .collect();
+                    let job = ChainJob {
                         transport,
                         label,
-                        step: step.name.clone(),
-                        script: node.action.script().to_string(),
-                        stdin,
-                        timeout: step.timeout,
+                        steps,
                         events: self.events.clone(),
                         redactor: self.redactor.clone(),
                         counter,
@@ -235,7 +268,7 @@ impl Executor {
                     let permits = self.permits.clone();
                     running.spawn(async move {
                         let _permit = permits.acquire_owned().await;
-                        (n, run_one(job).await)
+                        run_chain(job).await
                     });
                 }
             }
@@ -245,9 +278,23 @@ impl Executor {
             tokio::select! {
                 joined = running.join_next() => {
                     match joined {
-                        Some(Ok((n, r))) => {
-                            queue.finish(n, r.ok);
-                            results[n] = Some(r);
+                        Some(Ok(done)) => {
+                            let mut stopped = false;
+                            for (n, r) in done {
+                                match r {
+                                    Some(r) if !stopped => {
+                                        stopped = !r.ok;
+                                        queue.finish(n, r.ok);
+                                        results[n] = Some(r);
+                                    }
+                                    _ => {
+                                        stopped = true;
+                                        if queue.state(n) == NodeState::Running {
+                                            queue.skip(n);
+                                        }
+                                    }
+                                }
+                            }
                         }
                         Some(Err(e)) => {
                             // A panicking node is a bug; the run still ends
@@ -356,4 +403,163 @@ async fn run_one(job: RunOne) -> NodeResult {
         reason,
         duration,
     }
+}
+
+struct ChainJobStep {
+    node: usize,
+    name: String,
+    script: String,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+struct ChainJob {
+    transport: Arc<dyn Transport>,
+    label: String,
+    steps: Vec<ChainJobStep>,
+    events: EventSink,
+    redactor: Arc<Redactor>,
+    counter: Option<(Arc<Vec<AtomicUsize>>, usize)>,
+}
+
+fn finished(
+    job: &ChainJob,
+    i: usize,
+    ok: bool,
+    output: Option<CommandOutput>,
+    reason: Option<String>,
+    duration: Duration,
+) -> NodeResult {
+    let tail_lines = match (&output, ok) {
+        (Some(o), false) => tail(o, &job.redactor),
+        _ => Vec::new(),
+    };
+    job.events.send(Event::StepFinished {
+        host: job.label.clone(),
+        step: job.steps[i].name.clone(),
+        outcome: match &reason {
+            None => StepOutcome::Ok,
+            Some(r) => StepOutcome::Failed(r.clone()),
+        },
+        duration,
+        tail: tail_lines,
+    });
+    NodeResult {
+        ok,
+        output,
+        reason,
+        duration,
+    }
+}
+
+/// Runs a chain of one host's steps in one round trip and turns the frames
+/// into per-step events and results. A step that was not reached is `None`.
+async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
+    let script = chain::script(
+        &job.steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ChainStep {
+                id: i,
+                script: &s.script,
+                stdin: s.stdin.as_deref(),
+                timeout: s.timeout,
+            })
+            .collect::<Vec<_>>(),
+    );
+    let budget = job.steps.iter().map(|s| s.timeout).sum::<Duration>() + CHAIN_SLACK;
+    if let Some((c, h)) = &job.counter {
+        c[*h].fetch_add(1, Ordering::Relaxed);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let transport = job.transport.clone();
+    let script_bytes = script.into_bytes();
+    let run = tokio::spawn(async move {
+        transport
+            .run_streaming(chain::RUNNER, Some(&script_bytes), budget, tx)
+            .await
+    });
+    let mut parser = FrameParser::default();
+    let mut results: Vec<Option<NodeResult>> = job.steps.iter().map(|_| None).collect();
+    let mut started: Vec<Option<Instant>> = vec![None; job.steps.len()];
+    while let Some(chunk) = rx.recv().await {
+        for frame in parser.push(&chunk) {
+            match frame {
+                Frame::Started(i) if i < job.steps.len() => {
+                    started[i] = Some(Instant::now());
+                    job.events.send(Event::StepStarted {
+                        host: job.label.clone(),
+                        step: job.steps[i].name.clone(),
+                    });
+                }
+                Frame::Ended {
+                    id: i,
+                    status,
+                    stdout,
+                    stderr,
+                } if i < job.steps.len() => {
+                    let duration = started[i].map(|s| s.elapsed()).unwrap_or_default();
+                    let out = CommandOutput {
+                        status: Some(status),
+                        stdout,
+                        stderr,
+                    };
+                    let (ok, reason) = match status {
+                        0 => (true, None),
+                        chain::TIMEOUT_STATUS
+                            if duration + Duration::from_millis(50) >= job.steps[i].timeout =>
+                        {
+                            (
+                                false,
+                                Some(format!(
+                                    "timed out after {}s",
+                                    job.steps[i].timeout.as_secs()
+                                )),
+                            )
+                        }
+                        c => (false, Some(format!("exit {c}"))),
+                    };
+                    results[i] = Some(finished(&job, i, ok, Some(out), reason, duration));
+                }
+                _ => {}
+            }
+        }
+    }
+    let outcome = match run.await {
+        Ok(r) => r,
+        Err(e) => Err(TransportError::Io {
+            host: job.label.clone(),
+            reason: format!("internal error: {e}"),
+        }),
+    };
+    // The first step without a result is where the chain broke off, if it
+    // did: it fails with the transport's reason.
+    if let Some(i) = results.iter().position(|r| r.is_none()) {
+        let stopped_by_failure = results[..i]
+            .iter()
+            .any(|r| r.as_ref().is_some_and(|r| !r.ok));
+        if !stopped_by_failure {
+            let reason = match &outcome {
+                Err(TransportError::Timeout { secs, .. }) => format!("timed out after {secs}s"),
+                Err(e) => e.to_string(),
+                Ok(out) => {
+                    let err = out.stderr_str();
+                    let err = err.trim();
+                    if err.is_empty() {
+                        format!("the host's shell ended early (status {:?})", out.status)
+                    } else {
+                        format!("the host's shell ended early: {err}")
+                    }
+                }
+            };
+            let reason = job.redactor.apply(&reason).into_owned();
+            let duration = started[i].map(|s| s.elapsed()).unwrap_or_default();
+            results[i] = Some(finished(&job, i, false, None, Some(reason), duration));
+        }
+    }
+    job.steps
+        .iter()
+        .zip(results)
+        .map(|(s, r)| (s.node, r))
+        .collect()
 }

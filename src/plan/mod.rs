@@ -1,6 +1,7 @@
 //! The plan: a pure function from (config, stage, recipe) to a task graph
 //! of (step x host) nodes, and the shell commands each node runs.
 
+pub mod chain;
 pub mod commands;
 pub mod display;
 pub mod graph;

@@ -111,6 +111,27 @@ impl Queue {
         out
     }
 
+    pub fn dependents(&self, node: usize) -> &[usize] {
+        &self.dependents[node]
+    }
+
+    /// Claims a waiting node whose only unfinished dependency is running in
+    /// the same batch of work (a chain of one host's steps): it counts as
+    /// running from now on and is finished with the rest of the chain.
+    pub fn claim(&mut self, node: usize) {
+        debug_assert_eq!(self.state[node], NodeState::Waiting);
+        self.state[node] = NodeState::Running;
+    }
+
+    /// A claimed node that never ran because the chain stopped before it:
+    /// it and everything after it is skipped. Returns what was skipped.
+    pub fn skip(&mut self, node: usize) -> Vec<usize> {
+        self.state[node] = NodeState::Skipped;
+        let mut out = vec![node];
+        out.extend(self.skip_dependents(node));
+        out
+    }
+
     pub fn state(&self, node: usize) -> NodeState {
         self.state[node]
     }

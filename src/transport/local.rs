@@ -4,8 +4,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::mpsc;
 
 use super::{CommandOutput, Transport, TransportError};
 
@@ -32,6 +33,32 @@ impl Transport for LocalTransport {
         script: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        self.run_inner(script, stdin, timeout, None).await
+    }
+
+    async fn run_streaming(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        progress: mpsc::UnboundedSender<Vec<u8>>,
+    ) -> Result<CommandOutput, TransportError> {
+        self.run_inner(script, stdin, timeout, Some(progress)).await
+    }
+
+    async fn close(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+impl LocalTransport {
+    async fn run_inner(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
     ) -> Result<CommandOutput, TransportError> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
@@ -62,22 +89,57 @@ impl Transport for LocalTransport {
                 let _ = pipe.shutdown().await;
             });
         }
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(Ok(out)) => Ok(CommandOutput {
-                status: out.status.code(),
-                stdout: out.stdout,
-                stderr: out.stderr,
-            }),
+        let pid = child.id();
+        let mut out_pipe = child.stdout.take().expect("stdout was piped");
+        let mut err_pipe = child.stderr.take().expect("stderr was piped");
+        let work = async {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            let read_out = async {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match out_pipe.read(&mut buf).await {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => {
+                            stdout.extend_from_slice(&buf[..n]);
+                            if let Some(p) = &progress {
+                                let _ = p.send(buf[..n].to_vec());
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let read_err = err_pipe.read_to_end(&mut stderr);
+            let (a, b) = tokio::join!(read_out, read_err);
+            a?;
+            b?;
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>(CommandOutput {
+                status: status.code(),
+                stdout,
+                stderr,
+            })
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(io_err(e)),
-            Err(_) => Err(TransportError::Timeout {
-                host: self.host.clone(),
-                secs: timeout.as_secs(),
-            }),
+            Err(_) => {
+                // The script runs in its own process group: end all of it,
+                // not only the shell, so nothing it started lingers.
+                if let Some(pid) = pid {
+                    let _ = Command::new("kill")
+                        .args(["-s", "KILL", "--"])
+                        .arg(format!("-{pid}"))
+                        .status()
+                        .await;
+                }
+                Err(TransportError::Timeout {
+                    host: self.host.clone(),
+                    secs: timeout.as_secs(),
+                })
+            }
         }
-    }
-
-    async fn close(&self) -> Result<(), TransportError> {
-        Ok(())
     }
 }
 

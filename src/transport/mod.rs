@@ -64,6 +64,21 @@ pub trait Transport: Send + Sync {
         timeout: Duration,
     ) -> Result<CommandOutput, TransportError>;
 
+    /// Like [`Transport::run`], and also sends stdout to `progress` as it
+    /// arrives, so a caller can follow a long script step by step. The
+    /// default sends it all at the end.
+    async fn run_streaming(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        progress: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    ) -> Result<CommandOutput, TransportError> {
+        let out = self.run(script, stdin, timeout).await?;
+        let _ = progress.send(out.stdout.clone());
+        Ok(out)
+    }
+
     /// Closes the connection (ends the ssh master); a no-op for local.
     async fn close(&self) -> Result<(), TransportError>;
 }

@@ -406,11 +406,12 @@ impl Drop for ControlDir {
     }
 }
 
-/// How long a connection attempt may take in all: ssh's `ConnectTimeout`
-/// covers only reaching the host and its banner, not a host that stalls
-/// after it (key exchange, login; twice over with a jump host).
+/// How long a connection attempt may take in all: four times
+/// `connect_timeout`. ssh's `ConnectTimeout` covers only reaching the host
+/// and its banner, not a host that stalls after it (key exchange, login;
+/// twice over with a jump host).
 pub fn connect_deadline(connect_timeout: Duration) -> Duration {
-    self::connect_timeout(connect_timeout) * 3 + Duration::from_secs(10)
+    self::connect_timeout(connect_timeout) * 4
 }
 
 /// The arguments of the ssh master for `target` (what openssh's
@@ -423,7 +424,15 @@ fn master_args(target: &SshTarget, socket: &Path, log: &Path) -> Vec<OsString> {
     push(&log);
     push(&"-S");
     push(&socket);
-    for a in ["-M", "-f", "-N", "-o", "ControlPersist=yes", "-o", "BatchMode=yes"] {
+    for a in [
+        "-M",
+        "-f",
+        "-N",
+        "-o",
+        "ControlPersist=yes",
+        "-o",
+        "BatchMode=yes",
+    ] {
         push(&a);
     }
     push(&"-o");
@@ -752,16 +761,77 @@ mod tests {
         }
     }
 
+    fn args(target: &SshTarget) -> Vec<String> {
+        master_args(
+            target,
+            Path::new("/c/ssh-1-0/s"),
+            Path::new("/c/ssh-1-0/log"),
+        )
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect()
+    }
+
     #[test]
-    fn host_key_checking_maps_to_known_hosts_modes() {
-        assert!(matches!(
-            known_hosts(HostKeyChecking::Strict),
-            KnownHosts::Strict
-        ));
-        assert!(matches!(
-            known_hosts(HostKeyChecking::AcceptNew),
-            KnownHosts::Add
-        ));
+    fn the_master_runs_in_batch_mode_and_leaves_the_rest_to_the_ssh_config() {
+        assert_eq!(
+            args(&target()).join(" "),
+            "-E /c/ssh-1-0/log -S /c/ssh-1-0/s -M -f -N -o ControlPersist=yes \
+             -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
+             -o ServerAliveInterval=15 -- web-1"
+        );
+    }
+
+    #[test]
+    fn the_master_gets_every_setting_given() {
+        let t = SshTarget {
+            host: "web-1".to_string(),
+            user: Some("deploy".to_string()),
+            port: Some(2222),
+            identity_file: Some(PathBuf::from("/keys/deploy key")),
+            proxy_jump: Some("bastion.acme.com".to_string()),
+            config_file: Some(PathBuf::from("/etc/shipit/ssh_config")),
+            connect_timeout: Duration::from_millis(2500),
+            host_key_checking: HostKeyChecking::AcceptNew,
+        };
+        let args = args(&t);
+        let tail = &args[args
+            .iter()
+            .position(|a| a == "StrictHostKeyChecking=accept-new")
+            .unwrap()..];
+        assert_eq!(
+            tail,
+            [
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+                "ConnectTimeout=2",
+                "-o",
+                "ServerAliveInterval=15",
+                "-p",
+                "2222",
+                "-l",
+                "deploy",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+                "/keys/deploy key",
+                "-F",
+                "/etc/shipit/ssh_config",
+                "-J",
+                "bastion.acme.com",
+                "--",
+                "web-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_key_checking_maps_to_ssh_s_words() {
+        assert_eq!(strict_host_key_checking(HostKeyChecking::Strict), "yes");
+        assert_eq!(
+            strict_host_key_checking(HostKeyChecking::AcceptNew),
+            "accept-new"
+        );
     }
 
     #[test]
@@ -776,55 +846,34 @@ mod tests {
     }
 
     #[test]
-    fn builder_carries_user_and_port() {
-        let mut t = target();
-        t.user = Some("deploy".to_string());
-        t.port = Some(2222);
-        let b = session_builder(&t, Path::new("/tmp/c"));
-        assert_eq!(b.get_user(), Some("deploy"));
-        assert_eq!(b.get_port(), Some("2222"));
-        let debug = format!("{b:?}");
-        for want in [
-            "known_hosts_check: Strict",
-            "connect_timeout: Some(\"10\")",
-            "control_dir: Some(\"/tmp/c\")",
-        ] {
-            assert!(debug.contains(want), "{want} not in {debug}");
-        }
+    fn the_connect_deadline_leaves_room_for_login_and_a_jump_host() {
+        assert_eq!(
+            connect_deadline(Duration::from_secs(10)),
+            Duration::from_secs(40)
+        );
+        assert_eq!(connect_deadline(Duration::ZERO), Duration::from_secs(4));
     }
 
     #[test]
-    fn builder_leaves_unset_options_to_the_ssh_config() {
-        let b = session_builder(&target(), Path::new("/tmp/c"));
-        assert_eq!(b.get_user(), None);
-        assert_eq!(b.get_port(), None);
-        let debug = format!("{b:?}");
-        for want in [
-            "keyfile: None",
-            "config_file: None",
-            "jump_hosts: []",
-            "user_known_hosts_file: None",
-        ] {
-            assert!(debug.contains(want), "{want} not in {debug}");
-        }
+    fn exit_names_the_socket() {
+        let args: Vec<String> = exit_args(Path::new("/c/s"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert_eq!(args.join(" "), "-S /c/s -o BatchMode=yes -O exit none");
     }
 
     #[test]
-    fn builder_passes_key_jump_host_and_config_file() {
-        let mut t = target();
-        t.identity_file = Some(PathBuf::from("/keys/deploy"));
-        t.proxy_jump = Some("bastion.acme.com".to_string());
-        t.config_file = Some(PathBuf::from("/etc/shipit/ssh_config"));
-        t.host_key_checking = HostKeyChecking::AcceptNew;
-        let debug = format!("{:?}", session_builder(&t, Path::new("/tmp/c")));
-        for want in [
-            "keyfile: Some(\"/keys/deploy\")",
-            "jump_hosts: [\"bastion.acme.com\"]",
-            "config_file: Some(\"/etc/shipit/ssh_config\")",
-            "known_hosts_check: Add",
-        ] {
-            assert!(debug.contains(want), "{want} not in {debug}");
-        }
+    fn control_dirs_are_distinct_and_removed_on_drop() {
+        let parent = std::env::temp_dir();
+        let a = ControlDir::create(&parent).unwrap();
+        let b = ControlDir::create(&parent).unwrap();
+        assert_ne!(a.dir, b.dir);
+        assert!(a.dir.is_dir() && b.dir.is_dir());
+        assert_eq!(a.socket.parent(), Some(a.dir.as_path()));
+        let dir = a.dir.clone();
+        drop(a);
+        assert!(!dir.exists());
     }
 
     #[test]
@@ -838,10 +887,11 @@ mod tests {
 
     #[test]
     fn long_control_dirs_are_refused() {
-        assert!(check_control_dir(Path::new("/tmp/shipit-abc123/ctl")).is_ok());
-        let long = format!("/{}", "d".repeat(MAX_CONTROL_DIR_LEN));
-        let err = check_control_dir(Path::new(&long)).unwrap_err();
+        let long = PathBuf::from(format!("/{}", "d".repeat(80)));
+        let err = ControlDir::create(&long).unwrap_err();
         assert!(err.contains("too long for a unix socket path"), "{err}");
+        assert!(err.contains(&format!("`{}`", long.display())), "{err}");
+        assert!(check_socket_path(Path::new("/tmp/shipit-abc123/ctl/ssh-1234567-0/s")).is_ok());
     }
 
     #[test]

@@ -43,6 +43,22 @@ pub fn signal(name: &str, pids: &[u32]) {
         .status();
 }
 
+/// Processes whose command line contains `needle`.
+pub fn with_cmdline_containing(needle: &str) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+                .is_ok_and(|cmdline| cmdline.contains(needle))
+        })
+        .collect()
+}
+
 /// Whether a process with this pid exists (zombies count as gone).
 pub fn is_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
