@@ -23,6 +23,11 @@ pub enum EventKind {
     RolledBack,
     Approved,
     Promoted,
+    /// A deploy lock was freed with `shipit unlock --force`.
+    /// `user` is who forced it; `detail` names the holder whose lock was
+    /// freed; `release` and `commit` are empty (a lock belongs to no
+    /// release).
+    Unlocked,
 }
 
 /// One ledger line. `time` is last so shell-side timestamping can append it
@@ -113,6 +118,14 @@ mod tests {
         let (a, b) = e.split_for_shell();
         let line = format!("{a}{}{b}", e.time);
         assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), e);
+    }
+
+    #[test]
+    fn unlocked_serialises_in_snake_case() {
+        let mut e = entry();
+        e.event = EventKind::Unlocked;
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains("\"event\":\"unlocked\""), "{line}");
     }
 
     #[test]

@@ -385,10 +385,30 @@ pub fn record(p: &HostPaths, r: &ReleaseInfo) -> String {
     )])
 }
 
-/// Removes releases beyond the newest `keep`, never `current` and never the
-/// one this run just made.
+/// Removes old releases. Only good releases count towards `keep` (the
+/// ledger's last word on them is `verified` or `published`; a release the
+/// ledger does not know, say from before shipit, counts as good). Never
+/// removes `current`, this run's release, or the rollback target (the newest
+/// good release older than `current`); releases whose last word is
+/// `failed`, `rolled_back` or only `staged` are removed unless they are one
+/// of those. Prints `removed ID` for each.
 pub fn cleanup(p: &HostPaths, keep: u32, release_id: &str) -> String {
     let releases = p.at("releases");
+    // The ledger is written by shipit with `event` then `release` first, so
+    // a sed pattern reads it reliably without a JSON parser on the host.
+    let awk = r#"
+$0 == "--" { listing = 1; next }
+!listing { status[$1] = $2; next }
+{
+  r = $0
+  s = (r in status) ? status[r] : "unknown"
+  good = (s == "verified" || s == "published" || s == "unknown")
+  older = (cur != "" && r < cur)
+  if (r == cur || r == this) { if (good) n++; print "keep " r; next }
+  if (good && older && !target) { target = 1; n++; print "keep " r; next }
+  if (good && n < keep) { n++; print "keep " r; next }
+  print "remove " r
+}"#;
     script(&[
         format!("cd {}", quote(&releases)),
         format!(
@@ -396,10 +416,17 @@ pub fn cleanup(p: &HostPaths, keep: u32, release_id: &str) -> String {
             quote(&p.at("current"))
         ),
         format!(
-            "for r in $(ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | sort -r | tail -n +{}); do if [ \"$r\" != \"$cur\" ] && [ \"$r\" != {} ]; then rm -rf -- \"$r\"; echo \"removed $r\"; fi; done",
-            keep + 1,
-            quote(release_id)
+            r#"{{ sed -n 's/^{{"event":"\([a-z_]*\)","release":"\([0-9TZ]*\)".*/\2 \1/p' {} 2>/dev/null || true; echo --; ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | sort -r || true; }} > .cleanup.$$"#,
+            quote(&p.at(LEDGER_PATH))
         ),
+        format!(
+            r#"awk -v keep={keep} -v cur="$cur" -v this={} {} .cleanup.$$ > .cleanup-plan.$$"#,
+            quote(release_id),
+            quote(awk)
+        ),
+        "rm -f .cleanup.$$".to_string(),
+        r#"while read -r verb r; do if [ "$verb" = remove ]; then rm -rf -- "$r" && echo "removed $r"; fi; done < .cleanup-plan.$$"#.to_string(),
+        "rm -f .cleanup-plan.$$".to_string(),
     ])
 }
 
@@ -512,6 +539,64 @@ mod tests {
     fn record_uses_capistrano_wording() {
         let s = record(&HostPaths::new("/srv/shop"), &rel());
         assert!(s.contains("Branch main (at 0123456789abcdef0123456789abcdef01234567) deployed as release 20261124T190102Z by alice"));
+    }
+
+    #[tokio::test]
+    async fn cleanup_counts_good_releases_and_keeps_the_rollback_target() {
+        use crate::transport::{local::LocalTransport, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ids = [
+            "20260101T000001Z", // verified, old
+            "20260101T000002Z", // verified: the rollback target
+            "20260101T000003Z", // failed
+            "20260101T000004Z", // rolled back
+            "20260101T000005Z", // current, verified
+            "20260101T000006Z", // staged only (a crashed run)
+            "20260101T000007Z", // failed
+        ];
+        for id in ids {
+            std::fs::create_dir_all(d.join("releases").join(id)).unwrap();
+        }
+        std::os::unix::fs::symlink("releases/20260101T000005Z", d.join("current")).unwrap();
+        std::fs::create_dir_all(d.join(".shipit")).unwrap();
+        let mut ledger = String::new();
+        let mut line = |id: &str, ev: &str| {
+            ledger.push_str(&format!(
+                "{{\"event\":\"{ev}\",\"release\":\"{id}\",\"commit\":\"c\",\"application\":\"a\",\"stage\":\"s\",\"host\":\"h\",\"user\":\"u\",\"time\":\"t\"}}\n"
+            ))
+        };
+        for (id, evs) in [
+            (ids[0], &["staged", "published", "verified"][..]),
+            (ids[1], &["staged", "published", "verified"][..]),
+            (ids[2], &["staged", "failed"][..]),
+            (
+                ids[3],
+                &["staged", "published", "verified", "rolled_back"][..],
+            ),
+            (ids[4], &["staged", "published", "verified"][..]),
+            (ids[5], &["staged"][..]),
+            (ids[6], &["staged", "published", "failed"][..]),
+        ] {
+            for ev in evs {
+                line(id, ev);
+            }
+        }
+        std::fs::write(d.join(".shipit/ledger.jsonl"), ledger).unwrap();
+        let p = HostPaths::new(d.to_str().unwrap());
+        let t = LocalTransport::new("localhost");
+        // keep 1: current alone would satisfy it, but the rollback target stays.
+        let out = t
+            .run(&cleanup(&p, 1, ids[4]), None, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(out.success(), "{}", out.stderr_str());
+        let mut left: Vec<String> = std::fs::read_dir(d.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![ids[1].to_string(), ids[4].to_string()]);
     }
 
     #[tokio::test]
