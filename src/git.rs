@@ -65,6 +65,62 @@ pub fn resolve(repository: &str, reference: &str) -> Result<Resolved, GitError> 
     })
 }
 
+/// A bare mirror of `url` in shipit's cache (`$XDG_CACHE_HOME/shipit` or
+/// `~/.cache/shipit`), cloned once and fetched after, for building a
+/// strategy-copy archive of a remote repository. Uses the system git, so
+/// the user's own credentials and ssh set-up apply.
+pub fn local_mirror(
+    url: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<std::path::PathBuf, GitError> {
+    use sha2::{Digest, Sha256};
+    let base = env
+        .get("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("shipit/repos");
+    let key = format!("{:x}", Sha256::digest(url.as_bytes()));
+    let dir = base.join(&key[..16]);
+    let fail = |reason: String| GitError::Remote {
+        repo: url.to_string(),
+        reference: "refs/*".to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(&base)
+        .map_err(|e| fail(format!("cannot create `{}`: {e}", base.display())))?;
+    let mut cmd = Command::new("git");
+    if dir.join("HEAD").exists() {
+        cmd.arg(format!("--git-dir={}", dir.display())).args([
+            "fetch",
+            "--quiet",
+            "--prune",
+            "origin",
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ]);
+    } else {
+        cmd.args(["clone", "--quiet", "--mirror", "--", url])
+            .arg(&dir);
+    }
+    let out = cmd
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| fail(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(dir)
+}
+
+/// Whether `repository` names a remote (URL or scp-like) rather than a path.
+pub fn is_remote(repository: &str) -> bool {
+    is_url(repository)
+}
+
 fn resolve_remote(repository: &str, reference: &str) -> Result<Resolved, GitError> {
     if is_full_sha(reference) {
         return Ok(Resolved {

@@ -5,6 +5,7 @@
 //! a [`transport::Transport`], emitting events) and [`report`] (events in,
 //! output out). [`cmd`] wires them into the subcommands.
 
+pub mod artifact;
 pub mod cli;
 pub mod cmd;
 pub mod config;

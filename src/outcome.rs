@@ -34,6 +34,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
             if e.is::<ConfigError>()
                 || e.is::<PlanError>()
                 || e.is::<GitError>()
+                || e.is::<crate::artifact::ArtifactError>()
                 || e.is::<RenderError>()
                 || e.is::<UsageError>() =>
         {

@@ -462,3 +462,53 @@ fn init_writes_a_config_that_plans() {
     assert_eq!(deploy.status.code(), Some(0), "{}", text(&deploy));
     assert!(tmp.path().join("app/.shipit-local/current/README").exists());
 }
+
+#[test]
+fn strategy_copy_uploads_one_archive_checked_by_digest() {
+    let s = setup(TASKS);
+    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
+        .unwrap()
+        .replace("keep_releases: 5\n", "keep_releases: 5\nstrategy: copy\n");
+    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let d = &s.deploy_to;
+    assert!(!d.join("repo").exists(), "copy keeps no mirror on the host");
+    assert_eq!(
+        fs::read_to_string(d.join("current/REVISION"))
+            .unwrap()
+            .trim(),
+        s.sha
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("current/bin/serve")).unwrap(),
+        "#!/bin/sh\necho serving\n"
+    );
+    // No archive is left behind.
+    let leftovers: Vec<_> = fs::read_dir(d.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar") || n.ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Every ledger line of the release carries the same archive digest.
+    let ledger = fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap();
+    let digests: Vec<String> = ledger
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(digests.len(), 3);
+    assert!(digests[0].starts_with("sha256:"));
+    assert!(digests.iter().all(|x| *x == digests[0]));
+    // Deploying the same commit again gives the same digest.
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ledger = fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(ledger.lines().last().unwrap()).unwrap();
+    assert_eq!(last["digest"].as_str().unwrap(), digests[0]);
+}

@@ -71,6 +71,7 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
     let filters = app.filters();
     let (_, hosts) = planner::select_hosts(&config, stage, &filters)?;
     let mut release = app.release_info(&config, stage, revision)?;
+    let artifact = app.artifact(&config, &mut release)?;
     let redactor = app.redactor(&config)?;
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let build = |release: &ReleaseInfo| -> anyhow::Result<(Plan, Uploads)> {
@@ -138,6 +139,7 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
         app.global.parallel,
         app.shutdown.clone(),
     );
+    exec.set_artifact(artifact.map(|a| a.bytes));
 
     let outcome = deploy_phases(&mut exec, &mut plan, &mut release, &build, &mut states, app).await;
 
@@ -219,7 +221,10 @@ async fn deploy_phases(
                 if let Some(o) = out.filter(|o| o.status == Some(LOCKED_STATUS)) {
                     match LockHolder::from_stderr(&o.stderr_str()) {
                         Some(holder) => {
-                            states[h] = Some(format!("locked by {}", holder.describe()));
+                            states[h] = Some(format!(
+                                "locked by {}",
+                                holder.describe_checked(&app.machine, super::lock::pid_alive)
+                            ));
                             holders.push((h, holder));
                         }
                         None => states[h] = Some("locked (no holder record)".into()),
@@ -250,7 +255,7 @@ async fn deploy_phases(
                     "stage `{}` is locked on `{}` by {}; nothing was changed",
                     plan.stage,
                     plan.hosts[*h].name,
-                    holder.describe()
+                    holder.describe_checked(&app.machine, super::lock::pid_alive)
                 ),
             ));
         }

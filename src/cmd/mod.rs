@@ -1,8 +1,12 @@
 //! The subcommands, and what they share: the world they run in.
 
+pub mod check;
 pub mod deploy;
 pub mod init;
+pub mod lock;
+pub mod on_hosts;
 pub mod plan;
+pub mod releases;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,7 +83,28 @@ impl App {
             application: config.application.clone(),
             stage: stage.to_string(),
             build_url: self.env.get("BUILD_URL").cloned(),
+            digest: None,
         })
+    }
+
+    /// Strategy copy: builds the release archive once and records its
+    /// digest in `release`. `None` for strategy git.
+    pub fn artifact(
+        &self,
+        config: &Config,
+        release: &mut ReleaseInfo,
+    ) -> anyhow::Result<Option<crate::artifact::Artifact>> {
+        if config.strategy != crate::config::Strategy::Copy {
+            return Ok(None);
+        }
+        let path = if git::is_remote(&config.repository) {
+            git::local_mirror(&config.repository, &self.env)?
+        } else {
+            std::path::PathBuf::from(&config.repository)
+        };
+        let a = crate::artifact::build(&path, &release.commit)?;
+        release.digest = Some(a.digest.clone());
+        Ok(Some(a))
     }
 
     pub fn lock_holder(&self, stage: &str, release_id: &str, what: &str) -> LockHolder {
@@ -124,5 +149,9 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             revision,
         } => plan::run(&app, stage, *recipe, revision.as_deref()),
         Command::Deploy { stage, revision } => deploy::run(&app, stage, revision.as_deref()).await,
+        Command::Check { stage } => check::run(&app, stage).await,
+        Command::Releases { stage } => releases::run(&app, stage).await,
+        Command::Lock { stage, message } => lock::lock(&app, stage, message.as_deref()).await,
+        Command::Unlock { stage, force } => lock::unlock(&app, stage, *force).await,
     }
 }

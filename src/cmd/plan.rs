@@ -18,7 +18,8 @@ pub fn run(
     };
     // Validate the stage and filters before resolving anything.
     planner::select_hosts(&config, stage, &app.filters())?;
-    let release = app.release_info(&config, stage, revision)?;
+    let mut release = app.release_info(&config, stage, revision)?;
+    app.artifact(&config, &mut release)?;
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
         config: &config,

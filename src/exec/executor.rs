@@ -72,6 +72,8 @@ pub struct Executor {
     transports: Vec<Option<Arc<dyn Transport>>>,
     local: Arc<dyn Transport>,
     uploads: Arc<HashMap<(usize, usize), Vec<u8>>>,
+    /// Strategy copy: the release archive, shared by every host's upload.
+    artifact: Option<Arc<Vec<u8>>>,
     events: EventSink,
     redactor: Arc<Redactor>,
     permits: Arc<Semaphore>,
@@ -97,12 +99,18 @@ impl Executor {
             transports,
             local,
             uploads: Arc::new(uploads),
+            artifact: None,
             events,
             redactor: Arc::new(redactor),
             permits: Arc::new(Semaphore::new(parallel.max(1))),
             shutdown,
             round_trips: Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect()),
         }
+    }
+
+    /// The release archive that `Action::Artifact` nodes upload.
+    pub fn set_artifact(&mut self, artifact: Option<Arc<Vec<u8>>>) {
+        self.artifact = artifact;
     }
 
     /// Replaces the rendered templates (after the release id changed).
@@ -220,6 +228,26 @@ impl Executor {
                         },
                         None => (self.local.clone(), LOCAL_LABEL.to_string(), None),
                     };
+                    if let Action::Artifact(script) = &node.action {
+                        // Streamed in a round trip of its own.
+                        let job = RunOne {
+                            transport,
+                            label,
+                            step: step.name.clone(),
+                            script: script.clone(),
+                            stdin: self.artifact.clone(),
+                            timeout: step.timeout,
+                            events: self.events.clone(),
+                            redactor: self.redactor.clone(),
+                            counter,
+                        };
+                        let permits = self.permits.clone();
+                        running.spawn(async move {
+                            let _permit = permits.acquire_owned().await;
+                            vec![(n, Some(run_one(job).await))]
+                        });
+                        continue;
+                    }
                     // The rest of this host's work that can go in the same
                     // round trip: each next node depends on this one alone.
                     let mut chain = vec![n];
@@ -230,6 +258,7 @@ impl Executor {
                             x.host == Some(h)
                                 && x.step.is_some()
                                 && x.deps == [cur]
+                                && !matches!(x.action, Action::Artifact(_))
                                 && queue.state(d) == NodeState::Waiting
                         }) {
                             queue.claim(d);
@@ -335,7 +364,7 @@ struct RunOne {
     label: String,
     step: String,
     script: String,
-    stdin: Option<Vec<u8>>,
+    stdin: Option<Arc<Vec<u8>>>,
     timeout: Duration,
     events: EventSink,
     redactor: Arc<Redactor>,
@@ -353,7 +382,11 @@ async fn run_one(job: RunOne) -> NodeResult {
     let started = Instant::now();
     let res = job
         .transport
-        .run(&job.script, job.stdin.as_deref(), job.timeout)
+        .run(
+            &job.script,
+            job.stdin.as_deref().map(|v| v.as_slice()),
+            job.timeout,
+        )
         .await;
     let duration = started.elapsed();
     let (ok, output, reason, tail_lines) = match res {

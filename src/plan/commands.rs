@@ -112,6 +112,8 @@ pub fn unlock(p: &HostPaths, token: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSpec<'a> {
     pub needs_git: bool,
+    /// Strategy copy checks the archive's digest on the host.
+    pub needs_sha256sum: bool,
     /// Linked files that must already be in `shared/` (those not rendered
     /// from a template by this run).
     pub linked_files: Vec<&'a str>,
@@ -137,6 +139,9 @@ pub fn check(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
     let mut tools = vec!["tar"];
     if spec.needs_git {
         tools.insert(0, "git");
+    }
+    if spec.needs_sha256sum {
+        tools.push("sha256sum");
     }
     for t in tools {
         l.push(format!(
@@ -184,6 +189,51 @@ pub fn fetch_git(p: &HostPaths, repository: &str, commit: &str) -> String {
     ])
 }
 
+/// Strategy copy: receives the archive on stdin into
+/// `releases/.ID.tar`, and keeps it only when its digest matches.
+pub fn upload_artifact(p: &HostPaths, r: &ReleaseInfo) -> String {
+    let part = p.at(&format!("releases/.{}.tar.part", r.id));
+    let tar = p.at(&format!("releases/.{}.tar", r.id));
+    let digest = r.digest.clone().unwrap_or_default();
+    script(&[
+        format!("mkdir -p {}", quote(&p.at("releases"))),
+        format!("cat > {}", quote(&part)),
+        format!("got=\"sha256:$(sha256sum {} | cut -d' ' -f1)\"", quote(&part)),
+        format!(
+            "if [ \"$got\" != {d} ]; then rm -f {part}; echo \"archive digest mismatch: expected \"{d}\", got $got\" >&2; exit 1; fi",
+            d = quote(&digest),
+            part = quote(&part)
+        ),
+        format!("mv -f {} {}", quote(&part), quote(&tar)),
+    ])
+}
+
+/// Strategy copy: unpacks the uploaded archive into a new release dir,
+/// writes REVISION and records `staged` (with the digest).
+pub fn create_release_copy(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
+    let rel = p.release(&r.id);
+    let tar = p.at(&format!("releases/.{}.tar", r.id));
+    script(&[
+        format!(
+            "if [ -e {rel} ]; then echo {m} >&2; exit 1; fi",
+            rel = quote(&rel),
+            m = quote(&format!("release dir {rel} already exists"))
+        ),
+        format!("mkdir -p {}", quote(&rel)),
+        format!(
+            "tar -x -f {t} -C {rel} && rm -f {t}",
+            t = quote(&tar),
+            rel = quote(&rel)
+        ),
+        format!(
+            "printf '%s\\n' {} > {}",
+            quote(&r.commit),
+            quote(&join(&rel, "REVISION"))
+        ),
+        ledger_append(p, &[entry(r, host, EventKind::Staged)]),
+    ])
+}
+
 /// Appends ledger lines, timestamped on the host.
 pub fn ledger_append(p: &HostPaths, entries: &[Entry]) -> String {
     let mut l = vec![
@@ -208,7 +258,7 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
         event,
         release: r.id.clone(),
         commit: r.commit.clone(),
-        digest: None,
+        digest: r.digest.clone(),
         application: r.application.clone(),
         stage: r.stage.clone(),
         host: host.to_string(),
@@ -443,7 +493,11 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
             quote(&format!("releases/{}", r.id)),
             quote(&p.release(&r.id))
         ),
-        format!("rm -f {}", quote(&p.at(&format!("releases/.{}.tar", r.id)))),
+        format!(
+            "rm -f {} {}",
+            quote(&p.at(&format!("releases/.{}.tar", r.id))),
+            quote(&p.at(&format!("releases/.{}.tar.part", r.id)))
+        ),
         ledger_append(p, &[e]),
     ])
 }
@@ -482,6 +536,7 @@ mod tests {
             application: "shop".into(),
             stage: "staging".into(),
             build_url: None,
+            digest: None,
         }
     }
 

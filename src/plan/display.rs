@@ -87,6 +87,15 @@ pub fn render(plan: &Plan) -> String {
                         template + 1
                     )
                 }
+                Action::Artifact(script) => {
+                    format!(
+                        "# stdin: the release archive ({})\n{script}",
+                        plan.release
+                            .digest
+                            .as_deref()
+                            .unwrap_or("digest known at deploy")
+                    )
+                }
                 Action::Barrier => continue,
             };
             match node.host {

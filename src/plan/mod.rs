@@ -5,6 +5,7 @@ pub mod chain;
 pub mod commands;
 pub mod display;
 pub mod graph;
+pub mod inspect;
 pub mod planner;
 pub mod queue;
 pub mod release;

@@ -28,10 +28,6 @@ pub enum PlanError {
     UnknownRole { role: String, stage: String },
     #[error("no host of stage `{stage}` is left after --hosts/--roles")]
     NoHosts { stage: String },
-    #[error(
-        "`strategy: copy` is not available yet in this version of shipit; use `strategy: git`"
-    )]
-    CopyStrategy,
     #[error(transparent)]
     Render(#[from] RenderError),
 }
@@ -180,6 +176,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         .collect();
     let check_spec = CheckSpec {
         needs_git: config.strategy == Strategy::Git,
+        needs_sha256sum: config.strategy == Strategy::Copy,
         linked_files: config
             .linked_files
             .iter()
@@ -251,11 +248,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                         &config.repository,
                         &release.commit,
                     ))],
-                    Strategy::Copy => return Err(PlanError::CopyStrategy),
+                    Strategy::Copy => {
+                        vec![Action::Artifact(commands::upload_artifact(&p, release))]
+                    }
                 },
-                ("create_release", _) => vec![Action::Shell(commands::create_release_git(
-                    &p, release, &h.name,
-                ))],
+                ("create_release", _) => vec![Action::Shell(match config.strategy {
+                    Strategy::Git => commands::create_release_git(&p, release, &h.name),
+                    Strategy::Copy => commands::create_release_copy(&p, release, &h.name),
+                })],
                 ("link_shared", _) => vec![Action::Shell(commands::link_shared(
                     &p,
                     &release.id,

@@ -17,6 +17,8 @@ pub struct ReleaseInfo {
     pub stage: String,
     /// Jenkins' `BUILD_URL`, when set.
     pub build_url: Option<String>,
+    /// Strategy copy: the archive's digest (`sha256:<hex>`).
+    pub digest: Option<String>,
 }
 
 const ID_FORMAT: &str = "%Y%m%dT%H%M%SZ";

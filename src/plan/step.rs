@@ -67,6 +67,9 @@ pub enum Action {
     /// Render template number `template` of the config for this host and
     /// feed it to `script` on stdin.
     Upload { template: usize, script: String },
+    /// Feed the release archive (strategy copy) to `script` on stdin. Runs
+    /// in a round trip of its own: the archive is streamed, not embedded.
+    Artifact(String),
     /// Nothing to run: a barrier between phases or batches.
     Barrier,
 }
@@ -76,6 +79,7 @@ impl Action {
         match self {
             Action::Shell(s) => s,
             Action::Upload { script, .. } => script,
+            Action::Artifact(script) => script,
             Action::Barrier => "",
         }
     }

@@ -1,0 +1,159 @@
+//! `shipit releases STAGE`: per host, the releases, which one is current,
+//! and each one's status from the host's ledger; then where hosts disagree.
+//!
+//! A report: exits 0 even when hosts disagree, 1 when a host could not be
+//! read. Ledger lines that do not parse are skipped with a warning on
+//! stderr naming the host and the line numbers.
+
+use super::on_hosts::{stderr_tail, Connections, SCRIPT_TIMEOUT};
+use super::App;
+use crate::ledger::LEDGER_PATH;
+use crate::outcome::Outcome;
+use crate::plan::commands::HostPaths;
+use crate::plan::inspect::{self, HostReleases};
+use crate::plan::planner;
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// The table of one host's releases, newest first, each line starting with
+/// `[host]`.
+pub fn table(host: &str, r: &HostReleases) -> Vec<String> {
+    let mut v = Vec::new();
+    if r.releases.is_empty() {
+        v.push(format!(
+            "[{host}] no releases{}",
+            if r.deploy_to_exists {
+                ""
+            } else {
+                " (deploy_to does not exist)"
+            }
+        ));
+    } else {
+        v.push(format!(
+            "[{host}] {:16}  {:11}  {:12}",
+            "release", "status", "commit"
+        ));
+        for (id, revision) in r.releases.iter().rev() {
+            let entry = inspect::release_status(&r.ledger.entries, id);
+            let status =
+                entry.map_or_else(|| "unknown".to_string(), |e| inspect::event_name(e.event));
+            let commit = if !revision.is_empty() {
+                short(revision)
+            } else {
+                entry.map_or("-", |e| short(&e.commit))
+            };
+            let mut line = format!("[{host}] {id:16}  {status:11}  {commit:12}");
+            if r.current.as_deref() == Some(id.as_str()) {
+                line.push_str("  current");
+            }
+            v.push(line.trim_end().to_string());
+        }
+    }
+    match &r.current {
+        None => v.push(format!("[{host}] no current release")),
+        Some(c) if !r.releases.iter().any(|(id, _)| id == c) => v.push(format!(
+            "[{host}] current points at `{c}`, which is not a release here"
+        )),
+        Some(_) => {}
+    }
+    v
+}
+
+pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
+    let config = app.load_config()?;
+    let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
+    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
+    let scripts: Vec<Option<String>> = paths.iter().map(|p| Some(inspect::releases(p))).collect();
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    println!(
+        "releases {stage}: {} host{}: {}",
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+
+    let conns = Connections::open(&hosts, &config.ssh).await?;
+    let results = conns
+        .run_each(
+            &scripts,
+            app.global.parallel,
+            SCRIPT_TIMEOUT,
+            Some(&app.shutdown),
+        )
+        .await;
+    conns.close().await;
+    let Some(results) = results else {
+        println!("\nreleases {stage}: interrupted");
+        return Ok(Outcome::Interrupted);
+    };
+
+    let mut out = Vec::new();
+    let mut read: Vec<(&str, HostReleases)> = Vec::new();
+    let mut unread = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let parsed = match results[i].as_ref().expect("every host has a script") {
+            Err(e) => Err(e.clone()),
+            Ok(o) if !o.success() => Err(format!("the releases script {}", stderr_tail(o))),
+            Ok(o) => inspect::parse_releases(&o.stdout_str())
+                .ok_or_else(|| "the releases script's output is incomplete".to_string()),
+        };
+        match parsed {
+            Ok(r) => {
+                if !r.ledger.bad_lines.is_empty() {
+                    eprintln!(
+                        "shipit: warning: `{name}`: skipped line{} {} of `{}`: not ledger records",
+                        if r.ledger.bad_lines.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        r.ledger
+                            .bad_lines
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        paths[i].at(LEDGER_PATH)
+                    );
+                }
+                out.extend(table(name, &r));
+                read.push((name, r));
+            }
+            Err(e) => {
+                out.push(format!("[{name}] FAILED: {e}"));
+                unread.push(*name);
+            }
+        }
+    }
+
+    out.push(String::new());
+    let pairs: Vec<(&str, &HostReleases)> = read.iter().map(|(n, r)| (*n, r)).collect();
+    let disagree = inspect::disagreements(&pairs);
+    let n = read.len();
+    if disagree.is_empty() && n > 0 {
+        let current = match read[0].1.current.as_deref() {
+            Some(c) => format!("current is {c}"),
+            None => "no current release".to_string(),
+        };
+        if n == 1 {
+            out.push(format!("releases {stage}: 1 host read; {current}"));
+        } else {
+            out.push(format!("releases {stage}: all {n} hosts agree — {current}"));
+        }
+    } else {
+        out.extend(disagree);
+    }
+    let outcome = if unread.is_empty() {
+        Outcome::Success
+    } else {
+        out.push(format!(
+            "releases {stage}: FAILED — could not read {}",
+            unread.join(", ")
+        ));
+        Outcome::Failed
+    };
+    println!("{}", out.join("\n"));
+    Ok(outcome)
+}
