@@ -83,24 +83,30 @@ pub enum Command {
         #[arg(long)]
         revision: Option<String>,
     },
-    /// Preflight every host of a stage, changing nothing: connect, `deploy_to`
-    /// writable (or, when it does not exist yet, its nearest existing parent),
-    /// git (strategy git) and tar present, free disk space, linked files
-    /// present in `shared/` (except those a template renders), lock state.
-    /// Exits 0 when every host passes, 1 otherwise. A held lock is reported
-    /// with its holder (and marked stale when its process is gone) but does
-    /// not by itself fail the check.
+    /// Preflight every host of a stage; changes nothing.
+    ///
+    /// Per host: connect, `deploy_to` writable (or, when it does not exist
+    /// yet, its nearest existing parent), git (strategy git) and tar present,
+    /// free disk space under `deploy_to`, linked files present in `shared/`
+    /// (except those a template renders), lock state. Exits 0 when every host
+    /// passes, 1 otherwise. A held lock is reported with its holder (marked
+    /// stale when its process is gone) but does not by itself fail the check.
     Check { stage: String },
-    /// Per host: the releases under `releases/`, which one `current` points
-    /// at, and each one's status from the host's ledger (the latest of
-    /// staged, published, verified, failed, rolled_back). Flags hosts that
-    /// disagree: a different `current`, or a release some hosts lack. Exits 0
-    /// even when hosts disagree; 1 when a host cannot be read.
+    /// Per host: the releases, which one is current, and their status.
+    ///
+    /// Lists the release dirs under `releases/`, marks the one `current`
+    /// points at, and gives each the status the host's ledger records last
+    /// (staged, published, verified, failed, rolled_back). Flags hosts that
+    /// disagree: a different `current`, or a release some hosts lack. Ledger
+    /// lines that do not parse are skipped with a warning. Exits 0 even when
+    /// hosts disagree; 1 when a host cannot be read.
     Releases { stage: String },
-    /// Take the deploy lock on every host of a stage and keep it after
-    /// shipit exits: deploys exit 4 until `shipit unlock`. All or nothing:
-    /// when any host's lock is held by someone else, the locks just taken are
-    /// freed and shipit exits 4 naming the holder.
+    /// Hold the deploy lock of a stage until `shipit unlock`.
+    ///
+    /// Takes the lock on every host and keeps it after shipit exits: deploys
+    /// exit 4 until it is freed. All or nothing: when any host's lock is held
+    /// by someone else, the locks just taken are freed again and shipit exits
+    /// 4 naming the holder.
     Lock {
         stage: String,
         /// Why the stage is locked, shown to whoever is refused (default:
@@ -108,11 +114,13 @@ pub enum Command {
         #[arg(short, long)]
         message: Option<String>,
     },
-    /// Free the deploy lock on every host of a stage. Without --force, frees
-    /// only locks you took with `shipit lock` (same user) and stale ones
-    /// (taken on this machine by a process that is gone); any other lock is
-    /// left held and shipit exits 4 naming its holder. Exits 0 when every
-    /// host ends unlocked, 1 when a host cannot be reached.
+    /// Free the deploy lock of a stage.
+    ///
+    /// Without --force, frees only locks you took with `shipit lock` (same
+    /// user) and stale ones (taken on this machine by a process that is
+    /// gone); any other lock is left held. Exits 0 when every host ends
+    /// unlocked, 4 when a lock is left held (naming its holder), 1 when a
+    /// host cannot be reached.
     Unlock {
         stage: String,
         /// Free the lock whoever holds it, and record who forced it (an

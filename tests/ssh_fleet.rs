@@ -15,14 +15,10 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 fn target(host: &str, config: &Path, checking: HostKeyChecking) -> SshTarget {
     SshTarget {
-        host: host.to_string(),
-        user: None,
-        port: None,
-        identity_file: None,
-        proxy_jump: None,
         config_file: Some(config.to_path_buf()),
         connect_timeout: Duration::from_secs(5),
         host_key_checking: checking,
+        ..SshTarget::new(host)
     }
 }
 

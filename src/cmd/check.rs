@@ -15,10 +15,15 @@ use crate::plan::inspect::{self, LockState};
 use crate::plan::planner;
 
 /// The line for a held lock: its holder, and whether it is stale.
-pub fn held_note(holder: Option<&LockHolder>, machine: &str, lock_path: &str) -> String {
+pub fn held_note(
+    holder: Option<&LockHolder>,
+    machine: &str,
+    stage: &str,
+    lock_path: &str,
+) -> String {
     match holder {
         Some(h) if h.is_stale(machine, pid_alive) => format!(
-            "by {}; `shipit unlock` frees it",
+            "by {}; `shipit unlock {stage}` frees it",
             h.describe_checked(machine, pid_alive)
         ),
         Some(h) => format!("by {}", h.describe()),
@@ -64,7 +69,7 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
     let mut locked = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let p = &paths[i];
-        let mut ok_line = |out: &mut Vec<String>, line: String| {
+        let ok_line = |out: &mut Vec<String>, line: String| {
             if !quiet {
                 out.push(line);
             }
@@ -113,7 +118,7 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
                 locked.push(*name);
                 out.push(format!(
                     "[{name}] lock held {}",
-                    held_note(h.as_ref(), &app.machine, &p.at(LOCK_DIR))
+                    held_note(h.as_ref(), &app.machine, stage, &p.at(LOCK_DIR))
                 ));
             }
         }

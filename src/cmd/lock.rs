@@ -201,7 +201,7 @@ enum Decision {
     Free {
         holder: Option<LockHolder>,
         why: &'static str,
-        record: Option<Entry>,
+        record: Option<Box<Entry>>,
     },
     Refuse(Option<LockHolder>),
     Error(String),
@@ -296,7 +296,13 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
             };
             if force || mine || stale {
                 let record = force.then(|| {
-                    forced_entry(app, &config.application, stage, names[i], holder.as_ref())
+                    Box::new(forced_entry(
+                        app,
+                        &config.application,
+                        stage,
+                        names[i],
+                        holder.as_ref(),
+                    ))
                 });
                 Decision::Free {
                     holder,
@@ -316,7 +322,7 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
             Decision::Free { holder, record, .. } => Some(inspect::free_lock(
                 p,
                 holder.as_ref().map(|h| h.token.as_str()),
-                record.as_ref(),
+                record.as_deref(),
             )),
             _ => None,
         })

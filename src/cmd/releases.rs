@@ -32,8 +32,8 @@ pub fn table(host: &str, r: &HostReleases) -> Vec<String> {
         ));
     } else {
         v.push(format!(
-            "[{host}] {:16}  {:11}  {:12}",
-            "release", "status", "commit"
+            "[{host}] {:16}  {:11}  commit",
+            "release", "status"
         ));
         for (id, revision) in r.releases.iter().rev() {
             let entry = inspect::release_status(&r.ledger.entries, id);
@@ -140,10 +140,13 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
         if n == 1 {
             out.push(format!("releases {stage}: 1 host read; {current}"));
         } else {
-            out.push(format!("releases {stage}: all {n} hosts agree — {current}"));
+            out.push(format!("releases {stage}: {n} hosts agree — {current}"));
         }
-    } else {
+    } else if !disagree.is_empty() {
         out.extend(disagree);
+        out.push(format!(
+            "releases {stage}: {n} hosts read; they disagree (see above)"
+        ));
     }
     let outcome = if unread.is_empty() {
         Outcome::Success

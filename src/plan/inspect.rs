@@ -55,6 +55,27 @@ fn script(lines: &[String]) -> String {
     s
 }
 
+/// The commands a deploy needs on the host.
+fn tools(spec: &CheckSpec<'_>) -> Vec<&'static str> {
+    let mut t = Vec::new();
+    if spec.needs_git {
+        t.push("git");
+    }
+    t.push("tar");
+    if spec.needs_sha256sum {
+        t.push("sha256sum");
+    }
+    t
+}
+
+/// The check a tool's finding belongs to: the tool's own name.
+fn tool_check(name: &str) -> &'static str {
+    ["git", "tar", "sha256sum"]
+        .into_iter()
+        .find(|t| *t == name)
+        .unwrap_or("tools")
+}
+
 /// `shipit check`'s preflight. Changes nothing on the host (unlike the
 /// deploy's `check` step, which creates the dirs): when `deploy_to` does not
 /// exist yet, its nearest existing parent is examined instead. Exits 0
@@ -83,11 +104,7 @@ pub fn preflight(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
             q = quote(&path)
         ));
     }
-    let mut tools = vec!["tar"];
-    if spec.needs_git {
-        tools.insert(0, "git");
-    }
-    for t in tools {
+    for t in tools(spec) {
         l.push(format!(
             "if command -v {t} >/dev/null 2>&1; then printf 'tool:{t}:%s\\n' \"$(command -v {t})\"; else echo missing_tool:{t}; fi"
         ));
@@ -214,7 +231,8 @@ pub fn parse_preflight(stdout: &str) -> Option<Preflight> {
 /// One line of `shipit check`'s report for a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// What was checked: `deploy_to`, `git`, `tar`, `disk`, `linked_files`.
+    /// What was checked: `deploy_to`, `git`, `tar`, `sha256sum`, `disk`,
+    /// `linked_files`.
     pub check: &'static str,
     /// `false`: the host is not ready for a deploy.
     pub ok: bool,
@@ -274,13 +292,11 @@ impl Preflight {
             }
         }
         for (name, path) in &self.tools {
-            let check = if name == "git" { "git" } else { "tar" };
-            v.push(finding(check, true, format!("`{path}`")));
+            v.push(finding(tool_check(name), true, format!("`{path}`")));
         }
         for name in &self.missing_tools {
-            let check = if name == "git" { "git" } else { "tar" };
             v.push(finding(
-                check,
+                tool_check(name),
                 false,
                 format!("`{name}` is not installed (not found on the login shell's PATH)"),
             ));
@@ -654,15 +670,17 @@ stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n";
         }
         assert!(s.contains("df -Pk \"$base\""), "{s}");
         assert!(s.contains("command -v git"), "{s}");
-        let no_git = preflight(
+        assert!(!s.contains("sha256sum"), "{s}");
+        let copy = preflight(
             &p,
             &CheckSpec {
                 needs_git: false,
-                needs_sha256sum: false,
+                needs_sha256sum: true,
                 linked_files: vec![],
             },
         );
-        assert!(!no_git.contains("git"), "{no_git}");
+        assert!(!copy.contains("git"), "{copy}");
+        assert!(copy.contains("command -v sha256sum"), "{copy}");
     }
 
     #[test]

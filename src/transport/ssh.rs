@@ -49,6 +49,21 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// `host` with shipit's defaults: everything else from the ssh config,
+    /// a 10 s connect timeout, strict host key checking.
+    pub fn new(host: impl Into<String>) -> SshTarget {
+        SshTarget {
+            host: host.into(),
+            user: None,
+            port: None,
+            identity_file: None,
+            proxy_jump: None,
+            config_file: None,
+            connect_timeout: Duration::from_secs(10),
+            host_key_checking: HostKeyChecking::Strict,
+        }
+    }
+
     /// The target for `host` of a stage, with the global `ssh:` settings.
     /// The host's `user` and `port` already carry the global defaults.
     pub fn for_host(host: &Host, ssh: &SshSettings) -> SshTarget {
@@ -221,7 +236,8 @@ impl Transport for SshTransport {
                 .slots
                 .acquire()
                 .await
-                .map_err(|e| self.io_error("closed", e))?;
+                // Never closed; this only keeps the type honest.
+                .map_err(|e| self.io_error("the connection was closed", e))?;
             let mut cmd = Arc::clone(&session).arc_raw_command(remote_command(script));
             cmd.stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -749,16 +765,7 @@ mod tests {
     use super::*;
 
     fn target() -> SshTarget {
-        SshTarget {
-            host: "web-1".to_string(),
-            user: None,
-            port: None,
-            identity_file: None,
-            proxy_jump: None,
-            config_file: None,
-            connect_timeout: Duration::from_secs(10),
-            host_key_checking: HostKeyChecking::Strict,
-        }
+        SshTarget::new("web-1")
     }
 
     fn args(target: &SshTarget) -> Vec<String> {

@@ -3,11 +3,29 @@
 //! ssh.
 //!
 //! ```ignore
-//! let fleet = Fleet::start(3);
-//! let host = &fleet.hosts()[0];
-//! // ssh -F fleet.ssh_config() fleet-1 'echo hi'
+//! mod support;
+//! use support::Fleet;
+//!
+//! #[tokio::test]
+//! async fn runs_on_three_hosts() {
+//!     let fleet = Fleet::start(3); // sshd at 127.0.0.2..=4, aliases fleet-1..=3
+//!     // Through the library:
+//!     let target = SshTarget {
+//!         config_file: Some(fleet.ssh_config().to_path_buf()),
+//!         ..SshTarget::new("fleet-1")
+//!     };
+//!     let t = SshTransport::connect(&target, fleet.control_dir()).await.unwrap();
+//!     // Or through the binary, with a deploy.yml naming the fleet:
+//!     let config = support::deploy_yml::write(fleet.dir(), &fleet, "staging", repo, "");
+//!     // shipit -c <config> deploy staging
+//!     assert!(fleet.hosts()[0].deploy_to.join("current").exists());
+//!     assert_eq!(fleet.hosts()[0].logins(), 1);
+//! }
 //! ```
 //!
+//! Every host lets the current user in with the fleet's client key (any
+//! local account, in fact: the authorized_keys file is shared) and runs
+//! its commands in that user's home directory; `deploy_to` is per host.
 //! Everything lives in one temporary directory that goes away with the
 //! fleet; dropping the fleet kills every sshd and whatever they started.
 
@@ -359,10 +377,11 @@ impl Fleet {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
+                // Reaped: its pid may be reused, so it must not be killed later.
+                host.child = None;
                 let logs = host.logs();
                 if logs.contains("Address already in use") && attempts < BIND_ATTEMPTS {
                     attempts += 1;
-                    host.child = None;
                     self.launch(i);
                     deadline = Instant::now() + READY_DEADLINE;
                     continue;
