@@ -32,6 +32,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let status = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let status_for_signals = status.clone();
         // SIGINT and SIGTERM (a Jenkins abort) ask the run to stop starting
         // work, undo, unlock and exit 130.
         tokio::spawn(async move {
@@ -52,7 +54,18 @@ fn main() -> ExitCode {
                 if count == 1 {
                     let _ = tx.send(true);
                 } else {
-                    eprintln!("shipit: still undoing and unlocking; wait for it to finish so no host is left half-done");
+                    let doing = status_for_signals
+                        .lock()
+                        .map(|s| s.clone())
+                        .unwrap_or_default();
+                    let doing = if doing.is_empty() {
+                        "letting running steps finish".to_string()
+                    } else {
+                        doing
+                    };
+                    eprintln!(
+                        "shipit: still stopping ({doing}); wait for it so no host is left half-done (SIGKILL would leave the lock and possibly a half-switched fleet)"
+                    );
                 }
             }
         });
@@ -66,6 +79,7 @@ fn main() -> ExitCode {
             shutdown: rx,
             pid: std::process::id(),
             machine: machine_name(),
+            status,
         };
         cmd::run(cli, app).await
     });

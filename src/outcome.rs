@@ -13,6 +13,9 @@ pub enum Outcome {
     Failed,
     /// Someone else holds the deploy lock.
     Locked,
+    /// Undo or rollback did not complete on some hosts; they are named and
+    /// need a person.
+    RollbackIncomplete,
     /// Stopped by SIGINT/SIGTERM after undoing what it had started.
     Interrupted,
 }
@@ -29,6 +32,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
         Ok(Outcome::Success) => 0,
         Ok(Outcome::Failed) => 1,
         Ok(Outcome::Locked) => 4,
+        Ok(Outcome::RollbackIncomplete) => 5,
         Ok(Outcome::Interrupted) => 130,
         Err(e)
             if e.is::<ConfigError>()

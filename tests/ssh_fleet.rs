@@ -512,3 +512,66 @@ async fn a_host_that_stalls_during_login_fails_within_the_connect_deadline() {
     );
     assert_eq!(std::fs::read_dir(fleet.control_dir()).unwrap().count(), 0);
 }
+
+/// stdout reaches a `run_streaming` caller while the command still runs:
+/// the script cannot finish until the test, having seen its first line,
+/// creates the file it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_streaming_delivers_stdout_while_the_command_runs() {
+    let fleet = Fleet::start(1);
+    let host = &fleet.hosts()[0];
+    let t = Arc::new(connect(&fleet, host).await);
+    let go = host.deploy_to.join("go");
+    // Fed on stdin to `sh -s`, as the executor sends a phase. The wait is
+    // bounded so a transport that holds stdout back fails the test below
+    // instead of hanging it.
+    let script = format!(
+        "echo first\n\
+         i=0; while [ ! -e {go} ]; do i=$((i+1)); [ $i -lt 300 ] || exit 9; sleep 0.05; done\n\
+         echo second\n",
+        go = go.display()
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let running = {
+        let t = Arc::clone(&t);
+        tokio::spawn(async move {
+            t.run_streaming("exec sh -s", Some(script.as_bytes()), LIMIT, tx)
+                .await
+        })
+    };
+
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no stdout while the command ran")
+        .expect("the stream ended before any stdout");
+    assert_eq!(first, b"first\n");
+    assert!(!running.is_finished());
+    std::fs::write(&go, "").unwrap();
+
+    let mut streamed = first;
+    while let Some(chunk) = rx.recv().await {
+        streamed.extend(chunk);
+    }
+    let out = running.await.unwrap().unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout_str(), "first\nsecond\n");
+    assert_eq!(streamed, out.stdout);
+    assert_eq!(out.stderr_str(), "");
+
+    // The same timeout as `run`: what came before it was delivered, and the
+    // stream ends.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = t
+        .run_streaming("echo early; sleep 30", None, Duration::from_secs(1), tx)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
+    let mut streamed = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        streamed.extend(chunk);
+    }
+    assert_eq!(streamed, b"early\n");
+
+    t.close().await.unwrap();
+    assert_eq!(host.logins(), 1);
+}

@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::App;
 use crate::config::{Config, Host};
 use crate::exec::connect::{close_all, connect_all};
+use crate::exec::executor::RunReport;
 use crate::exec::{Event, EventSink, Executor, HostSummary, NodeResult, StepOutcome, Summary};
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
@@ -141,7 +142,23 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
     );
     exec.set_artifact(artifact.map(|a| a.bytes));
 
-    let outcome = deploy_phases(&mut exec, &mut plan, &mut release, &build, &mut states, app).await;
+    let mut host_ok = vec![false; hosts.len()];
+    let undo = UndoCtx {
+        config: &config,
+        hosts: &hosts,
+        env: &app.env,
+    };
+    let outcome = deploy_phases(
+        &mut exec,
+        &mut plan,
+        &mut release,
+        &build,
+        &mut states,
+        &mut host_ok,
+        &undo,
+        app,
+    )
+    .await;
 
     close_all(&transports).await;
     let (outcome, headline) = outcome?;
@@ -157,7 +174,7 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
             .enumerate()
             .map(|(i, n)| HostSummary {
                 host: n.clone(),
-                ok: outcome == Outcome::Success,
+                ok: host_ok[i],
                 state: states[i].clone().unwrap_or_default(),
                 round_trips: exec.round_trips(i),
             })
@@ -176,6 +193,47 @@ type Uploads = HashMap<(usize, usize), Vec<u8>>;
 
 type Build<'a> = dyn Fn(&ReleaseInfo) -> anyhow::Result<(Plan, Uploads)> + 'a;
 
+/// What undoing a publish needs to rebuild the previous release's hooks.
+struct UndoCtx<'a> {
+    config: &'a Config,
+    hosts: &'a [&'a Host],
+    env: &'a BTreeMap<String, String>,
+}
+
+impl UndoCtx<'_> {
+    fn hook(&self, name: &str, h: usize, release: &ReleaseInfo) -> Option<commands::HookCommand> {
+        let t = self.config.task(name)?;
+        if !self.hosts[h].has_any_role(&t.roles) {
+            return None;
+        }
+        let ctx = render::context(self.config, self.hosts[h], release, self.env);
+        // It rendered for this run's release, so it renders for the previous.
+        let run = render::render(&t.run, &ctx, name, &self.hosts[h].name).ok()?;
+        Some(commands::HookCommand {
+            run,
+            retries: t.retries,
+            interval: t.interval,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        let t = |n: &str| {
+            self.config
+                .task(n)
+                .map(|t| t.timeout.unwrap_or(Duration::from_secs(600)))
+                .unwrap_or_default()
+        };
+        CLEANUP_TIMEOUT + t("restart") + t("smoke_test")
+    }
+}
+
+/// Where each host stood before this run, from its lock step.
+#[derive(Debug, Clone, Default)]
+struct Before {
+    current: Option<String>,
+    commit: Option<String>,
+}
+
 /// The run proper, once connected. Never leaves a lock it took: every path
 /// out goes through the unlock at the end.
 async fn deploy_phases(
@@ -184,18 +242,23 @@ async fn deploy_phases(
     release: &mut ReleaseInfo,
     build: &Build<'_>,
     states: &mut [Option<String>],
+    host_ok: &mut [bool],
+    undo: &UndoCtx<'_>,
     app: &App,
 ) -> anyhow::Result<(Outcome, String)> {
     let n_hosts = plan.hosts.len();
     // 1. Lock every host.
     let lock_plan = plan.clone();
-    let (res, queue) = exec
-        .run(&lock_plan, |n| {
-            lock_plan.phase_of(n) == Some(Phase::Prepare)
-        })
+    let report = exec
+        .run(
+            &lock_plan,
+            |n| lock_plan.phase_of(n) == Some(Phase::Prepare),
+            0,
+        )
         .await;
+    let (res, queue) = (&report.results, &report.queue);
     let mut locked = vec![false; n_hosts];
-    let mut prev_current: Vec<Option<String>> = vec![None; n_hosts];
+    let mut before: Vec<Before> = vec![Before::default(); n_hosts];
     let mut existing: Vec<String> = Vec::new();
     let mut holders: Vec<(usize, LockHolder)> = Vec::new();
     let mut lock_failed = false;
@@ -213,7 +276,10 @@ async fn deploy_phases(
                         .unwrap_or_default(),
                 );
                 existing.extend(rep.releases);
-                prev_current[h] = rep.current;
+                before[h] = Before {
+                    current: rep.current,
+                    commit: rep.current_commit,
+                };
             }
             (r, _) => {
                 lock_failed = true;
@@ -239,7 +305,7 @@ async fn deploy_phases(
         unlock(exec, plan, &locked).await;
         for h in 0..n_hosts {
             if states[h].is_none() {
-                states[h] = Some(format!("untouched; {}", current_note(&prev_current[h])));
+                states[h] = Some(format!("untouched; {}", current_note(&before[h].current)));
             }
         }
         if exec.interrupted() {
@@ -278,15 +344,30 @@ async fn deploy_phases(
     // phase goes as one round trip; on success unlock rides along with the
     // finish phase.
     let run_plan = plan.clone();
-    let (res, queue) = exec
-        .run(&run_plan, |n| run_plan.phase_of(n) != Some(Phase::Prepare))
+    let max_failures = undo
+        .config
+        .stage(&run_plan.stage)
+        .map(|s| s.max_failures as usize)
+        .unwrap_or(0);
+    let report = exec
+        .run(
+            &run_plan,
+            |n| run_plan.phase_of(n) != Some(Phase::Prepare),
+            max_failures,
+        )
         .await;
 
-    let outcome = settle(exec, &run_plan, &res, &queue, &prev_current, states).await;
+    let outcome = settle(
+        exec, &run_plan, &report, &before, states, host_ok, undo, app,
+    )
+    .await;
     // Wherever unlock did not run (a failure, an interrupt), free the lock now.
     let still_locked: Vec<bool> = (0..n_hosts)
-        .map(|h| locked[h] && step_state(&run_plan, &queue, h, "unlock") != Some(NodeState::Done))
+        .map(|h| {
+            locked[h] && step_state(&run_plan, &report.queue, h, "unlock") != Some(NodeState::Done)
+        })
         .collect();
+    app.set_status("freeing the deploy locks");
     unlock(exec, plan, &still_locked).await;
     Ok(outcome)
 }
@@ -334,44 +415,160 @@ fn first_failure<'a>(
         })
 }
 
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Removes this run's staged release from host `h`, recording `failed`.
+async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> bool {
+    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let script = commands::discard_staged(&p, &plan.release, &plan.hosts[h].name, why);
+    exec.run_on(
+        h,
+        &plan.hosts[h].name,
+        "discard_staged",
+        &script,
+        CLEANUP_TIMEOUT,
+    )
+    .await
+    .ok
+}
+
+/// Puts host `h` back on the release it had before this run: switch,
+/// restart, smoke test, ledger.
+async fn restore(
+    exec: &Executor,
+    plan: &Plan,
+    h: usize,
+    before: &Before,
+    undo: &UndoCtx<'_>,
+) -> bool {
+    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let r = &plan.release;
+    let prev = before.current.as_ref().map(|id| ReleaseInfo {
+        id: id.clone(),
+        commit: before.commit.clone().unwrap_or_default(),
+        ..r.clone()
+    });
+    let (restart, smoke) = match &prev {
+        Some(prev) => (
+            undo.hook("restart", h, prev),
+            undo.hook("smoke_test", h, prev),
+        ),
+        None => (None, None),
+    };
+    let script = commands::undo_publish(
+        &p,
+        r,
+        &plan.hosts[h].name,
+        prev.as_ref(),
+        restart.as_ref(),
+        smoke.as_ref(),
+    );
+    exec.run_on(
+        h,
+        &plan.hosts[h].name,
+        "switch_back",
+        &script,
+        undo.timeout(),
+    )
+    .await
+    .ok
+}
+
 /// Decides how the run ended and undoes what must be undone.
+#[allow(clippy::too_many_arguments)]
 async fn settle(
     exec: &mut Executor,
     plan: &Plan,
-    res: &[Option<NodeResult>],
-    queue: &Queue,
-    prev_current: &[Option<String>],
+    report: &RunReport,
+    before: &[Before],
     states: &mut [Option<String>],
+    host_ok: &mut [bool],
+    undo: &UndoCtx<'_>,
+    app: &App,
 ) -> (Outcome, String) {
+    let (res, queue) = (&report.results, &report.queue);
     let n_hosts = plan.hosts.len();
-    // An unlock that failed is retried after this; it does not fail the run.
-    let failed_any = (0..plan.nodes.len()).any(|i| {
+    let tolerated: Vec<usize> = report.tolerated.clone();
+    // An unlock that failed is retried after this; it does not fail the run,
+    // and a tolerated failure does not either.
+    let failed_hard = (0..plan.nodes.len()).any(|i| {
         queue.state(i) == NodeState::Failed
             && plan.nodes[i].step.is_some_and(|s| !plan.steps[s].always)
+            && !plan.nodes[i].host.is_some_and(|h| tolerated.contains(&h))
     });
     let interrupted = exec.interrupted();
     let published: Vec<bool> = (0..n_hosts)
         .map(|h| step_state(plan, queue, h, "publish") == Some(NodeState::Done))
         .collect();
     let release = &plan.release;
+    let names = |hs: &[usize]| {
+        hs.iter()
+            .map(|&h| plan.hosts[h].name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
 
-    if !failed_any && !interrupted {
-        for (h, s) in states.iter_mut().enumerate() {
+    if !failed_hard && !interrupted {
+        // Hosts whose publish failed within max_failures go back alone.
+        let mut stuck = Vec::new();
+        if !tolerated.is_empty() {
+            app.set_status(&format!("switching back {}", names(&tolerated)));
+        }
+        for &h in &tolerated {
+            let why = first_failure(plan, res, queue, Some(h))
+                .map(|(step, r)| failed_state(step, r))
+                .unwrap_or_else(|| "failed".into());
+            let ok = !published[h] || restore(exec, plan, h, &before[h], undo).await;
+            host_ok[h] = false;
+            states[h] = Some(if ok {
+                format!(
+                    "{why}; tolerated (max_failures); {}",
+                    back_note(&before[h].current)
+                )
+            } else {
+                stuck.push(h);
+                format!("{why}; could not switch back: still on {}", release.id)
+            });
+        }
+        for h in 0..n_hosts {
+            if tolerated.contains(&h) {
+                continue;
+            }
             let verified = step_state(plan, queue, h, "smoke_test") == Some(NodeState::Done);
-            *s = Some(format!(
+            host_ok[h] = true;
+            states[h] = Some(format!(
                 "on {}{}",
                 release.id,
                 if verified { " (verified)" } else { "" }
             ));
         }
-        return (
-            Outcome::Success,
-            format!(
-                "every host is on release {} (commit {})",
-                release.id,
-                &release.commit[..release.commit.len().min(12)]
-            ),
+        if !stuck.is_empty() {
+            return (
+                Outcome::RollbackIncomplete,
+                format!(
+                    "{} failed within max_failures and could not be switched back: needs a person",
+                    names(&stuck)
+                ),
+            );
+        }
+        let mut headline = format!(
+            "every host is on release {} (commit {})",
+            release.id,
+            short(&release.commit)
         );
+        if !tolerated.is_empty() {
+            headline = format!(
+                "release {} (commit {}) is on {} of {} hosts; {} failed within max_failures and went back to their previous release",
+                release.id,
+                short(&release.commit),
+                n_hosts - tolerated.len(),
+                n_hosts,
+                names(&tolerated)
+            );
+        }
+        return (Outcome::Success, headline);
     }
 
     let outcome = if interrupted {
@@ -379,120 +576,90 @@ async fn settle(
     } else {
         Outcome::Failed
     };
-    if !published.iter().any(|p| *p) {
-        // Staging did not complete everywhere: no host was switched. Remove
-        // the staged release wherever it was started.
-        let why = if interrupted {
-            "interrupted"
-        } else {
-            "staging failed"
+    let why = if interrupted { "interrupted" } else { "failed" };
+    let failed_hosts: Vec<usize> = (0..n_hosts)
+        .filter(|&h| first_failure(plan, res, queue, Some(h)).is_some())
+        .collect();
+    let mut local_failure = String::new();
+    if let Some((step, r)) = first_failure(plan, res, queue, None) {
+        local_failure = format!(" (local {})", failed_state(step, r));
+    }
+
+    // Every host this run switched goes back; every host it only staged
+    // loses the staged release.
+    let switched: Vec<usize> = (0..n_hosts).filter(|&h| published[h]).collect();
+    if !switched.is_empty() {
+        app.set_status(&format!(
+            "switching back {} to their previous release",
+            names(&switched)
+        ));
+    }
+    let mut stuck = Vec::new();
+    for h in 0..n_hosts {
+        host_ok[h] = false;
+        let mut note = match first_failure(plan, res, queue, Some(h)) {
+            Some((step, r)) => failed_state(step, r),
+            None if published[h] => "published".to_string(),
+            None => "staged, not switched".to_string(),
         };
-        let mut failed_hosts = Vec::new();
-        for h in 0..n_hosts {
-            let started = created_release(plan, res, queue, h);
-            let failure = first_failure(plan, res, queue, Some(h));
-            let mut note = match failure {
-                Some((step, r)) => {
-                    failed_hosts.push(plan.hosts[h].name.clone());
-                    failed_state(step, r)
-                }
-                None => "staged fine, not switched".to_string(),
-            };
-            if started {
-                let p = HostPaths::new(&plan.hosts[h].deploy_to);
-                let script = commands::discard_staged(&p, release, &plan.hosts[h].name, why);
-                let r = exec
-                    .run_on(
-                        h,
-                        &plan.hosts[h].name,
-                        "discard_staged",
-                        &script,
-                        CLEANUP_TIMEOUT,
-                    )
-                    .await;
-                note.push_str(if r.ok {
+        if published[h] {
+            if restore(exec, plan, h, &before[h], undo).await {
+                note.push_str(&format!("; {}", back_note(&before[h].current)));
+            } else {
+                stuck.push(h);
+                note.push_str(&format!(
+                    "; could not switch back cleanly: check `current` (this run's release is {})",
+                    release.id
+                ));
+            }
+        } else {
+            if created_release(plan, res, queue, h) {
+                let removed = discard(exec, plan, h, why).await;
+                note.push_str(if removed {
                     "; staged release removed"
                 } else {
                     "; could not remove the staged release"
                 });
             }
-            note.push_str("; ");
-            note.push_str(&current_note(&prev_current[h]));
-            states[h] = Some(note);
-        }
-        if let Some((step, r)) = first_failure(plan, res, queue, None) {
-            failed_hosts.push(format!("local ({})", failed_state(step, r)));
-        }
-        let headline = if interrupted {
-            "interrupted during staging; no host was switched, staged releases removed".to_string()
-        } else {
-            format!(
-                "staging failed on {}; no host was switched, staged releases removed",
-                failed_hosts.join(", ")
-            )
-        };
-        return (outcome, headline);
-    }
-
-    // Publish started: hosts switched in this run go back to where they were.
-    let mut back = Vec::new();
-    let mut stuck = Vec::new();
-    for h in 0..n_hosts {
-        let failure = first_failure(plan, res, queue, Some(h));
-        let mut note = match failure {
-            Some((step, r)) => failed_state(step, r),
-            None => String::new(),
-        };
-        if published[h] {
-            let p = HostPaths::new(&plan.hosts[h].deploy_to);
-            let script =
-                commands::switch_back(&p, release, &plan.hosts[h].name, prev_current[h].as_deref());
-            let r = exec
-                .run_on(
-                    h,
-                    &plan.hosts[h].name,
-                    "switch_back",
-                    &script,
-                    CLEANUP_TIMEOUT,
-                )
-                .await;
-            if r.ok {
-                back.push(plan.hosts[h].name.clone());
-                if !note.is_empty() {
-                    note.push_str("; ");
-                }
-                note.push_str(&format!(
-                    "switched back; {}",
-                    match &prev_current[h] {
-                        Some(p) => format!("current is {p} again"),
-                        None => "no current release".into(),
-                    }
-                ));
-            } else {
-                stuck.push(plan.hosts[h].name.clone());
-                note.push_str(&format!("; could not switch back: still on {}", release.id));
-            }
-        } else {
-            if !note.is_empty() {
-                note.push_str("; ");
-            }
-            note.push_str(&format!("not switched; {}", current_note(&prev_current[h])));
+            note.push_str(&format!("; {}", current_note(&before[h].current)));
         }
         states[h] = Some(note);
     }
-    let headline = if stuck.is_empty() {
-        format!(
-            "publish {}; every switched host is back on its previous release ({})",
-            if interrupted { "interrupted" } else { "failed" },
-            back.join(", ")
-        )
-    } else {
-        format!(
-            "publish failed and {} could not be switched back",
-            stuck.join(", ")
-        )
+    if !stuck.is_empty() {
+        return (
+            Outcome::RollbackIncomplete,
+            format!(
+                "{why} and {} could not be put back on their previous release: needs a person",
+                names(&stuck)
+            ),
+        );
+    }
+    let headline = match (switched.is_empty(), interrupted) {
+        (true, true) => {
+            "interrupted during staging; no host was switched, staged releases removed".to_string()
+        }
+        (true, false) => format!(
+            "staging failed on {}{local_failure}; no host was switched, staged releases removed",
+            names(&failed_hosts)
+        ),
+        (false, true) => format!(
+            "interrupted during publish; {} went back to their previous release",
+            names(&switched)
+        ),
+        (false, false) => format!(
+            "publish failed on {}{local_failure}; {} went back to their previous release",
+            names(&failed_hosts),
+            names(&switched)
+        ),
     };
     (outcome, headline)
+}
+
+fn back_note(prev: &Option<String>) -> String {
+    match prev {
+        Some(p) => format!("switched back, current is {p} again"),
+        None => "switched back: no release is current".to_string(),
+    }
 }
 
 /// Frees the lock on every host where this run took it.

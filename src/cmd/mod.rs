@@ -9,6 +9,7 @@ pub mod plan;
 pub mod releases;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -35,9 +36,19 @@ pub struct App {
     pub pid: u32,
     /// The name of the machine running shipit.
     pub machine: String,
+    /// What the run is doing now, for the message a second Ctrl-C prints.
+    pub status: Arc<Mutex<String>>,
 }
 
 impl App {
+    /// Records what the run is doing (undoing, unlocking), so a second
+    /// Ctrl-C can say what it is waiting for.
+    pub fn set_status(&self, what: &str) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = what.to_string();
+        }
+    }
+
     pub fn load_config(&self) -> anyhow::Result<Config> {
         Ok(config::load(&self.global.config)?)
     }

@@ -10,9 +10,13 @@ use tokio::task::JoinSet;
 
 use super::event::{Event, StepOutcome, LOCAL_LABEL};
 use crate::plan::chain::{self, ChainStep, Frame, FrameParser};
+use std::collections::BTreeSet;
+
+use crate::plan::commands::{self, HostPaths};
 use crate::plan::queue::{NodeState, Queue};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Phase, Plan};
 use crate::redact::Redactor;
+use crate::shell::quote;
 use crate::transport::{CommandOutput, Transport, TransportError};
 
 /// Where events go. Cloneable; sending never blocks.
@@ -32,6 +36,17 @@ impl EventSink {
         let _ = self.tx.send(e);
     }
 }
+
+/// What a run of the executor left: each node's result, the queue's final
+/// states, and the hosts whose publish failure was tolerated.
+pub struct RunReport {
+    pub results: Vec<Option<NodeResult>>,
+    pub queue: Queue,
+    pub tolerated: Vec<usize>,
+}
+
+/// How long telling a host to stop may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What became of one node.
 #[derive(Debug, Clone)]
@@ -173,7 +188,14 @@ impl Executor {
         &mut self,
         plan: &Plan,
         include: impl Fn(usize) -> bool,
-    ) -> (Vec<Option<NodeResult>>, Queue) {
+        max_failures: usize,
+    ) -> RunReport {
+        // Hosts that failed in the publish phase, and those of them the run
+        // tolerates (`max_failures`).
+        let mut publish_failed: BTreeSet<usize> = BTreeSet::new();
+        let mut tolerated: BTreeSet<usize> = BTreeSet::new();
+        // Hosts with a chain on the wire, to tell them to stop on interrupt.
+        let mut busy: BTreeSet<usize> = BTreeSet::new();
         // Barriers always take part: they hold later phases back.
         let mut queue = Queue::new(plan, |n| plan.nodes[n].step.is_none() || include(n));
         let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
@@ -286,9 +308,17 @@ impl Executor {
                             }
                         })
                         .collect();
+                    let stop = node.host.map(|h| {
+                        busy.insert(h);
+                        commands::stop_flag(
+                            &HostPaths::new(&plan.hosts[h].deploy_to),
+                            &plan.release.id,
+                        )
+                    });
                     let job = ChainJob {
                         transport,
                         label,
+                        stop,
                         steps,
                         events: self.events.clone(),
                         redactor: self.redactor.clone(),
@@ -308,19 +338,51 @@ impl Executor {
                 joined = running.join_next() => {
                     match joined {
                         Some(Ok(done)) => {
+                            let host = done.first().and_then(|(n, _)| plan.nodes[*n].host);
+                            if let Some(h) = host {
+                                busy.remove(&h);
+                            }
                             let mut stopped = false;
                             for (n, r) in done {
                                 match r {
                                     Some(r) if !stopped => {
                                         stopped = !r.ok;
-                                        queue.finish(n, r.ok);
+                                        let in_publish = plan.phase_of(n) == Some(Phase::Publish);
+                                        match (r.ok, host) {
+                                            (false, Some(h)) if in_publish => {
+                                                publish_failed.insert(h);
+                                                if publish_failed.len() <= max_failures {
+                                                    tolerated.insert(h);
+                                                    queue.finish_tolerated(n);
+                                                } else {
+                                                    queue.finish(n, false);
+                                                }
+                                            }
+                                            _ => {
+                                                queue.finish(n, r.ok);
+                                            }
+                                        }
                                         results[n] = Some(r);
                                     }
                                     _ => {
                                         stopped = true;
                                         if queue.state(n) == NodeState::Running {
-                                            queue.skip(n);
+                                            if host.is_some_and(|h| tolerated.contains(&h)) {
+                                                queue.skip_tolerated(n);
+                                            } else {
+                                                queue.skip(n);
+                                            }
                                         }
+                                    }
+                                }
+                            }
+                            // A tolerated host does nothing more in this run.
+                            if let Some(h) = host.filter(|h| tolerated.contains(h)) {
+                                for i in 0..plan.nodes.len() {
+                                    if plan.nodes[i].host == Some(h)
+                                        && matches!(queue.state(i), NodeState::Waiting | NodeState::Ready)
+                                    {
+                                        queue.skip_tolerated(i);
                                     }
                                 }
                             }
@@ -336,6 +398,20 @@ impl Executor {
                 _ = self.shutdown.changed(), if !interrupted => {
                     interrupted = true;
                     queue.cancel_pending();
+                    // Chains already on a host stop after their current step.
+                    for &h in &busy {
+                        if let Some(t) = self.transports[h].clone() {
+                            let flag = commands::stop_flag(
+                                &HostPaths::new(&plan.hosts[h].deploy_to),
+                                &plan.release.id,
+                            );
+                            tokio::spawn(async move {
+                                let _ = t
+                                    .run(&format!("touch {}", quote(&flag)), None, STOP_TIMEOUT)
+                                    .await;
+                            });
+                        }
+                    }
                     self.events.send(Event::Notice(format!(
                         "interrupted: starting nothing new; waiting for {} running step(s) to finish",
                         running.len()
@@ -355,7 +431,11 @@ impl Executor {
                 });
             }
         }
-        (results, queue)
+        RunReport {
+            results,
+            queue,
+            tolerated: tolerated.into_iter().collect(),
+        }
     }
 }
 
@@ -449,6 +529,8 @@ struct ChainJobStep {
 struct ChainJob {
     transport: Arc<dyn Transport>,
     label: String,
+    /// The host's stop flag (see [`commands::stop_flag`]).
+    stop: Option<String>,
     steps: Vec<ChainJobStep>,
     events: EventSink,
     redactor: Arc<Redactor>,
@@ -489,6 +571,7 @@ fn finished(
 /// into per-step events and results. A step that was not reached is `None`.
 async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
     let script = chain::script(
+        job.stop.as_deref(),
         &job.steps
             .iter()
             .enumerate()

@@ -41,14 +41,18 @@ fn limit(d: Duration) -> String {
     format!("{}", d.as_secs().max(1))
 }
 
-/// The chain's script.
-pub fn script(steps: &[ChainStep<'_>]) -> String {
+/// The chain's script. When the file `stop` exists, no further step starts
+/// (the run was interrupted; the step running then finishes).
+pub fn script(stop: Option<&str>, steps: &[ChainStep<'_>]) -> String {
     let mut s = String::from(
         "t=$(mktemp -d \"${TMPDIR:-/tmp}/shipit.XXXXXX\") || { echo 'shipit: cannot create a temporary directory on the host' >&2; exit 97; }\n\
          trap 'rm -rf \"$t\"' EXIT\n\
          if command -v timeout >/dev/null 2>&1; then to='timeout -k 5'; else to=''; fi\n",
     );
     for st in steps {
+        if let Some(flag) = stop {
+            s.push_str(&format!("if [ -e {} ]; then exit 0; fi\n", quote(flag)));
+        }
         s.push_str(&format!("printf '\\036S %s\\n' {}\n", st.id));
         let input = match st.stdin {
             Some(data) => {
@@ -161,7 +165,7 @@ mod tests {
 
     async fn run(steps: &[ChainStep<'_>]) -> Vec<Frame> {
         let t = LocalTransport::new("localhost");
-        let s = script(steps);
+        let s = script(None, steps);
         let out = t
             .run(RUNNER, Some(s.as_bytes()), Duration::from_secs(30))
             .await

@@ -74,6 +74,10 @@ pub fn lock(p: &HostPaths, holder_json: &str) -> String {
             "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi",
             c = quote(&p.at("current"))
         ),
+        format!(
+            "if [ -f {r} ]; then printf 'current_commit:%s\\n' \"$(cat {r})\"; fi",
+            r = quote(&p.at("current/REVISION"))
+        ),
     ])
 }
 
@@ -83,6 +87,8 @@ pub struct LockReport {
     pub releases: Vec<String>,
     /// The release `current` pointed to (its dir name), if any.
     pub current: Option<String>,
+    /// The commit of that release (its REVISION).
+    pub current_commit: Option<String>,
 }
 
 pub fn parse_lock_output(stdout: &str) -> LockReport {
@@ -90,6 +96,8 @@ pub fn parse_lock_output(stdout: &str) -> LockReport {
     for line in stdout.lines() {
         if let Some(x) = line.strip_prefix("release:") {
             r.releases.push(x.to_string());
+        } else if let Some(x) = line.strip_prefix("current_commit:") {
+            r.current_commit = Some(x.trim().to_string());
         } else if let Some(x) = line.strip_prefix("current:") {
             r.current = Some(x.rsplit('/').next().unwrap_or(x).to_string());
         }
@@ -100,12 +108,15 @@ pub fn parse_lock_output(stdout: &str) -> LockReport {
 /// Frees the lock only when it is still ours (its record carries `token`).
 pub fn unlock(p: &HostPaths, token: &str) -> String {
     let lock = p.at(LOCK_DIR);
-    script(&[format!(
-        "if grep -qF {t} {i} 2>/dev/null; then rm -rf {l}; fi",
-        t = quote(token),
-        i = quote(&join(&lock, "info")),
-        l = quote(&lock)
-    )])
+    script(&[
+        format!(
+            "if grep -qF {t} {i} 2>/dev/null; then rm -rf {l}; fi",
+            t = quote(token),
+            i = quote(&join(&lock, "info")),
+            l = quote(&lock)
+        ),
+        format!("rm -f {}/stop-*", quote(&p.at(".shipit"))),
+    ])
 }
 
 /// What `check` verifies.
@@ -521,6 +532,58 @@ pub fn switch_back(p: &HostPaths, r: &ReleaseInfo, host: &str, previous: Option<
         None => format!("rm -f {}", quote(&p.at("current"))),
     };
     script(&[switch, ledger_append(p, &[e])])
+}
+
+/// The stop flag of a run on a host: when it exists, the run's chained
+/// scripts start no further step (an interrupt).
+pub fn stop_flag(p: &HostPaths, release_id: &str) -> String {
+    p.at(&format!(".shipit/stop-{release_id}"))
+}
+
+/// A rendered `restart` or `smoke_test` command with its retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookCommand {
+    pub run: String,
+    pub retries: u32,
+    pub interval: Duration,
+}
+
+/// Undo of a publish on one host: `current` back to `previous` (recording
+/// `failed` for this run's release), then restart and smoke-test the
+/// previous release and record it `published` and `verified` again, so the
+/// ledger says which release is live and good. Fails if any of it fails.
+pub fn undo_publish(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    host: &str,
+    previous: Option<&ReleaseInfo>,
+    restart: Option<&HookCommand>,
+    smoke: Option<&HookCommand>,
+) -> String {
+    let mut s = switch_back(p, r, host, previous.map(|x| x.id.as_str()));
+    let Some(prev) = previous else {
+        return s;
+    };
+    s.push_str(&ledger_append(
+        p,
+        &[entry(prev, host, EventKind::Published)],
+    ));
+    s.push('\n');
+    if let Some(h) = restart {
+        s.push_str(&format!(
+            "if ! (\n{}); then echo 'restart of the previous release failed' >&2; exit 1; fi\n",
+            task(p, prev, &p.at("current"), &h.run, h.retries, h.interval)
+        ));
+    }
+    if let Some(h) = smoke {
+        s.push_str(&format!(
+            "if ! (\n{}); then echo 'smoke test of the previous release failed' >&2; exit 1; fi\n",
+            task(p, prev, &p.at("current"), &h.run, h.retries, h.interval)
+        ));
+        s.push_str(&ledger_append(p, &[entry(prev, host, EventKind::Verified)]));
+        s.push('\n');
+    }
+    s
 }
 
 #[cfg(test)]

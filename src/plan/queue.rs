@@ -22,6 +22,8 @@ pub struct Queue {
     dependents: Vec<Vec<usize>>,
     state: Vec<NodeState>,
     ready: VecDeque<usize>,
+    /// Barriers between phases and batches (they do no work).
+    barrier: Vec<bool>,
 }
 
 impl Queue {
@@ -34,6 +36,7 @@ impl Queue {
             dependents: vec![Vec::new(); n],
             state: vec![NodeState::Waiting; n],
             ready: VecDeque::new(),
+            barrier: plan.nodes.iter().map(|x| x.step.is_none()).collect(),
         };
         for (i, node) in plan.nodes.iter().enumerate() {
             if !include(i) {
@@ -130,6 +133,47 @@ impl Queue {
         let mut out = vec![node];
         out.extend(self.skip_dependents(node));
         out
+    }
+
+    /// A failure the run tolerates (`max_failures`): the node is failed and
+    /// the rest of its host's work skipped, but barriers count it as
+    /// finished, so other hosts and later batches go on.
+    pub fn finish_tolerated(&mut self, node: usize) -> Vec<usize> {
+        self.state[node] = NodeState::Failed;
+        self.release_tolerantly(node)
+    }
+
+    /// Skips a node (waiting, ready or claimed) the way a tolerated failure
+    /// does: barriers after it are not held up.
+    pub fn skip_tolerated(&mut self, node: usize) -> Vec<usize> {
+        self.state[node] = NodeState::Skipped;
+        self.ready.retain(|&r| r != node);
+        let mut out = vec![node];
+        out.extend(self.release_tolerantly(node));
+        out
+    }
+
+    fn release_tolerantly(&mut self, node: usize) -> Vec<usize> {
+        let mut skipped = Vec::new();
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            for k in 0..self.dependents[n].len() {
+                let d = self.dependents[n][k];
+                if self.barrier[d] {
+                    self.missing[d] -= 1;
+                    if self.missing[d] == 0 && self.state[d] == NodeState::Waiting {
+                        self.state[d] = NodeState::Ready;
+                        self.ready.push_back(d);
+                    }
+                } else if matches!(self.state[d], NodeState::Waiting | NodeState::Ready) {
+                    self.state[d] = NodeState::Skipped;
+                    self.ready.retain(|&r| r != d);
+                    skipped.push(d);
+                    stack.push(d);
+                }
+            }
+        }
+        skipped
     }
 
     pub fn state(&self, node: usize) -> NodeState {

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::{CommandOutput, Transport, TransportError};
 use crate::config::model::{Host, HostKeyChecking, SshSettings};
@@ -197,36 +197,14 @@ impl SshTransport {
         }
     }
 
-    /// Ends the process group `pgid` on the host: TERM, then KILL for
-    /// whatever is still there after about two seconds. Best effort.
-    async fn kill_remote(&self, session: &Arc<Session>, pgid: u32) {
-        let mut cmd = Arc::clone(session).arc_raw_command(remote_command(&kill_script(pgid)));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let _ = tokio::time::timeout(KILL_TIMEOUT, cmd.status()).await;
-    }
-}
-
-#[async_trait]
-impl Transport for SshTransport {
-    fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// Runs `script` as `sh -c SCRIPT` on the host (the remote sh sees it
-    /// verbatim). On timeout the command's whole process group on the host
-    /// is ended, not only the local ssh client.
-    ///
-    /// ssh cannot tell a command that exited 255 from one killed by a
-    /// signal: both are reported as status 255 while the connection is up.
-    /// If the connection itself is gone, the result is a
-    /// [`TransportError::Io`].
-    async fn run(
+    /// [`Transport::run`] and [`Transport::run_streaming`]: the same
+    /// command, timeout and kill, with or without someone following stdout.
+    async fn run_inner(
         &self,
         script: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+        progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
     ) -> Result<CommandOutput, TransportError> {
         let session = self.session()?;
         let mut stdout = Vec::new();
@@ -264,7 +242,7 @@ impl Transport for SshTransport {
             };
             let (_, out, err) = tokio::join!(
                 feed,
-                read_all(stdout_pipe, &mut stdout),
+                read_stdout(stdout_pipe, &mut stdout, progress.as_ref()),
                 stderr.read_all(stderr_pipe)
             );
             out.and(err)
@@ -328,6 +306,54 @@ impl Transport for SshTransport {
             stdout,
             stderr: stderr.buf,
         })
+    }
+
+    /// Ends the process group `pgid` on the host: TERM, then KILL for
+    /// whatever is still there after about two seconds. Best effort.
+    async fn kill_remote(&self, session: &Arc<Session>, pgid: u32) {
+        let mut cmd = Arc::clone(session).arc_raw_command(remote_command(&kill_script(pgid)));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = tokio::time::timeout(KILL_TIMEOUT, cmd.status()).await;
+    }
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Runs `script` as `sh -c SCRIPT` on the host (the remote sh sees it
+    /// verbatim). On timeout the command's whole process group on the host
+    /// is ended, not only the local ssh client.
+    ///
+    /// ssh cannot tell a command that exited 255 from one killed by a
+    /// signal: both are reported as status 255 while the connection is up.
+    /// If the connection itself is gone, the result is a
+    /// [`TransportError::Io`].
+    async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        self.run_inner(script, stdin, timeout, None).await
+    }
+
+    /// Like [`SshTransport::run`], and sends each piece of stdout to
+    /// `progress` as ssh delivers it (it is in the returned output too).
+    /// `progress` is dropped when this returns, which ends the receiver's
+    /// stream; on a timeout it has had whatever arrived before.
+    async fn run_streaming(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        progress: mpsc::UnboundedSender<Vec<u8>>,
+    ) -> Result<CommandOutput, TransportError> {
+        self.run_inner(script, stdin, timeout, Some(progress)).await
     }
 
     /// Ends the master connection, and with it any command still running;
@@ -699,11 +725,28 @@ fn kill_script(pgid: u32) -> String {
     )
 }
 
-async fn read_all<R: AsyncRead + Unpin>(pipe: Option<R>, buf: &mut Vec<u8>) -> io::Result<()> {
-    if let Some(mut pipe) = pipe {
-        pipe.read_to_end(buf).await?;
+/// Reads the command's stdout into `buf`, passing each piece on to
+/// `progress` as it arrives. A receiver that has gone away only stops the
+/// passing on, not the reading.
+async fn read_stdout<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    buf: &mut Vec<u8>,
+    progress: Option<&mpsc::UnboundedSender<Vec<u8>>>,
+) -> io::Result<()> {
+    let Some(mut pipe) = pipe else {
+        return Ok(());
+    };
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = progress {
+            let _ = p.send(chunk[..n].to_vec());
+        }
     }
-    Ok(())
 }
 
 /// The command's stderr, minus the wrapper's pid line, which it records.
