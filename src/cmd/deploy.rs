@@ -236,6 +236,7 @@ struct Before {
 
 /// The run proper, once connected. Never leaves a lock it took: every path
 /// out goes through the unlock at the end.
+#[allow(clippy::too_many_arguments)]
 async fn deploy_phases(
     exec: &mut Executor,
     plan: &mut Plan,
