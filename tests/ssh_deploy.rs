@@ -5,152 +5,12 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use support::deploy_yml::yaml_str;
-use support::Fleet;
-
-fn shipit_cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shipit"));
-    c.args(args)
-        .current_dir(dir)
-        .env("SHIPIT_USER", "tester")
-        .env("CI", "true");
-    c
-}
-
-fn shipit(dir: &Path, args: &[&str]) -> Output {
-    shipit_cmd(dir, args).output().expect("shipit runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn commit(repo: &Path, file: &str, body: &str) -> String {
-    fs::write(repo.join(file), body).unwrap();
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", file]);
-    git(repo, &["rev-parse", "HEAD"])
-}
-
-struct World {
-    fleet: Fleet,
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    repo: PathBuf,
-}
-
-/// A fleet of `n` hosts, an application repository with one commit, and a
-/// project dir with a template. `extra` goes into deploy.yml at top level;
-/// host `i` (1-based) gets `host_extra(i)` inside its `{ }`.
-fn world(n: usize) -> World {
-    let fleet = Fleet::start(n);
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("app");
-    fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit(&repo, "README", "the app\n");
-    let dir = tmp.path().join("project");
-    fs::create_dir_all(dir.join("templates")).unwrap();
-    fs::write(
-        dir.join("templates/app.env.tera"),
-        "PORT={{ port }}\nHOST={{ host }}\nRELEASE={{ release }}\n",
-    )
-    .unwrap();
-    World {
-        fleet,
-        _tmp: tmp,
-        dir,
-        repo,
-    }
-}
-
-impl World {
-    fn write_config(&self, top: &str, host_extra: impl Fn(usize) -> String) {
-        let mut y = format!(
-            "application: shop\nrepository: {}\nbranch: main\nkeep_releases: 5\n\
-             ssh:\n  config_file: {}\n  connect_timeout: 5s\n  host_key_checking: strict\n{top}\
-             stages:\n  staging:\n    hosts:\n",
-            yaml_str(self.repo.to_str().unwrap()),
-            yaml_str(&self.fleet.ssh_config().to_string_lossy()),
-        );
-        for h in self.fleet.hosts() {
-            y.push_str(&format!(
-                "      - {{ host: {}, roles: [app], deploy_to: {}{} }}\n",
-                h.alias,
-                yaml_str(&h.deploy_to.to_string_lossy()),
-                host_extra(h.index)
-            ));
-        }
-        fs::write(self.dir.join("deploy.yml"), y).unwrap();
-    }
-
-    fn deploy(&self) -> Output {
-        shipit(&self.dir, &["deploy", "staging"])
-    }
-
-    fn deploy_ok(&self) -> String {
-        let out = self.deploy();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn hosts(&self) -> Vec<PathBuf> {
-        self.fleet
-            .hosts()
-            .iter()
-            .map(|h| h.deploy_to.clone())
-            .collect()
-    }
-}
-
-fn current(d: &Path) -> String {
-    fs::read_link(d.join("current"))
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn releases(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(d.join("releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
-}
-
-fn ledger(d: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(d.join(".shipit/ledger.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("ledger lines are JSON"))
-        .collect()
-}
+use support::project::{
+    commit, current, git, ledger, releases, shipit_cmd, text, wait_until, Project,
+};
 
 const TASKS: &str = r#"linked_files: [.env]
 linked_dirs: [log, tmp/pids]
@@ -175,9 +35,9 @@ tasks:
 
 #[test]
 fn five_hosts_get_the_same_release_commit_links_templates_and_ledger() {
-    let w = world(5);
+    let w = Project::new(5);
     // Host 3 overrides the port var.
-    w.write_config(TASKS, |i| {
+    w.write_config(TASKS, "", |i| {
         if i == 3 {
             ", vars: { port: 9090 }".into()
         } else {
@@ -193,7 +53,7 @@ fn five_hosts_get_the_same_release_commit_links_templates_and_ledger() {
     for (i, d) in hosts.iter().enumerate() {
         let alias = format!("fleet-{}", i + 1);
         assert_eq!(releases(d), vec![id.clone()], "{alias}");
-        assert_eq!(current(d), format!("releases/{id}"), "{alias}");
+        assert_eq!(current(d).unwrap(), format!("releases/{id}"), "{alias}");
         let rel = d.join("releases").join(&id);
         assert_eq!(
             fs::read_to_string(rel.join("REVISION")).unwrap().trim(),
@@ -271,8 +131,8 @@ fn five_hosts_get_the_same_release_commit_links_templates_and_ledger() {
 
 #[test]
 fn warm_deploys_reuse_the_mirror_and_keep_five_releases() {
-    let w = world(3);
-    w.write_config(TASKS, |_| String::new());
+    let w = Project::new(3);
+    w.write_config(TASKS, "", |_| String::new());
     w.deploy_ok();
     let hosts = w.hosts();
     let mirror_inode = fs::metadata(hosts[0].join("repo")).unwrap().ino();
@@ -313,7 +173,7 @@ fn warm_deploys_reuse_the_mirror_and_keep_five_releases() {
     for d in &hosts {
         let rels = releases(d);
         assert_eq!(rels.len(), 5, "{rels:?}");
-        assert_eq!(current(d), format!("releases/{}", rels[4]));
+        assert_eq!(current(d).unwrap(), format!("releases/{}", rels[4]));
         assert_eq!(
             fs::read_to_string(d.join("current/VERSION")).unwrap(),
             "7\n"
@@ -326,8 +186,8 @@ fn warm_deploys_reuse_the_mirror_and_keep_five_releases() {
 
 #[test]
 fn strategy_copy_deploys_the_same_archive_everywhere() {
-    let w = world(3);
-    w.write_config(&format!("strategy: copy\n{TASKS}"), |_| String::new());
+    let w = Project::new(3);
+    w.write_config(&format!("strategy: copy\n{TASKS}"), "", |_| String::new());
     let sha = git(&w.repo, &["rev-parse", "HEAD"]);
     w.deploy_ok();
     let mut digests = Vec::new();
@@ -351,9 +211,9 @@ fn strategy_copy_deploys_the_same_archive_everywhere() {
 
 #[test]
 fn a_missing_linked_file_fails_check_naming_file_and_host() {
-    let w = world(3);
+    let w = Project::new(3);
     // .env comes from no template here: it must already be in shared/.
-    w.write_config("linked_files: [.env]\n", |_| String::new());
+    w.write_config("linked_files: [.env]\n", "", |_| String::new());
     for (i, d) in w.hosts().iter().enumerate() {
         if i != 1 {
             fs::create_dir_all(d.join("shared")).unwrap();
@@ -386,18 +246,9 @@ fn a_missing_linked_file_fails_check_naming_file_and_host() {
     }
 }
 
-/// Waits for `path` to exist, failing after `limit`.
-fn wait_for(path: &Path, limit: Duration) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(start.elapsed() < limit, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_concurrent_deploy_of_the_stage_is_refused_with_exit_4() {
-    let w = world(2);
+    let w = Project::new(2);
     let gate = w.dir.join("gate");
     let started = w.dir.join("started");
     w.write_config(
@@ -406,6 +257,7 @@ fn a_concurrent_deploy_of_the_stage_is_refused_with_exit_4() {
             s = started.display(),
             g = gate.display()
         ),
+        "",
         |_| String::new(),
     );
     let first = shipit_cmd(&w.dir, &["deploy", "staging"])
@@ -413,7 +265,11 @@ fn a_concurrent_deploy_of_the_stage_is_refused_with_exit_4() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&started, Duration::from_secs(60));
+    wait_until(
+        "the first deploy holds the lock",
+        Duration::from_secs(60),
+        || started.exists(),
+    );
     let second = w.deploy();
     fs::write(&gate, "").unwrap();
     let first = first.wait_with_output().unwrap();

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{Host, SshSettings};
 use crate::exec::connect::{close_all, connect_all};
+use crate::plan::chain::{self, ChainStep, Frame, FrameParser};
 use crate::transport::{CommandOutput, Transport};
 
 /// How long one of these scripts may run on a host. They only read a few
@@ -99,11 +100,58 @@ impl Connections {
         }
     }
 
+    /// Runs `steps` on host `i` as one chained script (see
+    /// [`crate::plan::chain`]): one round trip. Returns the frames of the
+    /// steps that got that far, and why the chain did not run to its end
+    /// (not connected, timed out, connection lost), if it did not. Always
+    /// runs to the end (or its time limit, the steps' limits summed).
+    pub async fn run_chain(&self, i: usize, steps: &[ChainStep<'_>]) -> ChainRun {
+        let Some(t) = self.transports[i].clone() else {
+            return ChainRun {
+                frames: Vec::new(),
+                error: Some(
+                    self.errors[i]
+                        .clone()
+                        .unwrap_or_else(|| "not connected".into()),
+                ),
+            };
+        };
+        let script = chain::script(None, steps);
+        let budget = steps.iter().map(|s| s.timeout).sum::<Duration>() + CHAIN_SLACK;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let result = t
+            .run_streaming(chain::RUNNER, Some(script.as_bytes()), budget, tx)
+            .await;
+        // What arrived before a timeout or a lost connection still tells
+        // which steps ended.
+        let mut parser = FrameParser::default();
+        let mut frames = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            frames.extend(parser.push(&chunk));
+        }
+        let error = match result {
+            Err(e) => Some(e.to_string()),
+            Ok(o) if !o.success() => Some(format!("the script {}", stderr_tail(&o))),
+            Ok(_) => None,
+        };
+        ChainRun { frames, error }
+    }
+
     /// Ends every connection.
     pub async fn close(&self) {
         close_all(&self.transports).await;
     }
 }
+
+/// What [`Connections::run_chain`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct ChainRun {
+    pub frames: Vec<Frame>,
+    pub error: Option<String>,
+}
+
+/// Time a chain may take beyond its steps' limits (connecting, framing).
+const CHAIN_SLACK: Duration = Duration::from_secs(30);
 
 /// Resolves once `rx` is `true`; never when its sender is gone first.
 async fn interrupted(rx: &mut watch::Receiver<bool>) {

@@ -387,11 +387,12 @@ pub fn task(
     interval: Duration,
 ) -> String {
     let body = format!("( cd {} && {}\n)", quote(dir), run);
+    // `set -e`: whatever follows (a ledger line) must not hide a failure.
     if retries == 0 {
-        return format!("{}\n{}\n", task_env(p, r), body);
+        return format!("set -e\n{}\n{}\n", task_env(p, r), body);
     }
     format!(
-        "{env}\nn=0\nuntil {body}; do\n  n=$((n+1))\n  if [ \"$n\" -gt {retries} ]; then echo \"failed after $n attempts\" >&2; exit 1; fi\n  sleep {iv}\ndone\n",
+        "set -e\n{env}\nn=0\nuntil {body}; do\n  n=$((n+1))\n  if [ \"$n\" -gt {retries} ]; then echo \"failed after $n attempts\" >&2; exit 1; fi\n  sleep {iv}\ndone\n",
         env = task_env(p, r),
         iv = secs(interval)
     )
@@ -627,6 +628,30 @@ mod tests {
         let s = lock(&HostPaths::new("/srv/shop"), "{\"user\":\"alice\"}");
         assert!(s.contains("mkdir '/srv/shop/.shipit/lock'"));
         assert!(s.contains("exit 75"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_smoke_test_fails_its_script_and_records_nothing() {
+        use crate::transport::{local::LocalTransport, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("releases/20261124T190102Z")).unwrap();
+        std::os::unix::fs::symlink("releases/20261124T190102Z", d.join("current")).unwrap();
+        let p = HostPaths::new(d.to_str().unwrap());
+        let t = LocalTransport::new("localhost");
+        for retries in [0, 1] {
+            let s = smoke_test(&p, &rel(), "h", "false", retries, Duration::from_millis(10));
+            let out = t.run(&s, None, Duration::from_secs(10)).await.unwrap();
+            assert_ne!(out.status, Some(0), "retries {retries}");
+        }
+        assert!(!d.join(".shipit/ledger.jsonl").exists());
+        let s = smoke_test(&p, &rel(), "h", "true", 0, Duration::from_millis(10));
+        assert!(t
+            .run(&s, None, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .success());
+        assert!(d.join(".shipit/ledger.jsonl").exists());
     }
 
     #[test]

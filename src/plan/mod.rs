@@ -10,6 +10,7 @@ pub mod planner;
 pub mod queue;
 pub mod release;
 pub mod render;
+pub mod rollback;
 pub mod step;
 
 pub use graph::{Node, Plan, PlanHost, Recipe};

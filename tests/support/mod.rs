@@ -9,5 +9,6 @@
 pub mod deploy_yml;
 pub mod fleet;
 pub mod procs;
+pub mod project;
 
 pub use fleet::{Fleet, FleetHost};
