@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench fleet                           # 1, 10, 50, 100 hosts
 //! SHIPIT_BENCH_HOSTS=10,50 cargo bench --bench fleet  # other sizes (1..=200)
+//! SHIPIT_BENCH_KEEP=1 cargo bench --bench fleet       # keep repos and shipit's logs
 //! ```
 //!
 //! This is a program, not a test: nothing is asserted beyond each deploy
@@ -95,6 +96,12 @@ fn main() {
         rows.push(row);
     }
     print_table(&rows);
+    if std::env::var_os("SHIPIT_BENCH_KEEP").is_some() {
+        eprintln!(
+            "fleet bench: kept {} (shipit's output: project-N/cold.log, warm.log)",
+            work.keep().display()
+        );
+    }
 }
 
 /// `SHIPIT_BENCH_HOSTS=10,50`, else the default sizes.

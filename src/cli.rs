@@ -82,6 +82,10 @@ pub enum Command {
         /// Deploy this branch, tag or commit instead of the configured branch.
         #[arg(long)]
         revision: Option<String>,
+        /// When the stage is locked, wait up to this long (`5m`, `30s`) for
+        /// the lock instead of exiting 4.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        wait_lock: Option<std::time::Duration>,
     },
     /// Preflight every host of a stage; changes nothing.
     ///
@@ -128,6 +132,56 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Switch every host back to the previous good release, restart and
+    /// smoke-test.
+    ///
+    /// The target comes from each host's ledger, never from directory
+    /// times: the newest release older than `current` whose last ledger
+    /// event is `verified` (`published` on hosts where no smoke test runs);
+    /// releases that failed or were rolled back are skipped. Refuses (exit
+    /// 1, showing the difference) when hosts disagree about the target or
+    /// about `current`. Takes the deploy lock (exit 4 when someone holds
+    /// it), then per host: switches `current` atomically, runs the
+    /// `restart` and `smoke_test` tasks, records `rolled_back` for the
+    /// release left and `published`/`verified` for the target, and writes
+    /// revisions.log. A host whose target fails is switched back and the
+    /// target marked `failed` there (exit 1); a host that cannot be
+    /// switched back is named and the exit is 5. Needs no git server:
+    /// nothing is fetched or uploaded.
+    Rollback {
+        stage: String,
+        /// Roll back to this release (an id as `shipit releases` lists
+        /// them) instead of the previous good one. It must be on every
+        /// host.
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+        /// Go on when hosts disagree (each host goes to its own target),
+        /// or when the release given with --to is marked failed or was
+        /// never verified.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The stage's ledger: deploys, rollbacks, failures, approvals,
+    /// promotions, forced unlocks — who and when, newest first.
+    ///
+    /// Reads every host's ledger and merges them: the same event (same
+    /// release, user and details) recorded on several hosts within a
+    /// minute is one line listing the hosts. Ledger lines that do not
+    /// parse are skipped with a warning naming the host and line numbers.
+    /// Exits 1 when a host cannot be read (the others are still shown).
+    History {
+        stage: String,
+        /// Show at most this many lines, the newest (0: all).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// Parses a duration flag the way deploy.yml reads durations.
+pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s).ok_or_else(|| {
+        format!("invalid duration `{s}`, expected a number followed by ms, s, m, h or d like `5m`")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

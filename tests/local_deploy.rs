@@ -512,3 +512,62 @@ fn strategy_copy_uploads_one_archive_checked_by_digest() {
     let last: serde_json::Value = serde_json::from_str(ledger.lines().last().unwrap()).unwrap();
     assert_eq!(last["digest"].as_str().unwrap(), digests[0]);
 }
+
+#[test]
+fn wait_lock_queues_behind_a_held_lock_then_deploys() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let s = setup(TASKS);
+    let lock = s.deploy_to.join(".shipit/lock");
+    fs::create_dir_all(&lock).unwrap();
+    fs::write(
+        lock.join("info"),
+        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:01:02Z","stage":"demo","message":"hotfix","token":"bobs"}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["deploy", "demo", "--wait-lock", "2m"])
+        .current_dir(&s.dir)
+        .env("SHIPIT_USER", "tester")
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("waiting for it (--wait-lock)") {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .is_some_and(|l| l.contains("locked on `localhost` by `bob`")),
+        "{seen:?}"
+    );
+    // Bob is done: the queued deploy goes ahead.
+    fs::remove_dir_all(&lock).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(s.deploy_to.join("current/REVISION").exists());
+    assert!(!lock.exists());
+}
+
+#[test]
+fn wait_lock_gives_up_with_exit_4() {
+    let s = setup(TASKS);
+    let lock = s.deploy_to.join(".shipit/lock");
+    fs::create_dir_all(&lock).unwrap();
+    fs::write(
+        lock.join("info"),
+        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:01:02Z","stage":"demo","message":"hotfix","token":"bobs"}"#,
+    )
+    .unwrap();
+    let out = shipit(&s.dir, &["deploy", "demo", "--wait-lock", "1s"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(lock.join("info").exists());
+}

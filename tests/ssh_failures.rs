@@ -54,9 +54,7 @@ fn a_host_failing_its_build_switches_no_host_and_removes_every_staged_release() 
     let p = Project::new(5);
     let fail_on = p.hosts()[3].clone();
     p.write_config(
-        &format!(
-            "tasks:\n  build:\n    after: create_release\n    run: \"if [ -e ../../FAIL_BUILD ]; then echo 'build broke' >&2; exit 2; fi\"\n",
-        ),
+        "tasks:\n  build:\n    after: create_release\n    run: \"if [ -e ../../FAIL_BUILD ]; then echo 'build broke' >&2; exit 2; fi\"\n",
         "",
         |_| String::new(),
     );
@@ -243,9 +241,9 @@ fn stop_flag_seen(d: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs a deploy that holds in `held_step` (a task that waits for the
-/// `gate` file), sends SIGTERM while it holds, then lets the step finish.
-fn interrupted_deploy(p: &Project, held_top: &str) -> std::process::Output {
+/// Runs a deploy that holds in a task waiting for the `gate` file, sends
+/// SIGTERM while it holds, then lets the step finish.
+fn interrupted_deploy(p: &Project) -> std::process::Output {
     let child = shipit_cmd(&p.dir, &["deploy", "staging"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -253,7 +251,6 @@ fn interrupted_deploy(p: &Project, held_top: &str) -> std::process::Output {
         .unwrap();
     let started = p.dir.join("started");
     wait_until("the held step started", LIMIT, || started.exists());
-    let _ = held_top;
     sigterm(child.id());
     // shipit tells the busy host to stop after its current step.
     let hosts = p.hosts();
@@ -291,7 +288,7 @@ fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
     fs::remove_file(p.dir.join("started")).unwrap();
     let before = all_current(&p);
     commit(&p.repo, "VERSION", "2\n");
-    let out = interrupted_deploy(&p, "");
+    let out = interrupted_deploy(&p);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted during staging"), "{stdout}");
@@ -317,7 +314,7 @@ fn sigterm_during_publish_switches_back_and_exits_130() {
     fs::remove_file(p.dir.join("started")).unwrap();
     let before = all_current(&p);
     commit(&p.repo, "VERSION", "2\n");
-    let out = interrupted_deploy(&p, "");
+    let out = interrupted_deploy(&p);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted during publish"), "{stdout}");

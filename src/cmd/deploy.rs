@@ -66,7 +66,12 @@ fn current_note(prev: &Option<String>) -> String {
     }
 }
 
-pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Result<Outcome> {
+pub async fn run(
+    app: &App,
+    stage: &str,
+    revision: Option<&str>,
+    wait_lock: Option<Duration>,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let config = app.load_config()?;
     let filters = app.filters();
@@ -156,6 +161,7 @@ pub async fn run(app: &App, stage: &str, revision: Option<&str>) -> anyhow::Resu
         &mut states,
         &mut host_ok,
         &undo,
+        wait_lock,
         app,
     )
     .await;
@@ -245,63 +251,54 @@ async fn deploy_phases(
     states: &mut [Option<String>],
     host_ok: &mut [bool],
     undo: &UndoCtx<'_>,
+    wait_lock: Option<Duration>,
     app: &App,
 ) -> anyhow::Result<(Outcome, String)> {
     let n_hosts = plan.hosts.len();
-    // 1. Lock every host.
+    // 1. Lock every host (or none), waiting for a held lock if asked to.
     let lock_plan = plan.clone();
-    let report = exec
-        .run(
-            &lock_plan,
-            |n| lock_plan.phase_of(n) == Some(Phase::Prepare),
-            0,
-        )
-        .await;
-    let (res, queue) = (&report.results, &report.queue);
-    let mut locked = vec![false; n_hosts];
-    let mut before: Vec<Before> = vec![Before::default(); n_hosts];
-    let mut existing: Vec<String> = Vec::new();
-    let mut holders: Vec<(usize, LockHolder)> = Vec::new();
-    let mut lock_failed = false;
-    for (n, node) in lock_plan.nodes.iter().enumerate() {
-        let (Some(h), Some(Phase::Prepare)) = (node.host, lock_plan.phase_of(n)) else {
-            continue;
-        };
-        match (&res[n], queue.state(n)) {
-            (Some(r), NodeState::Done) => {
-                locked[h] = true;
-                let rep = commands::parse_lock_output(
-                    &r.output
-                        .as_ref()
-                        .map(|o| o.stdout_str())
-                        .unwrap_or_default(),
-                );
-                existing.extend(rep.releases);
-                before[h] = Before {
-                    current: rep.current,
-                    commit: rep.current_commit,
-                };
-            }
-            (r, _) => {
-                lock_failed = true;
-                let out = r.as_ref().and_then(|r| r.output.as_ref());
-                if let Some(o) = out.filter(|o| o.status == Some(LOCKED_STATUS)) {
-                    match LockHolder::from_stderr(&o.stderr_str()) {
-                        Some(holder) => {
-                            states[h] = Some(format!(
-                                "locked by {}",
-                                holder.describe_checked(&app.machine, super::lock::pid_alive)
-                            ));
-                            holders.push((h, holder));
-                        }
-                        None => states[h] = Some("locked (no holder record)".into()),
-                    }
-                } else if states[h].is_none() {
-                    states[h] = Some(failed_state("lock", r.as_ref()));
-                }
+    let deadline = wait_lock.map(|d| Instant::now() + d);
+    let mut shutdown = app.shutdown.clone();
+    let mut waited = false;
+    let (locked, before, existing, holders, lock_failed) = loop {
+        for s in states.iter_mut() {
+            if s.as_deref().is_some_and(|x| x.starts_with("locked")) {
+                *s = None;
             }
         }
-    }
+        let report = exec
+            .run(
+                &lock_plan,
+                |n| lock_plan.phase_of(n) == Some(Phase::Prepare),
+                0,
+            )
+            .await;
+        let got = collect_locks(&lock_plan, &report, states, app);
+        let (locked, _, _, holders, failed) = &got;
+        let only_held = *failed
+            && !holders.is_empty()
+            && (0..n_hosts).all(|h| locked[h] || holders.iter().any(|(x, _)| *x == h));
+        match deadline {
+            Some(d) if only_held && Instant::now() < d && !exec.interrupted() => {
+                unlock(exec, plan, locked).await;
+                if !waited {
+                    let (h, holder) = &holders[0];
+                    exec.events().send(Event::Notice(format!(
+                        "stage `{}` is locked on `{}` by {}; waiting for it (--wait-lock)",
+                        plan.stage,
+                        plan.hosts[*h].name,
+                        holder.describe()
+                    )));
+                    waited = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(LOCK_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            _ => break got,
+        }
+    };
     if lock_failed || exec.interrupted() {
         unlock(exec, plan, &locked).await;
         for h in 0..n_hosts {
@@ -371,6 +368,74 @@ async fn deploy_phases(
     app.set_status("freeing the deploy locks");
     unlock(exec, plan, &still_locked).await;
     Ok(outcome)
+}
+
+/// How often a deploy with `--wait-lock` tries the lock again.
+const LOCK_POLL: Duration = Duration::from_secs(2);
+
+type LockOutcome = (
+    Vec<bool>,
+    Vec<Before>,
+    Vec<String>,
+    Vec<(usize, LockHolder)>,
+    bool,
+);
+
+/// Reads the lock step's results: which hosts this run locked, where each
+/// stood, the releases already there, who holds the others.
+fn collect_locks(
+    lock_plan: &Plan,
+    report: &RunReport,
+    states: &mut [Option<String>],
+    app: &App,
+) -> LockOutcome {
+    let (res, queue) = (&report.results, &report.queue);
+    let n_hosts = lock_plan.hosts.len();
+    let mut locked = vec![false; n_hosts];
+    let mut before: Vec<Before> = vec![Before::default(); n_hosts];
+    let mut existing: Vec<String> = Vec::new();
+    let mut holders: Vec<(usize, LockHolder)> = Vec::new();
+    let mut lock_failed = false;
+    for (n, node) in lock_plan.nodes.iter().enumerate() {
+        let (Some(h), Some(Phase::Prepare)) = (node.host, lock_plan.phase_of(n)) else {
+            continue;
+        };
+        match (&res[n], queue.state(n)) {
+            (Some(r), NodeState::Done) => {
+                locked[h] = true;
+                let rep = commands::parse_lock_output(
+                    &r.output
+                        .as_ref()
+                        .map(|o| o.stdout_str())
+                        .unwrap_or_default(),
+                );
+                existing.extend(rep.releases);
+                before[h] = Before {
+                    current: rep.current,
+                    commit: rep.current_commit,
+                };
+            }
+            (r, _) => {
+                lock_failed = true;
+                let out = r.as_ref().and_then(|r| r.output.as_ref());
+                if let Some(o) = out.filter(|o| o.status == Some(LOCKED_STATUS)) {
+                    match LockHolder::from_stderr(&o.stderr_str()) {
+                        Some(holder) => {
+                            states[h] = Some(format!(
+                                "locked by {}",
+                                holder.describe_checked(&app.machine, super::lock::pid_alive)
+                            ));
+                            holders.push((h, holder));
+                        }
+                        None => states[h] = Some("locked (no holder record)".into()),
+                    }
+                } else if states[h].is_none() {
+                    states[h] = Some(failed_state("lock", r.as_ref()));
+                }
+            }
+        }
+    }
+    (locked, before, existing, holders, lock_failed)
 }
 
 /// Whether this run may have created its release dir on host `h`: the step

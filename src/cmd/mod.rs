@@ -2,11 +2,13 @@
 
 pub mod check;
 pub mod deploy;
+pub mod history;
 pub mod init;
 pub mod lock;
 pub mod on_hosts;
 pub mod plan;
 pub mod releases;
+pub mod rollback;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -159,10 +161,18 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             recipe,
             revision,
         } => plan::run(&app, stage, *recipe, revision.as_deref()),
-        Command::Deploy { stage, revision } => deploy::run(&app, stage, revision.as_deref()).await,
+        Command::Deploy {
+            stage,
+            revision,
+            wait_lock,
+        } => deploy::run(&app, stage, revision.as_deref(), *wait_lock).await,
         Command::Check { stage } => check::run(&app, stage).await,
         Command::Releases { stage } => releases::run(&app, stage).await,
         Command::Lock { stage, message } => lock::lock(&app, stage, message.as_deref()).await,
         Command::Unlock { stage, force } => lock::unlock(&app, stage, *force).await,
+        Command::Rollback { stage, to, force } => {
+            rollback::run(&app, stage, to.as_deref(), *force).await
+        }
+        Command::History { stage, limit } => history::run(&app, stage, *limit).await,
     }
 }

@@ -61,6 +61,23 @@ pub fn table(host: &str, r: &HostReleases) -> Vec<String> {
     v
 }
 
+/// Warns on stderr about ledger lines that did not parse (and were
+/// skipped), naming the host, the line numbers and the file.
+pub fn warn_bad_lines(host: &str, bad_lines: &[usize], ledger_path: &str) {
+    if bad_lines.is_empty() {
+        return;
+    }
+    eprintln!(
+        "shipit: warning: `{host}`: skipped line{} {} of `{ledger_path}`: not ledger records",
+        if bad_lines.len() == 1 { "" } else { "s" },
+        bad_lines
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+}
+
 pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
@@ -101,23 +118,7 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
         };
         match parsed {
             Ok(r) => {
-                if !r.ledger.bad_lines.is_empty() {
-                    eprintln!(
-                        "shipit: warning: `{name}`: skipped line{} {} of `{}`: not ledger records",
-                        if r.ledger.bad_lines.len() == 1 {
-                            ""
-                        } else {
-                            "s"
-                        },
-                        r.ledger
-                            .bad_lines
-                            .iter()
-                            .map(|n| n.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        paths[i].at(LEDGER_PATH)
-                    );
-                }
+                warn_bad_lines(name, &r.ledger.bad_lines, &paths[i].at(LEDGER_PATH));
                 out.extend(table(name, &r));
                 read.push((name, r));
             }

@@ -67,12 +67,22 @@ fn read_result(r: Option<&HostRun>) -> Read {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEnd {
     /// Already on the target (`--to`): nothing done.
-    Stayed { on: String },
+    Stayed {
+        on: String,
+    },
     /// Not started: interrupted first.
-    NotStarted { on: String },
-    Done { from: String, to: String },
+    NotStarted {
+        on: String,
+    },
+    Done {
+        from: String,
+        to: String,
+    },
     /// The switch itself failed; `current` is unchanged.
-    NotSwitched { on: String, why: String },
+    NotSwitched {
+        on: String,
+        why: String,
+    },
     /// `step` failed on the target; the host is back on `on`.
     SwitchedBack {
         on: String,
@@ -97,7 +107,11 @@ pub enum HostEnd {
         back_why: String,
     },
     /// Rolled back and checked, but not recorded in the ledger.
-    Unrecorded { from: String, to: String, why: String },
+    Unrecorded {
+        from: String,
+        to: String,
+        why: String,
+    },
 }
 
 /// The summary line and the outcome, from how each host ended.
@@ -107,17 +121,20 @@ pub fn summary(stage: &str, ends: &[(&str, HostEnd)], interrupted: bool) -> (Out
     let mut not_started = Vec::new();
     // (to, from) -> hosts, in first-seen order.
     let mut moved: Vec<((String, Option<String>), Vec<&str>)> = Vec::new();
-    let mut add = |key: (String, Option<String>), host: &str| match moved
-        .iter_mut()
-        .find(|(k, _)| *k == key)
-    {
-        Some((_, hosts)) => hosts.push(host),
-        None => moved.push((key, vec![host])),
-    };
     for (host, end) in ends {
+        let key = match end {
+            HostEnd::Stayed { on } => Some((on.clone(), None)),
+            HostEnd::Done { from, to } => Some((to.clone(), Some(from.clone()))),
+            _ => None,
+        };
+        if let Some(key) = key {
+            match moved.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hosts)) => hosts.push(host),
+                None => moved.push((key, vec![host])),
+            }
+        }
         match end {
-            HostEnd::Stayed { on } => add((on.clone(), None), host),
-            HostEnd::Done { from, to } => add((to.clone(), Some(from.clone())), host),
+            HostEnd::Stayed { .. } | HostEnd::Done { .. } => {}
             HostEnd::NotStarted { on } => not_started.push(format!("{host} (still on {on})")),
             HostEnd::NotSwitched { on, why } => {
                 failed.push(format!("{host} (switch failed: {why}; still on {on})"))
@@ -201,7 +218,10 @@ pub fn summary(stage: &str, ends: &[(&str, HostEnd)], interrupted: bool) -> (Out
             ),
         );
     }
-    (Outcome::Success, format!("rollback {stage}: ok — {moved_text}"))
+    (
+        Outcome::Success,
+        format!("rollback {stage}: ok — {moved_text}"),
+    )
 }
 
 /// Whether task `name` runs on each host, as a deploy runs it: on hosts
@@ -469,7 +489,10 @@ pub async fn run(app: &App, stage: &str, to: Option<&str>, force: bool) -> anyho
         )
         .await;
     let reads: Vec<Read> = match &results {
-        None => names.iter().map(|_| Read::Error("interrupted".into())).collect(),
+        None => names
+            .iter()
+            .map(|_| Read::Error("interrupted".into()))
+            .collect(),
         Some(r) => r.iter().map(|r| read_result(r.as_ref())).collect(),
     };
     let held_by_others: Vec<bool> = reads.iter().map(|r| matches!(r, Read::Held(_))).collect();
@@ -521,7 +544,10 @@ async fn locked(
             Read::State(s) => states.push(*s),
             Read::Held(h) => {
                 let who = match &h {
-                    Some(h) => format!("by {}", h.describe_checked(&app.machine, super::lock::pid_alive)),
+                    Some(h) => format!(
+                        "by {}",
+                        h.describe_checked(&app.machine, super::lock::pid_alive)
+                    ),
                     None => "(no readable holder record)".to_string(),
                 };
                 println!("[{name}] locked {who}");
@@ -549,7 +575,11 @@ async fn locked(
         ));
     }
     for (i, s) in states.iter().enumerate() {
-        warn_bad_lines(run.name(i), &s.ledger.bad_lines, &run.paths[i].at(crate::ledger::LEDGER_PATH));
+        warn_bad_lines(
+            run.name(i),
+            &s.ledger.bad_lines,
+            &run.paths[i].at(crate::ledger::LEDGER_PATH),
+        );
     }
 
     // 2. Each host's target, from its ledger.
@@ -568,7 +598,10 @@ async fn locked(
             Ok(t) => {
                 println!("[{name}] on {}: target {}", t.from, t.to);
                 if let Some(why) = &t.forced {
-                    println!("[{name}] note: release {} is {why}; rolling back to it because of --force", t.to);
+                    println!(
+                        "[{name}] note: release {} is {why}; rolling back to it because of --force",
+                        t.to
+                    );
                 }
             }
             Err(e) => {
@@ -648,13 +681,14 @@ async fn locked(
             work.push(None);
             continue;
         };
-        let task = |on: &[bool], name: &str, r: &ReleaseInfo| -> Result<Option<TaskRun>, RenderError> {
-            if on[i] {
-                run.task_run(i, name, r).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
+        let task =
+            |on: &[bool], name: &str, r: &ReleaseInfo| -> Result<Option<TaskRun>, RenderError> {
+                if on[i] {
+                    run.task_run(i, name, r).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
         work.push(Some(HostRollback {
             paths: &run.paths[i],
             host: run.name(i),
