@@ -3,7 +3,8 @@
 #
 # The integration tests start real OpenSSH sshd hosts on loopback
 # (tests/support/fleet.rs), so this first makes sure OpenSSH is installed:
-# the server (/usr/sbin/sshd) and the client (ssh, ssh-keygen). As root it
+# the server (/usr/sbin/sshd) and the client (ssh, ssh-keygen), and
+# xmllint (libxml2-utils) for the JUnit report's schema check. As root it
 # installs what is missing with apt-get; otherwise it says what to install.
 # Then it runs `cargo test --locked` with the arguments given.
 set -euo pipefail
@@ -16,6 +17,11 @@ if [ ! -x /usr/sbin/sshd ]; then
 fi
 if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
     missing+=(openssh-client)
+fi
+# tests/ci_output.rs validates the JUnit report with xmllint against
+# tests/fixtures/junit.xsd.
+if ! command -v xmllint >/dev/null 2>&1; then
+    missing+=(libxml2-utils)
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -42,9 +42,16 @@ pub struct Global {
     /// How many hosts are worked on at once.
     #[arg(short = 'j', long = "parallel", global = true, default_value_t = 50)]
     pub parallel: usize,
-    /// Output: human on a terminal, plain lines in logs and CI.
+    /// Output: human on a terminal, plain lines in logs and CI (`CI`,
+    /// `JENKINS_URL`, `BUILD_ID`, `HUDSON_URL` set, `TERM=dumb`, or stdout
+    /// not a terminal); json: one event per line (docs/json-events.md).
+    /// `NO_COLOR` turns colour off.
     #[arg(long, global = true, value_enum, default_value_t = Requested::Auto)]
     pub format: Requested,
+    /// Also write a JUnit XML report here (deploy, exec, run): one test
+    /// case per host and step, for Jenkins' `junit` step.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Also print each host's command count and the full output of failed steps.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -169,11 +176,88 @@ pub enum Command {
     /// minute is one line listing the hosts. Ledger lines that do not
     /// parse are skipped with a warning naming the host and line numbers.
     /// Exits 1 when a host cannot be read (the others are still shown).
+    /// Deploy to TO exactly the release that is current and verified on FROM
+    /// (default: TO's `promote_from`), after TO's gate: soak time, recorded
+    /// approvals, allowed approvers, signatures. On a terminal it shows the
+    /// candidate and the commits it brings and asks you to type TO's name
+    /// (that counts as your approval); without a terminal it needs --yes.
+    /// A refusal exits 3 saying which condition failed.
+    Promote {
+        /// `TO`, or `FROM TO`.
+        #[arg(required = true, num_args = 1..=2, value_name = "STAGE")]
+        stages: Vec<String>,
+        /// Do not ask; the gate's recorded approvals must be there.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Record your approval (or rejection) of the release that STAGE would be
+    /// promoted to: the release current and verified on its `promote_from`
+    /// stage, bound to its commit and archive digest, in the ledger of
+    /// every host of STAGE.
+    Approve {
+        stage: String,
+        /// Approve this release of the promote_from stage instead of its current one.
+        #[arg(long)]
+        release: Option<String>,
+        /// Who approves (default: SHIPIT_USER, git's user.name, the OS user).
+        #[arg(long = "as", value_name = "NAME")]
+        as_user: Option<String>,
+        /// Record a rejection: it blocks promotion of that commit until you approve it.
+        #[arg(long)]
+        reject: bool,
+        /// How long the approval counts (default: the gate's approval_ttl, 24h).
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        expires: Option<std::time::Duration>,
+        /// Sign the approval with this ssh key (`ssh-keygen -Y sign`); needed
+        /// when the stage's gate names `allowed_signers`.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<std::path::PathBuf>,
+        /// A note kept with the approval.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
     History {
         stage: String,
         /// Show at most this many lines, the newest (0: all).
         #[arg(short = 'n', long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Run a shell command on every selected host of a stage, in parallel.
+    ///
+    /// `shipit exec staging --roles app -- uptime`. The words after `--`
+    /// are joined with spaces and run by the login shell on each host, in
+    /// its home directory, with no stdin. Each host's output is printed in
+    /// one piece when it finishes (never interleaved with another host's),
+    /// stdout lines as `[host]   | ...` and stderr lines as `[host]   ! ...`,
+    /// then a summary per host. Exits 0 when the command exited 0 on every
+    /// host, 1 when any host failed (or could not be reached), 130 when
+    /// interrupted (commands already running finish; no new ones start).
+    /// Takes no deploy lock: it can run while a deploy does. Values of
+    /// secret environment variables are redacted from everything printed.
+    Exec {
+        stage: String,
+        /// The command's time limit on each host (`30s`, `10m`).
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "10m")]
+        timeout: std::time::Duration,
+        /// The command (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Run one task from deploy.yml's `tasks:` on its hosts, outside a deploy.
+    ///
+    /// The task runs as it would in a deploy: on the selected hosts that
+    /// have one of its `roles` (only the first with `once: true`; on this
+    /// machine with `local: true`), rendered for each host, in `current`,
+    /// with the environment tasks get (`SHIPIT_RELEASE`, `SHIPIT_COMMIT`,
+    /// ... of the release `current` points at), with its `retries`,
+    /// `interval` and `timeout`. A host without a current release fails.
+    /// Output is printed per host as with `exec`. Exits 0 when the task
+    /// succeeded everywhere, 1 otherwise, 2 for an unknown task. Takes no
+    /// deploy lock and writes nothing to the ledger.
+    Run {
+        stage: String,
+        /// The task's name in `tasks:`.
+        task: String,
     },
 }
 
@@ -207,5 +291,25 @@ mod tests {
         .unwrap();
         assert_eq!(c.global.config, PathBuf::from("x.yml"));
         assert_eq!(c.global.hosts, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_dashes() {
+        let c = Cli::try_parse_from([
+            "shipit", "exec", "staging", "--roles", "app", "--junit", "r.xml", "--format", "json",
+            "--", "echo", "-n", "hi",
+        ])
+        .unwrap();
+        assert_eq!(c.global.roles, vec!["app"]);
+        assert_eq!(c.global.junit, Some(PathBuf::from("r.xml")));
+        assert_eq!(c.global.format, Requested::Json);
+        match c.command {
+            Command::Exec { stage, command, .. } => {
+                assert_eq!(stage, "staging");
+                assert_eq!(command, vec!["echo", "-n", "hi"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["shipit", "exec", "staging"]).is_err());
     }
 }

@@ -21,7 +21,13 @@ pub enum EventKind {
     /// The release failed on this host (or the run was undone).
     Failed,
     RolledBack,
+    /// A release manager's approval of a release for a stage (its line
+    /// carries `from_stage`, `expires` and maybe `signature` as well).
     Approved,
+    /// A release manager's rejection: it blocks promotion of that commit.
+    Rejected,
+    /// A stage got a release promoted from another stage (`from_stage`,
+    /// `from_release`, `approvers` on the line as well).
     Promoted,
     /// A deploy lock was freed with `shipit unlock --force`.
     /// `user` is who forced it; `detail` names the holder whose lock was

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod exec;
+pub mod gate;
 pub mod git;
 pub mod ledger;
 pub mod lock;

@@ -2,12 +2,12 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use shipit::cli::Cli;
 use shipit::cmd::{self, App};
 use shipit::outcome::exit_code;
-use shipit::report::World;
+use shipit::report::{json, output, Format, Output, World};
 
 fn machine_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -18,8 +18,38 @@ fn machine_name() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// Ends the program early, before a command ran: the message on stderr
+/// and, in json mode, as the stream's last line.
+fn refuse(format: Format, message: &str, code: u8) -> ExitCode {
+    eprintln!("shipit: {message}");
+    if format == Format::Json {
+        println!("{}", json::line(&json::error(message, code)));
+    }
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command_name = matches.subcommand_name().unwrap_or("shipit").to_string();
+    // Format, colour and JUnit file: a pure choice from flags and world.
+    let output = Output::choose(
+        cli.global.format,
+        World::from_env(|k| std::env::var(k).ok(), std::io::stdout().is_terminal()),
+        cli.global.junit.clone(),
+        &command_name,
+    );
+    if let Some(why) =
+        output::unsupported(&command_name, cli.global.format, cli.global.junit.is_some())
+    {
+        return refuse(output.format, &why, 2);
+    }
+    if let Some(j) = &output.junit {
+        if let Err(e) = j.start() {
+            let why = format!("cannot write the JUnit report `{}`: {e}", j.path.display());
+            return refuse(output.format, &why, 2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,12 +110,29 @@ fn main() -> ExitCode {
             pid: std::process::id(),
             machine: machine_name(),
             status,
+            output: output.clone(),
+            interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
         };
         cmd::run(cli, app).await
     });
+    // Nothing may still write to stdout after this (the reporter of a
+    // command that ended with an error, say).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     let code = exit_code(&result);
-    if let Err(e) = &result {
-        eprintln!("shipit: {e:#}");
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    if let Some(e) = &error {
+        eprintln!("shipit: {e}");
+        if output.format == Format::Json {
+            println!("{}", json::line(&json::error(e, code)));
+        }
+    }
+    if let Some(j) = &output.junit {
+        if let Err(e) = j.finish(error.as_deref()) {
+            eprintln!(
+                "shipit: cannot write the JUnit report `{}`: {e}",
+                j.path.display()
+            );
+        }
     }
     ExitCode::from(code)
 }

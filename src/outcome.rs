@@ -11,6 +11,8 @@ pub enum Outcome {
     Success,
     /// A deploy or step failed; the fleet is on its previous release.
     Failed,
+    /// A promotion gate refused (the reason was printed).
+    GateRefused,
     /// Someone else holds the deploy lock.
     Locked,
     /// Undo or rollback did not complete on some hosts; they are named and
@@ -19,6 +21,12 @@ pub enum Outcome {
     /// Stopped by SIGINT/SIGTERM after undoing what it had started.
     Interrupted,
 }
+
+/// A refusal that ends a command at once with exit 3: a gate, or a prompt
+/// that cannot be shown (no terminal).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GateError(pub String);
 
 /// Bad usage or configuration: the user must change what they typed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +39,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
     match result {
         Ok(Outcome::Success) => 0,
         Ok(Outcome::Failed) => 1,
+        Ok(Outcome::GateRefused) => 3,
         Ok(Outcome::Locked) => 4,
         Ok(Outcome::RollbackIncomplete) => 5,
         Ok(Outcome::Interrupted) => 130,
@@ -44,6 +53,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
         {
             2
         }
+        Err(e) if e.is::<GateError>() => 3,
         Err(_) => 1,
     }
 }

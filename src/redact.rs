@@ -1,12 +1,25 @@
 //! Secrets never reach output: every line shipit prints or writes goes
 //! through a [`Redactor`] holding the values of the environment variables
-//! that templates and commands read as `env.NAME`.
+//! that templates and commands read as `env.NAME`, and of every
+//! environment variable whose name says it is a secret ([`is_secret_name`]).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Shown in place of a secret.
 pub const MASK: &str = "[redacted]";
+
+/// Name endings that mark an environment variable as a secret wherever it
+/// is used (a command given to `shipit exec` can read any of them).
+pub const SECRET_SUFFIXES: [&str; 4] = ["_PASSWORD", "_SECRET", "_TOKEN", "_KEY"];
+
+/// Whether an environment variable's name says it holds a secret: it ends
+/// in one of [`SECRET_SUFFIXES`] (case-sensitive, as environment names are).
+pub fn is_secret_name(name: &str) -> bool {
+    SECRET_SUFFIXES
+        .iter()
+        .any(|s| name.len() > s.len() && name.ends_with(s))
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
@@ -31,6 +44,19 @@ impl Redactor {
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         secrets.dedup();
         Redactor { secrets }
+    }
+
+    /// A redactor for the values of `referenced` (names read as `env.NAME`)
+    /// and of every variable in `env` whose name [`is_secret_name`].
+    pub fn for_env<'a>(
+        referenced: impl IntoIterator<Item = &'a String>,
+        env: &'a BTreeMap<String, String>,
+    ) -> Self {
+        let names: Vec<&String> = referenced
+            .into_iter()
+            .chain(env.keys().filter(|k| is_secret_name(k)))
+            .collect();
+        Redactor::new(names, env)
     }
 
     pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -62,5 +88,44 @@ mod tests {
             "pw=[redacted] home=/root"
         );
         assert!(matches!(r.apply("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn secret_names_by_suffix() {
+        let cases = [
+            ("DB_PASSWORD", true),
+            ("AWS_SECRET", true),
+            ("GITHUB_TOKEN", true),
+            ("DEPLOY_KEY", true),
+            ("_KEY", false),
+            ("KEY", false),
+            ("PASSWORD", false),
+            ("db_password", false),
+            ("KEYBOARD", false),
+            ("MONKEY", false),
+            ("TOKEN_FILE", false),
+            ("HOME", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(is_secret_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn for_env_masks_referenced_and_secret_named_values() {
+        let env: BTreeMap<String, String> = [
+            ("API_TOKEN", "tok-123"),
+            ("SHORT_KEY", "ab"),
+            ("PLAIN", "visible"),
+            ("READ_BY_TASK", "from-task"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let r = Redactor::for_env(&["READ_BY_TASK".to_string()], &env);
+        assert_eq!(
+            r.apply("tok-123 ab visible from-task"),
+            "[redacted] ab visible [redacted]"
+        );
     }
 }

@@ -66,11 +66,32 @@ fn current_note(prev: &Option<String>) -> String {
     }
 }
 
+/// What a promotion adds to a deploy: the exact archive to expect, and the
+/// `promoted` record to write when it succeeds.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    pub from_stage: String,
+    pub from_release: String,
+    pub digest: Option<String>,
+    pub approvers: Vec<String>,
+}
+
 pub async fn run(
     app: &App,
     stage: &str,
     revision: Option<&str>,
     wait_lock: Option<Duration>,
+) -> anyhow::Result<Outcome> {
+    run_with(app, stage, revision, wait_lock, None).await
+}
+
+/// A deploy; with `promotion`, of exactly the promoted commit and archive.
+pub async fn run_with(
+    app: &App,
+    stage: &str,
+    revision: Option<&str>,
+    wait_lock: Option<Duration>,
+    promotion: Option<&Promotion>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let config = app.load_config()?;
@@ -78,6 +99,19 @@ pub async fn run(
     let (_, hosts) = planner::select_hosts(&config, stage, &filters)?;
     let mut release = app.release_info(&config, stage, revision)?;
     let artifact = app.artifact(&config, &mut release)?;
+    if let Some(p) = promotion {
+        release.reference = format!("{} release {}", p.from_stage, p.from_release);
+        if p.digest.is_some() && release.digest != p.digest {
+            return Err(crate::outcome::GateError(format!(
+                "the archive built here for commit {} has digest {}, but `{}` verified {}: refusing to promote a different archive",
+                release.commit,
+                release.digest.as_deref().unwrap_or("(none: strategy git)"),
+                p.from_stage,
+                p.digest.as_deref().unwrap_or("-")
+            ))
+            .into());
+        }
+    }
     let redactor = app.redactor(&config)?;
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let build = |release: &ReleaseInfo| -> anyhow::Result<(Plan, Uploads)> {
@@ -96,9 +130,8 @@ pub async fn run(
     // Everything that can fail without a host is checked before connecting.
     let (mut plan, uploads) = build(&release)?;
 
-    let format = report::choose(app.global.format, app.world);
     let (sink, rx) = EventSink::new();
-    let reporter = tokio::spawn(report::drive(rx, format));
+    let reporter = tokio::spawn(report::drive_output(rx, app.output.clone()));
     let control = tempfile::Builder::new()
         .prefix("shipit-")
         .tempdir_in(std::env::temp_dir())
@@ -166,8 +199,19 @@ pub async fn run(
     )
     .await;
 
+    let (outcome, mut headline) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            close_all(&transports).await;
+            return Err(e);
+        }
+    };
+    if let (Some(p), Outcome::Success) = (promotion, outcome) {
+        if !record_promotion(&exec, &plan, p).await {
+            headline.push_str("; the `promoted` record could not be written on every host");
+        }
+    }
     close_all(&transports).await;
-    let (outcome, headline) = outcome?;
     let summary = Summary {
         recipe: "deploy".into(),
         stage: stage.to_string(),
@@ -192,6 +236,38 @@ pub async fn run(
     drop(sink);
     let _ = reporter.await;
     Ok(outcome)
+}
+
+/// Appends the `promoted` line to every host's ledger.
+async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
+    let jobs = (0..plan.hosts.len()).map(|h| {
+        let host = &plan.hosts[h];
+        let mut entry = commands::entry(
+            &plan.release,
+            &host.name,
+            crate::ledger::EventKind::Promoted,
+        );
+        entry.time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let line = crate::gate::PromotedLine {
+            entry,
+            from_stage: p.from_stage.clone(),
+            from_release: p.from_release.clone(),
+            approvers: p.approvers.clone(),
+        };
+        let script = commands::ledger_append_raw(
+            &HostPaths::new(&host.deploy_to),
+            &serde_json::to_string(&line).expect("ledger lines serialise"),
+        );
+        async move {
+            exec.run_on(h, &host.name, "record_promotion", &script, CLEANUP_TIMEOUT)
+                .await
+                .ok
+        }
+    });
+    futures::future::join_all(jobs)
+        .await
+        .into_iter()
+        .all(|ok| ok)
 }
 
 /// Rendered templates by (host, template).
@@ -266,18 +342,12 @@ async fn deploy_phases(
                 *s = None;
             }
         }
-        let report = exec
-            .run(
-                &lock_plan,
-                |n| lock_plan.phase_of(n) == Some(Phase::Prepare),
-                0,
-            )
-            .await;
-        let got = collect_locks(&lock_plan, &report, states, app);
+        let (got, tried) = lock_in_order(exec, &lock_plan, states, app).await;
         let (locked, _, _, holders, failed) = &got;
         let only_held = *failed
             && !holders.is_empty()
-            && (0..n_hosts).all(|h| locked[h] || holders.iter().any(|(x, _)| *x == h));
+            && (0..n_hosts)
+                .all(|h| !tried[h] || locked[h] || holders.iter().any(|(x, _)| *x == h));
         match deadline {
             Some(d) if only_held && Instant::now() < d && !exec.interrupted() => {
                 unlock(exec, plan, locked).await;
@@ -313,15 +383,16 @@ async fn deploy_phases(
             ));
         }
         if let Some((h, holder)) = holders.first() {
-            return Ok((
-                Outcome::Locked,
-                format!(
-                    "stage `{}` is locked on `{}` by {}; nothing was changed",
-                    plan.stage,
-                    plan.hosts[*h].name,
-                    holder.describe_checked(&app.machine, super::lock::pid_alive)
-                ),
-            ));
+            let mut message = format!(
+                "stage `{}` is locked on `{}` by {}; nothing was changed",
+                plan.stage,
+                plan.hosts[*h].name,
+                holder.describe_checked(&app.machine, super::lock::pid_alive)
+            );
+            if holder.is_stale(&app.machine, super::lock::pid_alive) {
+                message.push_str(&stale_lock_repair(exec, plan, &before).await);
+            }
+            return Ok((Outcome::Locked, message));
         }
         return Ok((
             Outcome::Failed,
@@ -381,6 +452,109 @@ type LockOutcome = (
     bool,
 );
 
+/// Takes the lock on the plan's first host, and only when that worked on
+/// the others (at once): every run takes the stage's hosts in the same
+/// order, so of two runs started together exactly one gets the first host
+/// and the other touches no further host, instead of each taking some and
+/// both being refused. Also says which hosts were tried.
+async fn lock_in_order(
+    exec: &mut Executor,
+    lock_plan: &Plan,
+    states: &mut [Option<String>],
+    app: &App,
+) -> (LockOutcome, Vec<bool>) {
+    let n_hosts = lock_plan.hosts.len();
+    let prepare = |n: usize| lock_plan.phase_of(n) == Some(Phase::Prepare);
+    let first = |n: usize| lock_plan.nodes[n].host == Some(0);
+    let report = exec.run(lock_plan, |n| prepare(n) && first(n), 0).await;
+    let mut got = collect_locks(lock_plan, &report, states, app, |h| h == 0);
+    if got.4 || n_hosts < 2 || exec.interrupted() {
+        let tried = (0..n_hosts).map(|h| h == 0).collect();
+        return (got, tried);
+    }
+    let report = exec.run(lock_plan, |n| prepare(n) && !first(n), 0).await;
+    let rest = collect_locks(lock_plan, &report, states, app, |h| h != 0);
+    for h in 1..n_hosts {
+        got.0[h] = rest.0[h];
+        got.1[h] = rest.1[h].clone();
+    }
+    got.2.extend(rest.2);
+    got.3.extend(rest.3);
+    got.4 |= rest.4;
+    (got, vec![true; n_hosts])
+}
+
+/// What to say after a deploy was refused by a stale lock (its run is
+/// gone, killed mid-way): free it, and, when that run left the hosts on
+/// different releases (a half-switched fleet), which host is on which and
+/// the command that makes them agree again. Hosts whose lock step did not
+/// say where `current` is are asked (read only).
+async fn stale_lock_repair(exec: &Executor, plan: &Plan, before: &[Before]) -> String {
+    let mut currents: Vec<Option<String>> = before.iter().map(|b| b.current.clone()).collect();
+    let probes = (0..plan.hosts.len())
+        .filter(|&h| currents[h].is_none())
+        .map(|h| async move {
+            let p = HostPaths::new(&plan.hosts[h].deploy_to);
+            let r = exec
+                .run_on(
+                    h,
+                    &plan.hosts[h].name,
+                    "read_current",
+                    &commands::read_current(&p),
+                    CLEANUP_TIMEOUT,
+                )
+                .await;
+            let current = r
+                .output
+                .filter(|o| o.success())
+                .and_then(|o| commands::parse_lock_output(&o.stdout_str()).current);
+            (h, current)
+        });
+    for (h, c) in futures::future::join_all(probes).await {
+        currents[h] = c;
+    }
+    let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+    repair_advice(&plan.stage, &names, &currents)
+}
+
+/// The repair sentence of [`stale_lock_repair`], from each host's current
+/// release (`None`: none, or not known).
+fn repair_advice(stage: &str, hosts: &[&str], currents: &[Option<String>]) -> String {
+    let mut groups: Vec<(Option<&str>, Vec<&str>)> = Vec::new();
+    for (host, c) in hosts.iter().zip(currents) {
+        match groups.iter_mut().find(|(g, _)| *g == c.as_deref()) {
+            Some((_, hs)) => hs.push(host),
+            None => groups.push((c.as_deref(), vec![host])),
+        }
+    }
+    let unlock = format!("`shipit unlock {stage}`");
+    if groups.len() < 2 {
+        return format!(
+            "; the run that held it is gone: free it with {unlock}, then deploy again"
+        );
+    }
+    // Release ids sort by time: the oldest is where the fleet came from.
+    groups.sort_by(|a, b| b.0.cmp(&a.0));
+    let where_ = groups
+        .iter()
+        .map(|(c, hs)| format!("{} on {}", c.unwrap_or("no release"), hs.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let back = groups
+        .iter()
+        .filter_map(|(c, _)| *c)
+        .next_back()
+        .filter(|_| groups.iter().all(|(c, _)| c.is_some()))
+        .map(|oldest| {
+            format!(", or `shipit rollback {stage} --to {oldest} --force` to put every host back on {oldest}")
+        })
+        .unwrap_or_default();
+    format!(
+        "; the run that held it is gone and left the hosts on different releases ({where_}): \
+         free the lock with {unlock}, then run `shipit deploy {stage}` to bring every host to a new release{back}"
+    )
+}
+
 /// Reads the lock step's results: which hosts this run locked, where each
 /// stood, the releases already there, who holds the others.
 fn collect_locks(
@@ -388,6 +562,7 @@ fn collect_locks(
     report: &RunReport,
     states: &mut [Option<String>],
     app: &App,
+    tried: impl Fn(usize) -> bool,
 ) -> LockOutcome {
     let (res, queue) = (&report.results, &report.queue);
     let n_hosts = lock_plan.hosts.len();
@@ -400,6 +575,9 @@ fn collect_locks(
         let (Some(h), Some(Phase::Prepare)) = (node.host, lock_plan.phase_of(n)) else {
             continue;
         };
+        if !tried(h) {
+            continue;
+        }
         match (&res[n], queue.state(n)) {
             (Some(r), NodeState::Done) => {
                 locked[h] = true;
@@ -419,6 +597,12 @@ fn collect_locks(
                 lock_failed = true;
                 let out = r.as_ref().and_then(|r| r.output.as_ref());
                 if let Some(o) = out.filter(|o| o.status == Some(LOCKED_STATUS)) {
+                    // A held lock's script still says where `current` is.
+                    let rep = commands::parse_lock_output(&o.stdout_str());
+                    before[h] = Before {
+                        current: rep.current,
+                        commit: rep.current_commit,
+                    };
                     match LockHolder::from_stderr(&o.stderr_str()) {
                         Some(holder) => {
                             states[h] = Some(format!(

@@ -71,7 +71,7 @@ pub fn merge(ledgers: &[&[Entry]]) -> Vec<Row> {
                 .map(move |(n, e)| (parse_time(&e.time), h, n, e))
         })
         .collect();
-    all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    all.sort_by_key(|a| (a.0, a.1, a.2));
     let mut rows: Vec<(Option<DateTime<Utc>>, Row)> = Vec::new();
     for (t, h, _, e) in all {
         let mut joined = false;

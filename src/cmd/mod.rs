@@ -2,13 +2,17 @@
 
 pub mod check;
 pub mod deploy;
+pub mod exec;
+pub mod fan_out;
 pub mod history;
 pub mod init;
 pub mod lock;
 pub mod on_hosts;
 pub mod plan;
+pub mod promote;
 pub mod releases;
 pub mod rollback;
+pub mod run_task;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -25,7 +29,7 @@ use crate::outcome::Outcome;
 use crate::plan::render::referenced_env;
 use crate::plan::{release, Filters, ReleaseInfo};
 use crate::redact::Redactor;
-use crate::report::World;
+use crate::report::{Output, World};
 
 /// The world a command runs in, gathered once by `main` and passed down.
 pub struct App {
@@ -40,6 +44,10 @@ pub struct App {
     pub machine: String,
     /// What the run is doing now, for the message a second Ctrl-C prints.
     pub status: Arc<Mutex<String>>,
+    /// Both stdin and stdout are terminals: a person can answer a prompt.
+    pub interactive: bool,
+    /// Format, colour and JUnit report, chosen once by `main`.
+    pub output: Output,
 }
 
 impl App {
@@ -138,7 +146,9 @@ impl App {
         }
     }
 
-    /// Masks every environment value that a template or task reads.
+    /// Masks every environment value that a template or task reads, and
+    /// every one whose name marks it a secret (`*_PASSWORD`, `*_SECRET`,
+    /// `*_TOKEN`, `*_KEY`).
     pub fn redactor(&self, config: &Config) -> anyhow::Result<Redactor> {
         let mut names = BTreeSet::new();
         for t in &config.tasks {
@@ -149,7 +159,7 @@ impl App {
                 .with_context(|| format!("cannot read template `{}`", t.src))?;
             names.extend(referenced_env(&text));
         }
-        Ok(Redactor::new(&names, &self.env))
+        Ok(Redactor::for_env(&names, &self.env))
     }
 }
 
@@ -174,5 +184,55 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             rollback::run(&app, stage, to.as_deref(), *force).await
         }
         Command::History { stage, limit } => history::run(&app, stage, *limit).await,
+        Command::Exec {
+            stage,
+            timeout,
+            command,
+        } => exec::run(&app, stage, command, *timeout).await,
+        Command::Run { stage, task } => run_task::run(&app, stage, task).await,
+        Command::Promote { stages, yes } => {
+            let (from, to) = match stages.as_slice() {
+                [to] => (None, to.as_str()),
+                [from, to] => (Some(from.as_str()), to.as_str()),
+                _ => {
+                    return Err(crate::outcome::UsageError(
+                        "`shipit promote` takes `TO` or `FROM TO`".into(),
+                    )
+                    .into())
+                }
+            };
+            promote::promote(
+                &app,
+                promote::PromoteArgs {
+                    from,
+                    to,
+                    yes: *yes,
+                },
+            )
+            .await
+        }
+        Command::Approve {
+            stage,
+            release,
+            as_user,
+            reject,
+            expires,
+            sign_key,
+            message,
+        } => {
+            promote::approve(
+                &app,
+                promote::ApproveArgs {
+                    stage,
+                    release: release.as_deref(),
+                    as_user: as_user.as_deref(),
+                    reject: *reject,
+                    expires: *expires,
+                    sign_key: sign_key.as_deref(),
+                    message: message.as_deref(),
+                },
+            )
+            .await
+        }
     }
 }

@@ -109,7 +109,8 @@ impl Connections {
         let Some(t) = self.transports[i].clone() else {
             return ChainRun {
                 frames: Vec::new(),
-                error: Some(
+                error: None,
+                failed: Some(
                     self.errors[i]
                         .clone()
                         .unwrap_or_else(|| "not connected".into()),
@@ -129,12 +130,16 @@ impl Connections {
         while let Some(chunk) = rx.recv().await {
             frames.extend(parser.push(&chunk));
         }
-        let error = match result {
-            Err(e) => Some(e.to_string()),
-            Ok(o) if !o.success() => Some(format!("the script {}", stderr_tail(&o))),
-            Ok(_) => None,
+        let (error, failed) = match result {
+            Err(e) => (Some(e.to_string()), None),
+            Ok(o) if !o.success() => (None, Some(format!("the script {}", stderr_tail(&o)))),
+            Ok(_) => (None, None),
         };
-        ChainRun { frames, error }
+        ChainRun {
+            frames,
+            error,
+            failed,
+        }
     }
 
     /// Ends every connection.
@@ -147,7 +152,12 @@ impl Connections {
 #[derive(Debug, Clone, Default)]
 pub struct ChainRun {
     pub frames: Vec<Frame>,
+    /// Why the chain broke off part way (timed out, connection lost): a
+    /// step may have been left half done.
     pub error: Option<String>,
+    /// Why the chain failed without breaking off (not connected, the
+    /// script could not start): the frames say which steps ran.
+    pub failed: Option<String>,
 }
 
 /// Time a chain may take beyond its steps' limits (connecting, framing).

@@ -119,8 +119,10 @@ pub fn summary(stage: &str, ends: &[(&str, HostEnd)], interrupted: bool) -> (Out
     let mut needs_person = Vec::new();
     let mut failed = Vec::new();
     let mut not_started = Vec::new();
-    // (to, from) -> hosts, in first-seen order.
-    let mut moved: Vec<((String, Option<String>), Vec<&str>)> = Vec::new();
+    // (to, from) -> hosts, in first-seen order; `from` is `None` for hosts
+    // that stayed.
+    type Move = (String, Option<String>);
+    let mut moved: Vec<(Move, Vec<&str>)> = Vec::new();
     for (host, end) in ends {
         let key = match end {
             HostEnd::Stayed { on } => Some((on.clone(), None)),
@@ -255,6 +257,18 @@ fn redactor(app: &App, config: &Config) -> Redactor {
     })
 }
 
+/// How far a chain got; a step that did not start because the chain could
+/// not (not connected) says why.
+fn reached(steps: &[RollbackStep], run: &ChainRun) -> recipe::Reached {
+    let mut r = recipe::reached(steps, &run.frames, run.error.as_deref());
+    if let (Some(stop), Some(why)) = (&mut r.stopped, &run.failed) {
+        if !stop.ended {
+            stop.why = why.clone();
+        }
+    }
+    r
+}
+
 /// One run of the command, once the hosts are known.
 struct Run<'a> {
     app: &'a App,
@@ -343,7 +357,7 @@ impl Run<'_> {
         let name = self.name(i);
         let steps = recipe::steps(&w);
         let run = self.run_chain(i, &steps).await;
-        let r = recipe::reached(&steps, &run.frames, run.error.as_deref());
+        let r = reached(&steps, &run);
         let redact = |s: &str| self.redactor.apply(s).into_owned();
         let (from, to) = (w.from.id.clone(), w.to.id.clone());
         let secs = || format!("{:.2}s", started.elapsed().as_secs_f64());
@@ -372,7 +386,7 @@ impl Run<'_> {
                 let why = redact(&why);
                 let undo = recipe::undo_steps(&w);
                 let back = self.run_chain(i, &undo).await;
-                let b = recipe::reached(&undo, &back.frames, back.error.as_deref());
+                let b = reached(&undo, &back);
                 match recipe::undo_verdict(&undo, &b) {
                     UndoVerdict::Back { unlocked } => {
                         println!(
@@ -750,7 +764,8 @@ mod tests {
     #[test]
     fn summary_says_where_every_host_is() {
         // (hosts' ends, interrupted) -> (outcome, line)
-        let cases: Vec<(Vec<(&str, HostEnd)>, bool, Outcome, String)> = vec![
+        type Case<'a> = (Vec<(&'a str, HostEnd)>, bool, Outcome, String);
+        let cases: Vec<Case> = vec![
             (
                 vec![("fleet-1", done(B, A)), ("fleet-2", done(B, A))],
                 false,

@@ -13,6 +13,18 @@ pub enum StepOutcome {
     Failed(String),
 }
 
+impl StepOutcome {
+    /// The command's exit status: `Some(0)` for a step that succeeded, the
+    /// status of a command that ran and exited non-zero (`exit N`), `None`
+    /// when it did not run to an exit (timed out, lost connection, killed).
+    pub fn exit_status(&self) -> Option<i32> {
+        match self {
+            StepOutcome::Ok => Some(0),
+            StepOutcome::Failed(why) => why.strip_prefix("exit ")?.parse().ok(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     RunStarted {
@@ -43,6 +55,15 @@ pub enum Event {
     },
     /// A run-level note: undoing, unlocking, why the run stops.
     Notice(String),
+    /// The whole output of a command whose output is the point (`exec`,
+    /// `run`), already redacted; sent just before the step's
+    /// `StepFinished`. Reporters print it grouped under the host.
+    Output {
+        host: String,
+        step: String,
+        stdout: Vec<String>,
+        stderr: Vec<String>,
+    },
     Finished(Summary),
 }
 

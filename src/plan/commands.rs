@@ -50,35 +50,49 @@ fn script(lines: &[String]) -> String {
     s
 }
 
-/// Takes the lock with an atomic `mkdir`; when it is held, prints the
-/// holder's record to stderr and exits [`LOCKED_STATUS`]. On success prints
-/// the names of existing releases (so the run can mint a later id).
+/// Takes the lock: the holder's record is written into a fresh directory
+/// that is then renamed to `.shipit/lock` (atomic, and refused when the
+/// lock exists), so the lock never exists without its whole record. When
+/// it is held, prints the holder's record to stderr and where `current`
+/// points to stdout, and exits [`LOCKED_STATUS`]. On success prints the
+/// names of existing releases (so the run can mint a later id) and where
+/// `current` points.
 pub fn lock(p: &HostPaths, holder_json: &str) -> String {
     let lock = p.at(LOCK_DIR);
+    let shipit = p.at(".shipit");
+    // `$$`: one per lock script; a loser removes its own.
+    let tmp = format!("{}/lock.new.$$", quote(&shipit));
+    let current = current_lines(p);
     script(&[
-        format!("mkdir -p {}", quote(&p.at(".shipit"))),
+        format!("mkdir -p {}", quote(&shipit)),
+        format!("rm -rf {tmp} && mkdir {tmp}"),
+        format!("printf '%s\\n' {} > {tmp}/info", quote(holder_json)),
         format!(
-            "if ! mkdir {l} 2>/dev/null; then echo 'shipit: deploy lock held' >&2; cat {l}/info >&2 2>/dev/null || true; exit {LOCKED_STATUS}; fi",
+            "if [ -e {l} ] || ! mv -T {tmp} {l} 2>/dev/null; then rm -rf {tmp}; echo 'shipit: deploy lock held' >&2; cat {l}/info >&2 2>/dev/null || true; {current}; exit {LOCKED_STATUS}; fi",
             l = quote(&lock)
-        ),
-        format!(
-            "printf '%s\\n' {} > {}",
-            quote(holder_json),
-            quote(&join(&lock, "info"))
         ),
         format!(
             "if [ -d {r} ]; then ls -1 {r} | sed 's/^/release:/'; fi",
             r = quote(&p.at("releases"))
         ),
-        format!(
-            "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi",
-            c = quote(&p.at("current"))
-        ),
-        format!(
-            "if [ -f {r} ]; then printf 'current_commit:%s\\n' \"$(cat {r})\"; fi",
-            r = quote(&p.at("current/REVISION"))
-        ),
+        current,
     ])
+}
+
+/// Reads where `current` points, changing nothing: the lines of
+/// [`current_lines`], for [`parse_lock_output`].
+pub fn read_current(p: &HostPaths) -> String {
+    script(&[current_lines(p)])
+}
+
+/// Prints `current:TARGET` and `current_commit:SHA` for what `current`
+/// points at, when it does (see [`parse_lock_output`]).
+fn current_lines(p: &HostPaths) -> String {
+    format!(
+        "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi; if [ -f {r} ]; then printf 'current_commit:%s\\n' \"$(cat {r})\"; fi",
+        c = quote(&p.at("current")),
+        r = quote(&p.at("current/REVISION"))
+    )
 }
 
 /// What a successful lock script reported about the host.
@@ -106,14 +120,17 @@ pub fn parse_lock_output(stdout: &str) -> LockReport {
 }
 
 /// Frees the lock only when it is still ours (its record carries `token`).
+/// The lock is renamed away before it is removed, so it never exists
+/// without its record.
 pub fn unlock(p: &HostPaths, token: &str) -> String {
     let lock = p.at(LOCK_DIR);
     script(&[
         format!(
-            "if grep -qF {t} {i} 2>/dev/null; then rm -rf {l}; fi",
+            "if grep -qF {t} {i} 2>/dev/null; then mv -T {l} {g} && rm -rf {g}; fi",
             t = quote(token),
             i = quote(&join(&lock, "info")),
-            l = quote(&lock)
+            l = quote(&lock),
+            g = format!("{}/lock.gone.$$", quote(&p.at(".shipit")))
         ),
         format!("rm -f {}/stop-*", quote(&p.at(".shipit"))),
     ])
@@ -245,11 +262,25 @@ pub fn create_release_copy(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String
     ])
 }
 
-/// Appends ledger lines, timestamped on the host.
+/// Ends a ledger line cut short by a crash (a file not ending in a
+/// newline), so that the next record starts a line of its own: the cut
+/// line alone is lost, not the next one with it. Racing writers may both
+/// add one; readers skip the empty line.
+fn ledger_line_guard(p: &HostPaths) -> String {
+    format!(
+        "if [ -s {l} ] && [ -n \"$(tail -c 1 {l})\" ]; then printf '\\n' >> {l}; fi",
+        l = quote(&p.at(LEDGER_PATH))
+    )
+}
+
+/// Appends ledger lines, timestamped on the host. The lines go in one
+/// `printf` to a file opened for appending (O_APPEND), so concurrent
+/// writers never interleave within a line.
 pub fn ledger_append(p: &HostPaths, entries: &[Entry]) -> String {
     let mut l = vec![
         "now=$(date -u +%Y-%m-%dT%H:%M:%SZ)".to_string(),
         format!("mkdir -p {}", quote(&p.at(".shipit"))),
+        ledger_line_guard(p),
     ];
     let mut args = String::new();
     for e in entries {
@@ -261,6 +292,19 @@ pub fn ledger_append(p: &HostPaths, entries: &[Entry]) -> String {
         quote(&p.at(LEDGER_PATH))
     ));
     l.join("\n")
+}
+
+/// Appends one complete ledger line (built and timestamped by shipit).
+pub fn ledger_append_raw(p: &HostPaths, line: &str) -> String {
+    script(&[
+        format!("mkdir -p {}", quote(&p.at(".shipit"))),
+        ledger_line_guard(p),
+        format!(
+            "printf '%s\\n' {} >> {}",
+            quote(line),
+            quote(&p.at(LEDGER_PATH))
+        ),
+    ])
 }
 
 /// A ledger entry for this run on `host`.
@@ -313,29 +357,66 @@ pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String 
 }
 
 /// Symlinks linked dirs and files from `shared/` into the release, creating
-/// shared dirs that are missing.
+/// shared dirs that are missing. A linked path whose parent inside the
+/// release is a symlink leading out of `deploy_to` (a repository can
+/// commit `tmp -> /var`) is refused: the link, and the `rm -rf` before it,
+/// would land outside.
 pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str]) -> String {
     let rel = p.release(release_id);
     let mut l = Vec::new();
+    let escapes = |path: &str| -> Vec<String> {
+        let mut checks = Vec::new();
+        let mut prefix = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            checks.push(format!(
+                "if [ -L {q} ]; then r=$(cd {q} 2>/dev/null && pwd -P) || r=; case \"$r/\" in \"$dt\"/*) ;; *) echo {m} >&2; exit 1;; esac; fi",
+                q = quote(&join(&rel, &prefix)),
+                m = quote(&format!(
+                    "linked path `{path}` goes through `{prefix}`, a symlink in the release that leads out of {}; refusing to link there",
+                    p.deploy_to
+                ))
+            ));
+        }
+        checks
+    };
+    let mut guarded = |path: &str, line: String| {
+        let checks = escapes(path);
+        if !checks.is_empty() && !l.iter().any(|x: &String| x.starts_with("dt=")) {
+            l.push(format!("dt=$(cd {} && pwd -P)", quote(&p.deploy_to)));
+        }
+        l.extend(checks);
+        l.push(line);
+    };
     for d in dirs {
         let target = p.at(&format!("shared/{d}"));
         let link = join(&rel, d);
-        l.push(format!(
-            "mkdir -p {s} {lp} && rm -rf {k} && ln -s {s} {k}",
-            s = quote(&target),
-            lp = quote(parent(&link)),
-            k = quote(&link)
-        ));
+        guarded(
+            d,
+            format!(
+                "mkdir -p {s} {lp} && rm -rf {k} && ln -s {s} {k}",
+                s = quote(&target),
+                lp = quote(parent(&link)),
+                k = quote(&link)
+            ),
+        );
     }
     for f in files {
         let target = p.at(&format!("shared/{f}"));
         let link = join(&rel, f);
-        l.push(format!(
-            "mkdir -p {lp} && rm -rf {k} && ln -s {s} {k}",
-            s = quote(&target),
-            lp = quote(parent(&link)),
-            k = quote(&link)
-        ));
+        guarded(
+            f,
+            format!(
+                "mkdir -p {lp} && rm -rf {k} && ln -s {s} {k}",
+                s = quote(&target),
+                lp = quote(parent(&link)),
+                k = quote(&link)
+            ),
+        );
     }
     if l.is_empty() {
         l.push("true".to_string());
@@ -624,9 +705,9 @@ mod tests {
     }
 
     #[test]
-    fn lock_uses_mkdir_and_a_distinct_status() {
+    fn lock_renames_a_prepared_dir_and_uses_a_distinct_status() {
         let s = lock(&HostPaths::new("/srv/shop"), "{\"user\":\"alice\"}");
-        assert!(s.contains("mkdir '/srv/shop/.shipit/lock'"));
+        assert!(s.contains("mv -T '/srv/shop/.shipit'/lock.new.$$ '/srv/shop/.shipit/lock'"));
         assert!(s.contains("exit 75"));
     }
 

@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod commands;
+pub mod current;
 pub mod display;
 pub mod graph;
 pub mod inspect;

@@ -627,14 +627,15 @@ mod tests {
     fn choose_reads_the_ledger_for_the_previous_good_release() {
         let all = [A, B, C, D];
         // (case, host, --to, smoke here, force) -> target or error
-        let cases: Vec<(
-            &str,
+        type Case<'a> = (
+            &'a str,
             HostReleases,
-            Option<&str>,
+            Option<&'a str>,
             bool,
             bool,
-            Result<&str, NoTarget>,
-        )> = vec![
+            Result<&'a str, NoTarget>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "previous verified",
                 host(Some(D), &all, &[(A, GOOD), (B, GOOD), (C, GOOD), (D, GOOD)]),
@@ -982,7 +983,8 @@ mod tests {
             why: why.into(),
         };
         // (ended steps, a step started without an end, transport error) -> verdict
-        let cases: Vec<(&[(usize, i32)], Option<usize>, Option<&str>, Verdict)> = vec![
+        type Case<'a> = (&'a [(usize, i32)], Option<usize>, Option<&'a str>, Verdict);
+        let cases: Vec<Case> = vec![
             (
                 &[(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)],
                 None,
@@ -1049,6 +1051,53 @@ mod tests {
                 why: "did not start".into()
             }
         );
+    }
+
+    #[test]
+    fn undo_verdicts_tell_back_from_stuck() {
+        let p = HostPaths::new("/srv/shop");
+        let (from, to) = (rel(B), rel(A));
+        let u = undo_steps(&work(&p, &from, &to));
+        let lost = Some("lost `web-1`: broken pipe");
+        type Case<'a> = (&'a [(usize, i32)], Option<&'a str>, UndoVerdict);
+        let cases: Vec<Case> = vec![
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 0)],
+                None,
+                UndoVerdict::Back { unlocked: true },
+            ),
+            (
+                &[(0, 0), (1, 0), (2, 0)],
+                lost,
+                UndoVerdict::Back { unlocked: false },
+            ),
+            (
+                &[(0, 0), (1, 1)],
+                None,
+                UndoVerdict::BackUnhealthy {
+                    step: "restart",
+                    why: "exited 1: boom".into(),
+                },
+            ),
+            (
+                &[(0, 1)],
+                None,
+                UndoVerdict::Stuck {
+                    why: "exited 1: boom".into(),
+                },
+            ),
+            (
+                &[],
+                lost,
+                UndoVerdict::Stuck {
+                    why: "lost `web-1`: broken pipe".into(),
+                },
+            ),
+        ];
+        for (ended, error, want) in cases {
+            let r = reached(&u, &frames(ended, None), error);
+            assert_eq!(undo_verdict(&u, &r), want, "{ended:?} {error:?}");
+        }
     }
 
     #[tokio::test]

@@ -10,12 +10,16 @@ pub enum Requested {
     Human,
     /// One line per step per host, for logs.
     Plain,
+    /// One JSON object per event per line, for machines
+    /// (docs/json-events.md).
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Human,
     Plain,
+    Json,
 }
 
 /// What the reporter needs to know of the world; gathered once in `main`.
@@ -49,6 +53,7 @@ pub fn choose(requested: Requested, world: World) -> Format {
     match requested {
         Requested::Human => Format::Human,
         Requested::Plain => Format::Plain,
+        Requested::Json => Format::Json,
         Requested::Auto => {
             if world.stdout_is_terminal && !world.ci && !world.dumb_terminal {
                 Format::Human
@@ -57,6 +62,12 @@ pub fn choose(requested: Requested, world: World) -> Format {
             }
         }
     }
+}
+
+/// Whether output may carry colour and other ANSI styling: only human
+/// output does, and not with `NO_COLOR` set.
+pub fn color(format: Format, world: World) -> bool {
+    format == Format::Human && !world.no_color
 }
 
 #[cfg(test)]
@@ -103,6 +114,36 @@ mod tests {
         let w = world(&[("CI", "1")], false);
         assert_eq!(choose(Requested::Human, w), Format::Human);
         assert_eq!(choose(Requested::Plain, world(&[], true)), Format::Plain);
+        assert_eq!(choose(Requested::Json, world(&[], true)), Format::Json);
+        assert_eq!(choose(Requested::Json, w), Format::Json);
+    }
+
+    #[test]
+    fn auto_never_picks_json() {
+        for tty in [true, false] {
+            for env in [&[][..], &[("CI", "1")][..], &[("TERM", "dumb")][..]] {
+                assert_ne!(choose(Requested::Auto, world(env, tty)), Format::Json);
+            }
+        }
+    }
+
+    #[test]
+    fn colour_only_for_human_without_no_color() {
+        type Case<'a> = (Format, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
+            (Format::Human, &[], true),
+            (Format::Human, &[("NO_COLOR", "1")], false),
+            (Format::Human, &[("NO_COLOR", "")], true),
+            (Format::Plain, &[], false),
+            (Format::Json, &[], false),
+        ];
+        for (format, env, want) in cases {
+            assert_eq!(
+                color(*format, world(env, true)),
+                *want,
+                "{format:?} {env:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,11 +9,25 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::plain;
 use crate::exec::{Event, StepOutcome};
 
+/// The spinner line's and the finished line's templates.
+pub fn templates(color: bool) -> (&'static str, &'static str) {
+    if color {
+        (
+            "{spinner} {prefix:.bold} {msg} {elapsed:.dim}",
+            "  {prefix:.bold} {msg}",
+        )
+    } else {
+        ("{spinner} {prefix} {msg} {elapsed}", "  {prefix} {msg}")
+    }
+}
+
 pub struct Human {
     multi: MultiProgress,
     bars: HashMap<String, ProgressBar>,
     style: ProgressStyle,
     done_style: ProgressStyle,
+    /// Holds `exec`/`run` output until its step ends.
+    printer: plain::Printer,
 }
 
 impl Default for Human {
@@ -24,14 +38,21 @@ impl Default for Human {
 
 impl Human {
     pub fn new() -> Self {
+        Self::with_color(true)
+    }
+
+    /// Without colour (`NO_COLOR`), the templates carry no styles: indicatif
+    /// writes ANSI codes for `{prefix:.bold}` whatever the environment says.
+    pub fn with_color(color: bool) -> Self {
+        let (style, done) = templates(color);
         Human {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
             bars: HashMap::new(),
-            style: ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {elapsed:.dim}")
+            style: ProgressStyle::with_template(style)
                 .expect("static template")
                 .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
-            done_style: ProgressStyle::with_template("  {prefix:.bold} {msg}")
-                .expect("static template"),
+            done_style: ProgressStyle::with_template(done).expect("static template"),
+            printer: plain::Printer::default(),
         }
     }
 
@@ -47,7 +68,9 @@ impl Human {
     }
 
     fn println(&self, line: &str) {
-        if self.multi.println(line).is_err() {
+        // indicatif drops lines when stdout is not a terminal (`--format
+        // human` in a log): they still go out, as plain lines.
+        if self.multi.is_hidden() || self.multi.println(line).is_err() {
             println!("{line}");
         }
     }
@@ -66,22 +89,31 @@ impl Human {
                 let b = self.bar(host);
                 b.set_message(step.clone());
             }
+            Event::Output { .. } => {
+                self.printer.lines(e);
+            }
             Event::StepFinished {
                 host,
                 step,
                 outcome,
                 ..
             } => {
-                if let StepOutcome::Failed(_) = outcome {
-                    for l in plain::lines(e) {
-                        self.println(&l);
+                // A command's output (exec, run) is printed whatever the
+                // outcome; otherwise only failures are.
+                let failed = matches!(outcome, StepOutcome::Failed(_));
+                let with_output = self.printer.has_output(host, step);
+                let lines = self.printer.lines(e);
+                if failed || with_output {
+                    for l in &lines {
+                        self.println(l);
                     }
-                    let b = self.bar(host).clone();
-                    b.set_message(format!("{step} FAILED"));
-                } else {
-                    let b = self.bar(host).clone();
-                    b.set_message(format!("{step} ok"));
                 }
+                let b = self.bar(host).clone();
+                b.set_message(if failed {
+                    format!("{step} FAILED")
+                } else {
+                    format!("{step} ok")
+                });
             }
             Event::BatchStarted { .. } | Event::Notice(_) => {
                 for l in plain::lines(e) {
@@ -89,6 +121,9 @@ impl Human {
                 }
             }
             Event::Finished(s) => {
+                for l in self.printer.flush() {
+                    self.println(&l);
+                }
                 for (host, b) in self.bars.drain() {
                     let state = s
                         .hosts
@@ -105,5 +140,18 @@ impl Human {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_templates_carry_no_styles() {
+        let (a, b) = templates(false);
+        assert!(!a.contains(".bold") && !a.contains(".dim") && !b.contains('.'));
+        let (a, _) = templates(true);
+        assert!(a.contains("{prefix:.bold}"));
     }
 }

@@ -1,10 +1,15 @@
 //! Events in, output out. The format is chosen by a pure function of what
-//! was asked and what the world looks like ([`format::choose`]).
+//! was asked and what the world looks like ([`format::choose`],
+//! [`Output::choose`]).
 
 pub mod format;
 pub mod human;
+pub mod json;
+pub mod junit;
+pub mod output;
 pub mod plain;
 pub mod reporter;
 
 pub use format::{choose, Format, Requested, World};
-pub use reporter::drive;
+pub use output::Output;
+pub use reporter::{drive, drive_output};

@@ -1,5 +1,6 @@
 //! Plain lines, one per step per host: `[web-03] publish ok 0.21s`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::exec::{Event, StepOutcome, Summary};
@@ -15,6 +16,19 @@ fn short(commit: &str) -> &str {
 /// The lines an event prints in plain mode (none for step starts).
 pub fn lines(e: &Event) -> Vec<String> {
     match e {
+        Event::RunStarted {
+            recipe,
+            stage,
+            release,
+            commit,
+            reference,
+            hosts,
+        } if release.is_empty() => vec![format!(
+            "{recipe} {stage}: {} host{}: {}",
+            hosts.len(),
+            if hosts.len() == 1 { "" } else { "s" },
+            hosts.join(", ")
+        )],
         Event::RunStarted {
             recipe,
             stage,
@@ -48,21 +62,107 @@ pub fn lines(e: &Event) -> Vec<String> {
             vec![format!("batch {index}/{of}: {}", hosts.join(", "))]
         }
         Event::Notice(text) => vec![format!("shipit: {text}")],
+        Event::Output {
+            host,
+            stdout,
+            stderr,
+            ..
+        } => output_lines(host, stdout, stderr),
         Event::Finished(s) => summary(s),
+    }
+}
+
+/// A command's whole output under its host: `[web-03]   | line` for
+/// stdout, `[web-03]   ! line` for stderr (stdout first).
+pub fn output_lines(host: &str, stdout: &[String], stderr: &[String]) -> Vec<String> {
+    stdout
+        .iter()
+        .map(|l| format!("[{host}]   | {l}"))
+        .chain(stderr.iter().map(|l| format!("[{host}]   ! {l}")))
+        .collect()
+}
+
+/// Plain lines for a stream of events: a command's output (`exec`, `run`)
+/// is held back until its step ends, then printed in one piece under the
+/// step's line, in place of the failure tail it contains.
+#[derive(Debug, Default)]
+pub struct Printer {
+    pending: HashMap<(String, String), (Vec<String>, Vec<String>)>,
+}
+
+impl Printer {
+    pub fn lines(&mut self, e: &Event) -> Vec<String> {
+        match e {
+            Event::Output {
+                host,
+                step,
+                stdout,
+                stderr,
+            } => {
+                self.pending.insert(
+                    (host.clone(), step.clone()),
+                    (stdout.clone(), stderr.clone()),
+                );
+                Vec::new()
+            }
+            Event::StepFinished {
+                host,
+                step,
+                outcome,
+                duration,
+                ..
+            } => match self.pending.remove(&(host.clone(), step.clone())) {
+                Some((out, err)) => {
+                    let mut v = vec![match outcome {
+                        StepOutcome::Ok => format!("[{host}] {step} ok {}", secs(*duration)),
+                        StepOutcome::Failed(why) => {
+                            format!("[{host}] {step} FAILED {}: {why}", secs(*duration))
+                        }
+                    }];
+                    v.extend(output_lines(host, &out, &err));
+                    v
+                }
+                None => lines(e),
+            },
+            Event::Finished(_) => {
+                let mut v = self.flush();
+                v.extend(lines(e));
+                v
+            }
+            _ => lines(e),
+        }
+    }
+
+    /// Whether output of `host`'s `step` is waiting for the step's end.
+    pub fn has_output(&self, host: &str, step: &str) -> bool {
+        self.pending
+            .contains_key(&(host.to_string(), step.to_string()))
+    }
+
+    /// Output whose step never ended.
+    pub fn flush(&mut self) -> Vec<String> {
+        let mut held: Vec<_> = self.pending.drain().collect();
+        held.sort();
+        held.into_iter()
+            .flat_map(|((host, _), (out, err))| output_lines(&host, &out, &err))
+            .collect()
     }
 }
 
 /// The closing summary: a headline and a row per host.
 pub fn summary(s: &Summary) -> Vec<String> {
+    let release = if s.release.is_empty() {
+        String::new()
+    } else {
+        format!("release {}, commit {}, ", s.release, short(&s.commit))
+    };
     let mut v = vec![
         String::new(),
         format!(
-            "{} {}: {} — release {}, commit {}, {} host{} in {}",
+            "{} {}: {} — {release}{} host{} in {}",
             s.recipe,
             s.stage,
             if s.ok { "ok" } else { "FAILED" },
-            s.release,
-            short(&s.commit),
             s.hosts.len(),
             if s.hosts.len() == 1 { "" } else { "s" },
             secs(s.duration)
@@ -127,6 +227,62 @@ mod tests {
                 "[web-03]   | make: *** no rule"
             ]
         );
+    }
+
+    #[test]
+    fn output_is_printed_under_its_step_instead_of_the_tail() {
+        let mut p = Printer::default();
+        let out = Event::Output {
+            host: "h".into(),
+            step: "exec".into(),
+            stdout: vec!["hello".into()],
+            stderr: vec!["boom".into()],
+        };
+        assert!(p.lines(&out).is_empty());
+        let done = Event::StepFinished {
+            host: "h".into(),
+            step: "exec".into(),
+            outcome: StepOutcome::Failed("exit 3".into()),
+            duration: Duration::from_millis(40),
+            tail: vec!["boom".into()],
+        };
+        assert_eq!(
+            p.lines(&done),
+            vec![
+                "[h] exec FAILED 0.04s: exit 3",
+                "[h]   | hello",
+                "[h]   ! boom"
+            ]
+        );
+        // Without output, the tail as usual.
+        assert_eq!(
+            p.lines(&done),
+            vec!["[h] exec FAILED 0.04s: exit 3", "[h]   | boom"]
+        );
+    }
+
+    #[test]
+    fn runs_without_a_release_do_not_mention_one() {
+        let started = Event::RunStarted {
+            recipe: "exec".into(),
+            stage: "staging".into(),
+            release: String::new(),
+            commit: String::new(),
+            reference: String::new(),
+            hosts: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(lines(&started), vec!["exec staging: 2 hosts: a, b"]);
+        let s = Summary {
+            recipe: "exec".into(),
+            stage: "staging".into(),
+            release: String::new(),
+            commit: String::new(),
+            ok: false,
+            headline: "1 of 2 hosts failed: b".into(),
+            hosts: vec![],
+            duration: Duration::from_millis(300),
+        };
+        assert_eq!(summary(&s)[1], "exec staging: FAILED — 0 hosts in 0.30s");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The reporter task: drains events and writes them in the chosen format.
+//! The reporter task: drains events and writes them in the chosen format,
+//! and hands each to the JUnit report when there is one.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,57 +9,86 @@ use tokio::sync::mpsc;
 
 use super::format::Format;
 use super::human::Human;
-use super::plain;
+use super::output::Output;
+use super::{json, plain};
 use crate::exec::Event;
 
-/// How often plain mode says a long step is still running.
+/// How often plain and JSON output say a long step is still running.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 
-/// Writes every event until the channel closes.
-pub async fn drive(mut rx: mpsc::UnboundedReceiver<Event>, format: Format) {
-    match format {
-        Format::Human => {
-            let mut h = Human::new();
-            while let Some(e) = rx.recv().await {
-                h.handle(&e);
-            }
+/// Writes every event in `format` until the channel closes.
+pub async fn drive(rx: mpsc::UnboundedReceiver<Event>, format: Format) {
+    drive_output(rx, Output::simple(format)).await
+}
+
+/// Writes every event as `output` says until the channel closes. Each
+/// event's lines are written under one lock of stdout, so lines of
+/// different hosts never interleave.
+pub async fn drive_output(mut rx: mpsc::UnboundedReceiver<Event>, output: Output) {
+    if output.format == Format::Human {
+        let mut h = Human::with_color(output.color);
+        while let Some(e) = rx.recv().await {
+            output.record(&e);
+            h.handle(&e);
         }
-        Format::Plain => {
-            let mut running: HashMap<(String, String), Instant> = HashMap::new();
-            let mut tick = tokio::time::interval(HEARTBEAT);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    e = rx.recv() => {
-                        let Some(e) = e else { break };
-                        match &e {
-                            Event::StepStarted { host, step } => {
-                                running.insert((host.clone(), step.clone()), Instant::now());
-                            }
-                            Event::StepFinished { host, step, .. } => {
-                                running.remove(&(host.clone(), step.clone()));
-                            }
-                            _ => {}
-                        }
-                        let mut out = std::io::stdout().lock();
-                        for l in plain::lines(&e) {
-                            let _ = writeln!(out, "{l}");
-                        }
-                        let _ = out.flush();
+        return;
+    }
+    let json = output.format == Format::Json;
+    let mut printer = plain::Printer::default();
+    let mut running: HashMap<(String, String), Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            e = rx.recv() => {
+                let Some(e) = e else { break };
+                output.record(&e);
+                match &e {
+                    Event::StepStarted { host, step } => {
+                        running.insert((host.clone(), step.clone()), Instant::now());
                     }
-                    _ = tick.tick() => {
-                        let mut out = std::io::stdout().lock();
-                        let mut items: Vec<_> = running.iter().collect();
-                        items.sort();
-                        for ((host, step), since) in items {
-                            if since.elapsed() >= HEARTBEAT {
-                                let _ = writeln!(out, "{}", plain::heartbeat(host, step, since.elapsed()));
-                            }
-                        }
-                        let _ = out.flush();
+                    Event::StepFinished { host, step, .. } => {
+                        running.remove(&(host.clone(), step.clone()));
                     }
+                    _ => {}
                 }
+                let lines = if json {
+                    vec![json::line(&json::event(&e))]
+                } else {
+                    printer.lines(&e)
+                };
+                write_lines(&lines);
+            }
+            _ = tick.tick() => {
+                let mut items: Vec<_> = running.iter().collect();
+                items.sort();
+                let lines: Vec<String> = items
+                    .into_iter()
+                    .filter(|(_, since)| since.elapsed() >= HEARTBEAT)
+                    .map(|((host, step), since)| {
+                        if json {
+                            json::line(&json::heartbeat(host, step, since.elapsed()))
+                        } else {
+                            plain::heartbeat(host, step, since.elapsed())
+                        }
+                    })
+                    .collect();
+                write_lines(&lines);
             }
         }
     }
+    if !json {
+        write_lines(&printer.flush());
+    }
+}
+
+fn write_lines(lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
 }

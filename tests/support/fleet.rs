@@ -339,9 +339,29 @@ impl Fleet {
         false
     }
 
+    /// Starts host `i` again after [`FleetHost::stop`] (a crashed server
+    /// coming back), on its old port when it is still free, and waits until
+    /// it answers. The fleet's ssh config and known_hosts follow it if it
+    /// had to move to another port.
+    pub fn restart(&mut self, i: usize) {
+        self.hosts[i].stop();
+        let port = self.hosts[i].port;
+        self.launch_on(i, port);
+        self.wait_until_ready(i);
+        if self.hosts[i].port != port {
+            self.write_known_hosts(&self.known_hosts, self.hosts.iter());
+            self.write_ssh_config(&self.ssh_config, &self.known_hosts, "yes");
+        }
+    }
+
     /// Picks a free port for host `i`, writes its config and spawns sshd.
     fn launch(&mut self, i: usize) {
         let port = free_port(self.hosts[i].address);
+        self.launch_on(i, port);
+    }
+
+    /// Writes host `i`'s config for `port` and spawns sshd.
+    fn launch_on(&mut self, i: usize, port: u16) {
         self.hosts[i].port = port;
         let config = self.sshd_config_text(&self.hosts[i], port, self.penalties_option);
         let host = &mut self.hosts[i];

@@ -1,0 +1,71 @@
+//! Which release a host's `current` points at, for work done outside a
+//! deploy (`shipit run`): the script that asks and the parser of its answer.
+
+use super::commands::HostPaths;
+use crate::shell::quote;
+
+/// The release `current` points at on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The release dir's name (`20261124T190102Z`).
+    pub release: String,
+    /// Its `REVISION`, empty when the file is missing.
+    pub commit: String,
+}
+
+/// Prints `current:<link target>` and `commit:<REVISION>` when they exist;
+/// changes nothing.
+pub fn probe(p: &HostPaths) -> String {
+    let c = quote(&p.at("current"));
+    format!(
+        "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi\n\
+         if [ -f {c}/REVISION ]; then printf 'commit:%s\\n' \"$(cat {c}/REVISION)\"; fi\n"
+    )
+}
+
+/// Reads [`probe`]'s output; `None` when there is no `current`.
+pub fn parse(stdout: &str) -> Option<Current> {
+    let mut release = None;
+    let mut commit = String::new();
+    for line in stdout.lines() {
+        if let Some(x) = line.strip_prefix("current:") {
+            let name = x.trim_end_matches('/').rsplit('/').next().unwrap_or(x);
+            release = Some(name.to_string()).filter(|n| !n.is_empty());
+        } else if let Some(x) = line.strip_prefix("commit:") {
+            commit = x.trim().to_string();
+        }
+    }
+    Some(Current {
+        release: release?,
+        commit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_reads_the_link_and_revision() {
+        let s = probe(&HostPaths::new("/srv/my app"));
+        assert!(s.contains("readlink '/srv/my app/current'"), "{s}");
+        assert!(s.contains("cat '/srv/my app/current'/REVISION"), "{s}");
+    }
+
+    #[test]
+    fn parses_what_the_probe_prints() {
+        assert_eq!(
+            parse("current:releases/20261124T190102Z\ncommit:abc123\n"),
+            Some(Current {
+                release: "20261124T190102Z".into(),
+                commit: "abc123".into()
+            })
+        );
+        assert_eq!(
+            parse("current:releases/R\n").map(|c| c.commit),
+            Some(String::new())
+        );
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("commit:abc\n"), None);
+    }
+}
