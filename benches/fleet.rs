@@ -44,7 +44,13 @@
 //!
 //! The repository is reached as a `file://` URL, so hosts clone and fetch
 //! through git's pack protocol as from a real server, rather than
-//! hard-linking a local path. shipit runs with its default `-j` (50).
+//! hard-linking a local path. shipit runs with its default `-j` (50). The
+//! hosts skip the login user's `~/.bashrc` ([`SKIP_BASHRC`]): here it is
+//! root's on a development machine, not a deploy account's.
+//!
+//! Everything runs on this machine, hosts included: the numbers are
+//! shipit's overhead and scaling with the fleet on loopback, not network
+//! latency, and they move with whatever else the machine is doing.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -55,6 +61,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::deploy_yml::{hosts_yaml, yaml_str};
+use support::fleet::SKIP_BASHRC;
 use support::Fleet;
 
 const SHIPIT: &str = env!("CARGO_BIN_EXE_shipit");
@@ -98,7 +105,7 @@ fn main() {
     print_table(&rows);
     if std::env::var_os("SHIPIT_BENCH_KEEP").is_some() {
         eprintln!(
-            "fleet bench: kept {} (shipit's output: project-N/cold.log, warm.log)",
+            "fleet bench: kept {} (shipit's output in project-N/, sshd's in sshd-logs-N/)",
             work.keep().display()
         );
     }
@@ -188,7 +195,7 @@ struct Run {
 }
 
 fn bench_size(n: usize, base: &Path, work: &Path) -> Row {
-    let fleet = Fleet::start(n);
+    let fleet = Fleet::start_with(n, SKIP_BASHRC);
     let app = work.join(format!("app-{n}"));
     let status = Command::new("cp")
         .arg("-a")
@@ -212,6 +219,13 @@ fn bench_size(n: usize, base: &Path, work: &Path) -> Row {
 
     commit_changes(&app, 5, 5);
     let floor = floor(&fleet, &app);
+    if std::env::var_os("SHIPIT_BENCH_KEEP").is_some() {
+        let logs = work.join(format!("sshd-logs-{n}"));
+        fs::create_dir_all(&logs).expect("cannot create a log directory");
+        for h in fleet.hosts() {
+            let _ = fs::copy(&h.log, logs.join(format!("{}.log", h.alias)));
+        }
+    }
     Row {
         hosts: n,
         cold,

@@ -575,3 +575,15 @@ async fn run_streaming_delivers_stdout_while_the_command_runs() {
     t.close().await.unwrap();
     assert_eq!(host.logins(), 1);
 }
+
+/// The fleet's sessions must not run the test user's shell set-up: root's
+/// `.bashrc` here runs `pyenv init`, whose lock made every command of
+/// every test wait up to 60 s when a run was killed mid-rehash.
+#[tokio::test]
+async fn sessions_do_not_read_the_users_shell_rc_files() {
+    let fleet = Fleet::start(1);
+    let t = connect(&fleet, &fleet.hosts()[0]).await;
+    let out = run(&t, "printf %s \"$HOME\"").await;
+    assert_eq!(out.stdout_str(), fleet.dir().join("home").to_string_lossy());
+    t.close().await.unwrap();
+}

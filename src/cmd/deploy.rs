@@ -346,8 +346,7 @@ async fn deploy_phases(
         let (locked, _, _, holders, failed) = &got;
         let only_held = *failed
             && !holders.is_empty()
-            && (0..n_hosts)
-                .all(|h| !tried[h] || locked[h] || holders.iter().any(|(x, _)| *x == h));
+            && (0..n_hosts).all(|h| !tried[h] || locked[h] || holders.iter().any(|(x, _)| *x == h));
         match deadline {
             Some(d) if only_held && Instant::now() < d && !exec.interrupted() => {
                 unlock(exec, plan, locked).await;
@@ -529,9 +528,7 @@ fn repair_advice(stage: &str, hosts: &[&str], currents: &[Option<String>]) -> St
     }
     let unlock = format!("`shipit unlock {stage}`");
     if groups.len() < 2 {
-        return format!(
-            "; the run that held it is gone: free it with {unlock}, then deploy again"
-        );
+        return format!("; the run that held it is gone: free it with {unlock}, then deploy again");
     }
     // Release ids sort by time: the oldest is where the fleet came from.
     groups.sort_by(|a, b| b.0.cmp(&a.0));

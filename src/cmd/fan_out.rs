@@ -182,7 +182,8 @@ pub fn lines(text: &str, redactor: &Redactor) -> Vec<String> {
 }
 
 /// The closing summary of a fan-out: `what` names the work in the
-/// headline (`the command`, ``task `build` ``).
+/// headline (`the command`, ``task `build` ``). `ok` only when every host
+/// succeeded and nothing interrupted the run.
 pub fn summary(
     recipe: &str,
     stage: &str,
@@ -200,8 +201,12 @@ pub fn summary(
         .collect();
     let ok_count = names.len() - failed.len();
     let headline = match (failed.is_empty(), interrupted) {
-        (true, _) if names.len() == 1 => format!("{what} succeeded on {}", names[0]),
-        (true, _) => format!("{what} succeeded on all {} hosts", names.len()),
+        (true, false) if names.len() == 1 => format!("{what} succeeded on {}", names[0]),
+        (true, false) => format!("{what} succeeded on all {} hosts", names.len()),
+        (true, true) if names.len() == 1 => {
+            format!("interrupted: {what} succeeded on {}", names[0])
+        }
+        (true, true) => format!("interrupted: {what} succeeded on all {} hosts", names.len()),
         (false, true) => format!(
             "interrupted: {what} succeeded on {ok_count} of {} hosts; not ok: {}",
             names.len(),
@@ -218,7 +223,8 @@ pub fn summary(
         stage: stage.to_string(),
         release: String::new(),
         commit: String::new(),
-        ok: failed.is_empty(),
+        // An interrupted run does not succeed (it exits 130).
+        ok: failed.is_empty() && !interrupted,
         headline,
         hosts: names
             .iter()
@@ -303,5 +309,16 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(all.headline, "the command succeeded on a");
+        let stopped = summary(
+            "exec",
+            "staging",
+            "the command",
+            &names[..1],
+            &[end(true, "exit 0")],
+            true,
+            Duration::ZERO,
+        );
+        assert!(!stopped.ok);
+        assert_eq!(stopped.headline, "interrupted: the command succeeded on a");
     }
 }

@@ -50,6 +50,15 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 /// one picked for it before sshd could bind it.
 const BIND_ATTEMPTS: usize = 5;
 
+/// sshd_config lines for [`Fleet::start_with`] that keep the login user's
+/// `~/.bashrc` out of every command. Debian's bash reads it for commands
+/// run over ssh, and on a development machine it can be slow (`pyenv init`
+/// there costs some 100 ms a command, and waits up to 60 s for a lock that
+/// concurrent commands contend for), where a server's deploy account
+/// returns from it at once. bash reads it only as a top-level shell, which
+/// `SHLVL=1` says it is not; the home directory and `HOME` stay as they are.
+pub const SKIP_BASHRC: &str = "SetEnv SHLVL=1\n";
+
 /// A running fleet. See the module docs.
 pub struct Fleet {
     dir: TempDir,
@@ -119,6 +128,11 @@ impl Fleet {
             .tempdir()
             .expect("cannot create the fleet's temporary directory");
         let root = dir.path().to_path_buf();
+        // Sessions get a HOME of their own: the login shell then reads no
+        // rc files of the user running the tests (a shell set-up that is
+        // slow or takes locks, such as `pyenv init`, would make every
+        // command of every test wait on it).
+        fs::create_dir_all(root.join("home")).expect("cannot create the fleet's home");
         assert!(
             !root.to_string_lossy().contains(char::is_whitespace),
             "the temporary directory `{}` holds whitespace; set TMPDIR to a plain path",
@@ -295,7 +309,9 @@ impl Fleet {
              PrintMotd no\n\
              PrintLastLog no\n\
              LogLevel VERBOSE\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\n\
+             SetEnv HOME={home}\n",
+            home = self.dir().join("home").display(),
             addr = host.address,
             host_key = self.host_key.display(),
             pid = self
