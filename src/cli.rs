@@ -168,14 +168,6 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// The stage's ledger: deploys, rollbacks, failures, approvals,
-    /// promotions, forced unlocks — who and when, newest first.
-    ///
-    /// Reads every host's ledger and merges them: the same event (same
-    /// release, user and details) recorded on several hosts within a
-    /// minute is one line listing the hosts. Ledger lines that do not
-    /// parse are skipped with a warning naming the host and line numbers.
-    /// Exits 1 when a host cannot be read (the others are still shown).
     /// Deploy to TO exactly the release that is current and verified on FROM
     /// (default: TO's `promote_from`), after TO's gate: soak time, recorded
     /// approvals, allowed approvers, signatures. On a terminal it shows the
@@ -216,6 +208,14 @@ pub enum Command {
         #[arg(short, long)]
         message: Option<String>,
     },
+    /// The stage's ledger: deploys, rollbacks, failures, approvals,
+    /// promotions, forced unlocks — who and when, newest first.
+    ///
+    /// Reads every host's ledger and merges them: the same event (same
+    /// release, user and details) recorded on several hosts within a
+    /// minute is one line listing the hosts. Ledger lines that do not
+    /// parse are skipped with a warning naming the host and line numbers.
+    /// Exits 1 when a host cannot be read (the others are still shown).
     History {
         stage: String,
         /// Show at most this many lines, the newest (0: all).
@@ -271,6 +271,11 @@ pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanRecipe {
     Deploy,
+    /// `shipit rollback STAGE`: the per-host scripts, with the target chosen
+    /// at run time from each host's ledger.
+    Rollback,
+    /// `shipit promote STAGE`: the gate, then the deploy of the candidate.
+    Promote,
 }
 
 #[cfg(test)]

@@ -571,3 +571,46 @@ fn wait_lock_gives_up_with_exit_4() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(lock.join("info").exists());
 }
+
+#[test]
+fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["plan", "production", "promote", "-c", "deploy.example.yml"])
+        .current_dir(project_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("promote `staging` -> `production`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 approval from alice, bob; self_approval false"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deploy `production`: 5 hosts"), "{stdout}");
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["plan", "staging", "rollback", "-c", "deploy.example.yml"])
+        .current_dir(project_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for step in [
+        "switch  (",
+        "restart  (",
+        "smoke_test  (",
+        "record  (",
+        "unlock  (",
+    ] {
+        assert!(stdout.contains(step), "{step}:\n{stdout}");
+    }
+    // A stage without promote_from has nothing to promote.
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["plan", "staging", "promote", "-c", "deploy.example.yml"])
+        .current_dir(project_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -147,6 +147,19 @@ pub async fn run_with(
         hosts: names.clone(),
     });
 
+    if let Some(p) = promotion {
+        sink.send(Event::Notice(format!(
+            "promoting release {} (commit {}) of `{}` to `{stage}`{}",
+            p.from_release,
+            &release.commit[..release.commit.len().min(12)],
+            p.from_stage,
+            if p.approvers.is_empty() {
+                String::new()
+            } else {
+                format!(", approved by {}", p.approvers.join(", "))
+            }
+        )));
+    }
     let conns = connect_all(&hosts, &config.ssh, control.path()).await;
     let mut states: Vec<Option<String>> = vec![None; hosts.len()];
     let transports: Vec<Option<Arc<dyn Transport>>> = conns

@@ -601,23 +601,7 @@ pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome
         }
     }
 
-    let approvers = match verdict {
-        Ok(v) => v,
-        Err(why) => {
-            eprintln!("shipit: promote refused: {why}");
-            return Ok(Outcome::GateRefused);
-        }
-    };
-    println!(
-        "promoting release {} (commit {}) of `{from}` to `{to}`{}",
-        cand.release,
-        short(&cand.commit),
-        if approvers.is_empty() {
-            String::new()
-        } else {
-            format!(", approved by {}", approvers.join(", "))
-        }
-    );
+    let approvers = verdict.map_err(|why| GateError(format!("promote refused: {why}")))?;
     let promotion = Promotion {
         from_stage: from.clone(),
         from_release: cand.release.clone(),

@@ -68,6 +68,31 @@ pub fn show(s: &str) -> String {
         .collect()
 }
 
+/// Where `text` opens a flow collection (`[` or `{`) nested deeper than
+/// `limit`, as a 1-based line and column; `None` when it does not. The
+/// YAML parser takes time quadratic in that depth, so a hostile file of
+/// brackets could keep it busy for minutes. Brackets are counted as they
+/// come, quotes and all: a real config holds nothing near `limit`
+/// unclosed brackets, in strings or out.
+pub fn flow_nesting_over(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for (i, line) in text.split('\n').enumerate() {
+        for (j, c) in line.chars().enumerate() {
+            match c {
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some((i + 1, j + 1));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// Why a string is not a [`RelPath`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelPathError {
@@ -238,6 +263,14 @@ mod tests {
         assert!(!is_var_name("2port"));
         assert!(!is_var_name("my-var"));
         assert!(!is_var_name(""));
+    }
+
+    #[test]
+    fn flow_nesting() {
+        assert_eq!(flow_nesting_over("a: [[1], {b: [2]}]", 2), None);
+        assert_eq!(flow_nesting_over("a: [[1], {b: [2]}]", 1), Some((1, 5)));
+        assert_eq!(flow_nesting_over("x:\n  - [[[", 2), Some((2, 7)));
+        assert_eq!(flow_nesting_over("]]]][[", 2), None);
     }
 
     #[test]

@@ -70,8 +70,17 @@ impl SourceMap {
             too_deep: 0,
         };
         let mut parser = Parser::new_from_str(text);
-        // Errors are serde's to report; a partial map is still useful.
-        let _ = parser.load(&mut builder, false);
+        // Event by event, not `Parser::load`: that recurses once per level
+        // of nesting, so a hostile file (`- - - - ...`) would overflow the
+        // stack. Errors are serde's to report; a partial map is still
+        // useful. Only the first document, as serde reads only one.
+        while let Ok((event, mark)) = parser.next_token() {
+            let last = matches!(event, Event::DocumentEnd | Event::StreamEnd);
+            builder.on_event(event, mark);
+            if last {
+                break;
+            }
+        }
         builder.map
     }
 

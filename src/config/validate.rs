@@ -82,6 +82,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
 /// [`parse`] with the current directory and home given.
 pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config, ConfigError> {
+    // serde refuses nesting past 128 levels anyway; this only spares it
+    // the quadratic time it takes to get there from a hostile file.
+    const MAX_FLOW_NESTING: usize = 1000;
+    if let Some(at) = checks::flow_nesting_over(text, MAX_FLOW_NESTING) {
+        return Err(ConfigError::at(
+            path,
+            Some(at),
+            format!("invalid YAML: brackets nested more than {MAX_FLOW_NESTING} deep"),
+        ));
+    }
     let map = SourceMap::build(text);
     let raw: RawConfig = serde_norway::from_str(text).map_err(|e| {
         // Blank or comments only: say so rather than "end of file".

@@ -14,7 +14,7 @@ use crate::exec::Event;
 /// `--format json` keeps stdout valid JSON lines and `--junit` sees every
 /// step. Others refuse those flags (exit 2) rather than mix free text into
 /// a JSON stream.
-pub const REPORTED_COMMANDS: [&str; 3] = ["deploy", "exec", "run"];
+pub const REPORTED_COMMANDS: [&str; 4] = ["deploy", "exec", "run", "promote"];
 
 #[derive(Debug, Clone)]
 pub struct Output {
