@@ -40,13 +40,15 @@
 //!   command lines hold the fleet's directory), sampled from /proc every
 //!   50 ms (cold/warm). Shared library pages count once per process, so
 //!   this overstates what they take together;
+//! - `ssh anon MiB`: the same peak for their private memory (`RssAnon`,
+//!   warm): closer to what they cost together;
 //! - `ssh procs`: the most of those processes alive at once (warm).
 //!
 //! The repository is reached as a `file://` URL, so hosts clone and fetch
 //! through git's pack protocol as from a real server, rather than
 //! hard-linking a local path. shipit runs with its default `-j` (50). The
-//! hosts skip the login user's `~/.bashrc` ([`SKIP_BASHRC`]): here it is
-//! root's on a development machine, not a deploy account's.
+//! fleet's sessions have a `HOME` of their own, so no shell rc file of the
+//! user running the bench is read on the hosts.
 //!
 //! Everything runs on this machine, hosts included: the numbers are
 //! shipit's overhead and scaling with the fleet on loopback, not network
@@ -61,7 +63,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::deploy_yml::{hosts_yaml, yaml_str};
-use support::fleet::SKIP_BASHRC;
 use support::Fleet;
 
 const SHIPIT: &str = env!("CARGO_BIN_EXE_shipit");
@@ -190,12 +191,14 @@ struct Run {
     shipit_kib: u64,
     /// Peak of the summed RSS of the fleet's ssh clients, KiB.
     ssh_kib: u64,
+    /// Peak of their summed private memory (`RssAnon`), KiB.
+    ssh_anon_kib: u64,
     /// Most ssh clients alive at once.
     ssh_procs: usize,
 }
 
 fn bench_size(n: usize, base: &Path, work: &Path) -> Row {
-    let fleet = Fleet::start_with(n, SKIP_BASHRC);
+    let fleet = Fleet::start(n);
     let app = work.join(format!("app-{n}"));
     let status = Command::new("cp")
         .arg("-a")
@@ -322,11 +325,12 @@ fn deploy(fleet: &Fleet, config: &Path, what: &str) -> Run {
         .stderr(err)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {GNU_TIME}: {e}"));
-    let (mut ssh_kib, mut ssh_procs) = (0, 0);
+    let (mut ssh_kib, mut ssh_anon_kib, mut ssh_procs) = (0, 0, 0);
     let status = loop {
-        let (kib, procs) = ssh_clients(&fleet_dir);
-        ssh_kib = ssh_kib.max(kib);
-        ssh_procs = ssh_procs.max(procs);
+        let clients = ssh_clients(&fleet_dir);
+        ssh_kib = ssh_kib.max(clients.rss_kib);
+        ssh_anon_kib = ssh_anon_kib.max(clients.anon_kib);
+        ssh_procs = ssh_procs.max(clients.count);
         if let Some(status) = child.try_wait().expect("cannot wait for shipit") {
             break status;
         }
@@ -359,18 +363,26 @@ fn deploy(fleet: &Fleet, config: &Path, what: &str) -> Run {
         wall,
         shipit_kib,
         ssh_kib,
+        ssh_anon_kib,
         ssh_procs,
     }
 }
 
-/// The summed VmRSS (KiB) and the number of `ssh` processes whose command
-/// line contains `needle`.
-fn ssh_clients(needle: &str) -> (u64, usize) {
+/// The `ssh` processes whose command line contains `needle`, right now.
+#[derive(Default)]
+struct Clients {
+    count: usize,
+    /// Summed VmRSS, KiB.
+    rss_kib: u64,
+    /// Summed RssAnon (memory of their own, not shared libraries), KiB.
+    anon_kib: u64,
+}
+
+fn ssh_clients(needle: &str) -> Clients {
+    let mut found = Clients::default();
     let Ok(entries) = fs::read_dir("/proc") else {
-        return (0, 0);
+        return found;
     };
-    let mut total = 0;
-    let mut count = 0;
     for pid in entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -386,16 +398,17 @@ fn ssh_clients(needle: &str) -> (u64, usize) {
             continue;
         }
         // Gone meanwhile, or a zombie (no VmRSS line): not counted.
-        let Some(kib) = fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| status_kib(&s, "VmRSS:"))
-        else {
+        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
             continue;
         };
-        total += kib;
-        count += 1;
+        let Some(rss) = status_kib(&status, "VmRSS:") else {
+            continue;
+        };
+        found.count += 1;
+        found.rss_kib += rss;
+        found.anon_kib += status_kib(&status, "RssAnon:").unwrap_or(0);
     }
-    (total, count)
+    found
 }
 
 /// `VmRSS:     5120 kB` -> 5120.
@@ -668,9 +681,10 @@ fn print_table(rows: &[Row]) {
         "logins/host",
         "shipit MiB cold/warm",
         "ssh MiB cold/warm",
+        "ssh anon MiB",
         "ssh procs",
     ];
-    let lines: Vec<[String; 9]> = rows
+    let lines: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -682,6 +696,7 @@ fn print_table(rows: &[Row]) {
                 range(r.warm_logins),
                 format!("{}/{}", mib(r.cold.shipit_kib), mib(r.warm.shipit_kib)),
                 format!("{}/{}", mib(r.cold.ssh_kib), mib(r.warm.ssh_kib)),
+                mib(r.warm.ssh_anon_kib),
                 r.warm.ssh_procs.to_string(),
             ]
         })
@@ -712,7 +727,8 @@ fn print_table(rows: &[Row]) {
     println!(
         "\ncmds/host and logins/host: warm deploy, counted by sshd, min-max over hosts. \
          floor: the warm deploy's host work as one plain `ssh HOST SCRIPT` per host, \
-         all at once. ssh MiB: peak summed RSS of the ssh clients. ssh procs: most \
-         alive at once (warm)."
+         all at once. ssh MiB: peak summed RSS of the ssh clients (shared pages \
+         counted once per process); ssh anon MiB: their private memory (warm). ssh \
+         procs: most alive at once (warm). The hosts run on this machine too."
     );
 }

@@ -18,6 +18,11 @@ fi
 if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
     missing+=(openssh-client)
 fi
+# The tests build application repositories with git, and the hosts fetch
+# with it.
+if ! command -v git >/dev/null 2>&1; then
+    missing+=(git)
+fi
 # tests/ci_output.rs validates the JUnit report with xmllint against
 # tests/fixtures/junit.xsd.
 if ! command -v xmllint >/dev/null 2>&1; then

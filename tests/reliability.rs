@@ -239,12 +239,12 @@ fn holder(i: usize) -> LockHolder {
     }
 }
 
-/// Protection: the lock is taken atomically with its holder record (the
-/// record is written into a fresh directory that is then renamed into
-/// place), so of many runs racing for it exactly one wins, and every loser
-/// reads the winner's complete record (a loser that found the lock without
-/// a record could not say who holds it and would not exit 4). Freeing it
-/// with another run's token frees nothing.
+/// Protection: taking the lock is one atomic step (a directory renamed
+/// into place, refused when the lock exists), so of many runs racing for it
+/// exactly one wins and every loser exits 75 with the winner's record
+/// (that the record is never missing, even for an instant, is the next
+/// test's). Freeing it with another run's token frees nothing, and losers
+/// leave nothing behind.
 #[test]
 fn concurrent_lock_attempts_through_the_real_script_have_one_winner_whose_record_all_see() {
     const RACERS: usize = 16;
@@ -392,4 +392,500 @@ fn two_deploys_started_together_one_proceeds_the_other_exits_4() {
         }
         assert_unlocked(&p);
     }
+}
+
+/// Protection: rollback takes the same deploy lock, so a rollback started
+/// while a deploy runs is refused with exit 4 naming the deploy, changes
+/// nothing, and the deploy finishes undisturbed.
+#[test]
+fn a_rollback_during_a_deploy_is_refused_by_the_lock() {
+    let p = Project::new(2);
+    p.write_config(
+        &format!(
+            "tasks:\n{SMOKE}  hold:\n    after: create_release\n    run: \"{HOLD_IF_ASKED}\"\n"
+        ),
+        "",
+        |_| String::new(),
+    );
+    p.deploy_ok();
+    commit(&p.repo, "VERSION", "2\n");
+    p.deploy_ok();
+    let before = all_on(&p);
+    let first = p.hosts()[0].clone();
+    fs::write(first.join("HOLD"), "").unwrap();
+    commit(&p.repo, "VERSION", "3\n");
+    let deploy = spawn_deploy(&p, &["deploy", "staging"]);
+    wait_until("the deploy holds in staging", LIMIT, || {
+        first.join("started").exists()
+    });
+    let rollback = p.run(&["rollback", "staging"]);
+    fs::write(first.join("gate"), "").unwrap();
+    let deploy = wait_bounded(deploy, LIMIT);
+
+    assert_eq!(rollback.status.code(), Some(4), "{}", text(&rollback));
+    assert!(
+        stdout(&rollback).contains("is locked on `fleet-1` by `tester`")
+            && stdout(&rollback).contains("deploy of `staging`"),
+        "{}",
+        text(&rollback)
+    );
+    assert_eq!(deploy.status.code(), Some(0), "{}", text(&deploy));
+    let after = all_on(&p);
+    assert!(after[0].is_some() && after[0] != before[0] && after[1] == after[0]);
+    for d in p.hosts() {
+        assert!(
+            !events_of(&d).iter().any(|(e, _)| e == "rolled_back"),
+            "the refused rollback recorded nothing on {}",
+            d.display()
+        );
+    }
+    assert_unlocked(&p);
+}
+
+// ---------------------------------------------------------------------------
+// Hosts failing under a run
+
+/// Protection: staging runs on every host before any `current` moves, so a
+/// host whose sshd dies mid-staging switches no host; the reachable hosts
+/// lose their staged release and their lock. When the host comes back, the
+/// dead run's lock there is reported as stale with the command that frees
+/// it, and after that a deploy brings every host to one release.
+#[test]
+fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
+    let mut p = Project::new(2);
+    p.write_config(
+        &format!(
+            "tasks:\n{SMOKE}  hold:\n    after: create_release\n    run: \"{HOLD_IF_ASKED}\"\n"
+        ),
+        "",
+        |_| String::new(),
+    );
+    p.deploy_ok();
+    let before = all_on(&p);
+    let victim = p.hosts()[1].clone();
+    fs::write(victim.join("HOLD"), "").unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    let deploy = spawn_deploy(&p, &["deploy", "staging"]);
+    wait_until("fleet-2 holds in staging", LIMIT, || {
+        victim.join("started").exists()
+    });
+    p.fleet.hosts_mut()[1].stop();
+    let out = wait_bounded(deploy, LIMIT);
+
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains("[fleet-2] hold FAILED"), "{s}");
+    assert!(s.contains("staging failed on fleet-2"), "{s}");
+    assert!(s.contains("no host was switched"), "{s}");
+    assert_eq!(all_on(&p), before, "no host's current moved");
+    let first = &p.hosts()[0];
+    assert_eq!(releases(first).len(), 1, "fleet-1's staged release removed");
+    assert!(!locked(first), "fleet-1 unlocked");
+    assert_eq!(events_of(first).last().unwrap().0, "failed");
+
+    // fleet-2 comes back: the dead run's lock is still there, and stale.
+    fs::remove_file(victim.join("HOLD")).unwrap();
+    p.fleet.restart(1);
+    let refused = p.deploy();
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let s = stdout(&refused);
+    assert!(s.contains("is locked on `fleet-2`"), "{s}");
+    assert!(s.contains("(stale: holder process is gone)"), "{s}");
+    assert!(
+        s.contains(
+            "the run that held it is gone: free it with `shipit unlock staging`, then deploy again"
+        ),
+        "{s}"
+    );
+    let unlock = p.run(&["unlock", "staging"]);
+    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    p.deploy_ok();
+    let now = all_on(&p);
+    assert!(
+        now[0].is_some() && now[0] != before[0] && now[1] == now[0],
+        "{now:?}"
+    );
+    assert_unlocked(&p);
+}
+
+/// Protection: a publish failure (here: the host's sshd dies in its
+/// restart, after `current` moved) sends every other switched host back;
+/// the host that cannot be reached is named with exit 5. When it is back,
+/// the next deploy says which host is on which release and the exact
+/// commands that repair it, and `shipit rollback --to` does.
+#[test]
+fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
+    let mut p = Project::new(2);
+    p.write_config(
+        &format!("tasks:\n{SMOKE}  restart:\n    run: \"{HOLD_IF_ASKED}\"\n"),
+        "",
+        |_| String::new(),
+    );
+    p.deploy_ok();
+    let old = on(&p.hosts()[0]).unwrap();
+    let victim = p.hosts()[1].clone();
+    fs::write(victim.join("HOLD"), "").unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    let deploy = spawn_deploy(&p, &["deploy", "staging"]);
+    wait_until("fleet-2 holds in its restart", LIMIT, || {
+        victim.join("started").exists()
+    });
+    p.fleet.hosts_mut()[1].stop();
+    let out = wait_bounded(deploy, LIMIT);
+
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains("[fleet-2] restart FAILED"), "{s}");
+    assert!(s.contains("fleet-2 could not be put back"), "{s}");
+    let new = on(&victim).unwrap();
+    assert_ne!(new, old, "fleet-2 was switched before its sshd died");
+    assert_eq!(
+        on(&p.hosts()[0]).as_deref(),
+        Some(old.as_str()),
+        "fleet-1 went back"
+    );
+    assert!(!locked(&p.hosts()[0]));
+    assert!(events_of(&p.hosts()[0]).contains(&("failed".to_string(), new.clone())));
+
+    fs::remove_file(victim.join("HOLD")).unwrap();
+    p.fleet.restart(1);
+    let refused = p.deploy();
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let s = stdout(&refused);
+    assert!(s.contains("(stale: holder process is gone)"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "left the hosts on different releases ({new} on fleet-2; {old} on fleet-1): free the lock with `shipit unlock staging`, then run `shipit deploy staging` to bring every host to a new release, or `shipit rollback staging --to {old} --force` to put every host back on {old}"
+        )),
+        "{s}"
+    );
+    let unlock = p.run(&["unlock", "staging"]);
+    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    let rollback = p.run(&["rollback", "staging", "--to", &old, "--force"]);
+    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    assert_eq!(all_on(&p), vec![Some(old.clone()), Some(old)]);
+    assert_unlocked(&p);
+}
+
+/// Protection: shipit killed outright (SIGKILL: no undo can run) in the
+/// middle of a batched publish leaves a half-switched fleet and its lock.
+/// The next deploy detects both: the lock is stale (its process is gone),
+/// the hosts are named with their releases, and the repair is spelled out;
+/// following it (`shipit unlock`, then `shipit deploy`) ends with every
+/// host on one release.
+#[test]
+fn shipit_killed_mid_publish_is_detected_and_repaired_by_the_next_run() {
+    let p = Project::new(2);
+    p.write_config(
+        &format!("tasks:\n{SMOKE}  restart:\n    run: \"{HOLD_IF_ASKED}\"\n"),
+        "    rollout: { batch: 1 }\n",
+        |_| String::new(),
+    );
+    p.deploy_ok();
+    let old = on(&p.hosts()[0]).unwrap();
+    let canary = p.hosts()[0].clone();
+    fs::write(canary.join("HOLD"), "").unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    let mut deploy = spawn_deploy(&p, &["deploy", "staging"]);
+    wait_until("fleet-1 holds in its restart", LIMIT, || {
+        canary.join("started").exists()
+    });
+    deploy.kill().unwrap(); // SIGKILL
+    deploy.wait().unwrap();
+    fs::remove_file(canary.join("HOLD")).unwrap();
+
+    let new = on(&canary).unwrap();
+    assert_ne!(new, old, "the first batch was switched");
+    assert_eq!(on(&p.hosts()[1]).as_deref(), Some(old.as_str()));
+    assert!(
+        p.hosts().iter().all(|d| locked(d)),
+        "the dead run's locks stay"
+    );
+
+    let refused = p.deploy();
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let s = stdout(&refused);
+    assert!(s.contains("is locked on `fleet-1`"), "{s}");
+    assert!(s.contains("(stale: holder process is gone)"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "left the hosts on different releases ({new} on fleet-1; {old} on fleet-2): free the lock with `shipit unlock staging`, then run `shipit deploy staging` to bring every host to a new release, or `shipit rollback staging --to {old} --force` to put every host back on {old}"
+        )),
+        "{s}"
+    );
+    assert_eq!(
+        on(&canary).as_deref(),
+        Some(new.as_str()),
+        "the refused run changed nothing"
+    );
+
+    let unlock = p.run(&["unlock", "staging"]);
+    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    p.deploy_ok();
+    let now = all_on(&p);
+    assert!(
+        now[0].is_some() && now[0].as_deref() != Some(new.as_str()) && now[1] == now[0],
+        "{now:?}"
+    );
+    assert_unlocked(&p);
+}
+
+/// Protection: a host that accepts the TCP connection and then says
+/// nothing (no SSH banner) fails to connect within the connect deadline
+/// (`connect_timeout` × 4) instead of hanging the run; the lock is
+/// all-or-nothing, so the reachable host is not touched and stays
+/// unlocked.
+#[test]
+fn a_host_that_accepts_and_never_answers_fails_alone_and_changes_nothing() {
+    let p = Project::new(1);
+    p.write_config(&format!("tasks:\n{SMOKE}"), "", |_| String::new());
+    p.deploy_ok();
+    let before = all_on(&p);
+
+    // Accepts, holds each connection open, never writes. Bounded: it ends
+    // after a few connections or when the test's process does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(8) {
+            held.push(conn);
+        }
+        thread::sleep(Duration::from_secs(120));
+    });
+    let silent = p.fleet.dir().join("silent");
+    let yml = p.dir.join("deploy.yml");
+    let text_before = fs::read_to_string(&yml).unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(&yml).unwrap();
+    writeln!(
+        f,
+        "      - {{ host: 127.0.0.1, port: {port}, roles: [app], deploy_to: {} }}",
+        support::deploy_yml::yaml_str(&silent.to_string_lossy())
+    )
+    .unwrap();
+    let yml_text = fs::read_to_string(&yml)
+        .unwrap()
+        .replace("connect_timeout: 5s", "connect_timeout: 1s");
+    assert_ne!(yml_text, text_before);
+    fs::write(&yml, yml_text).unwrap();
+
+    commit(&p.repo, "VERSION", "2\n");
+    let started = Instant::now();
+    let out = wait_bounded(spawn_deploy(&p, &["deploy", "staging"]), LIMIT);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains("[127.0.0.1] connect FAILED"), "{s}");
+    // ssh's own ConnectTimeout covers the banner exchange; shipit's
+    // deadline backs it up for servers that stall after the banner.
+    assert!(
+        s.contains("timed out during banner exchange") || s.contains("no answer within"),
+        "{s}"
+    );
+    assert!(s.contains("nothing was changed"), "{s}");
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    assert_eq!(all_on(&p), before);
+    assert_eq!(releases(&p.hosts()[0]).len(), 1);
+    assert_unlocked(&p);
+    assert!(!silent.exists());
+}
+
+// ---------------------------------------------------------------------------
+// A full disk, a truncated ledger
+
+/// A tmpfs of `size` mounted on `dir`, unmounted on drop (before the
+/// fleet's directory goes).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` when this machine does not let the tests mount (not root, or
+    /// no CAP_SYS_ADMIN in a container): the caller says so and skips.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "cannot mount a tmpfs on {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Protection: a host whose disk fills up while the git mirror is being
+/// fetched fails its fetch with the error from the host, and since staging
+/// completes everywhere before any `current` moves, no host is switched;
+/// once space is freed the next deploy goes through everywhere.
+///
+/// The host's `deploy_to/repo` (the mirror) is a 2 MiB tmpfs and the new
+/// commit carries 3 MiB of incompressible data. deploy_to itself stays on
+/// the big disk: `check` refuses a deploy_to with less than 50 MiB free, so
+/// a full deploy_to would be caught before the fetch rather than during it.
+#[test]
+fn the_disk_filling_up_during_fetch_fails_that_host_and_switches_none() {
+    let p = Project::new(2);
+    p.write_config(&format!("tasks:\n{SMOKE}"), "", |_| String::new());
+    p.deploy_ok();
+    let before = all_on(&p);
+    let full = p.hosts()[1].clone();
+    // Move the mirror onto a small file system of its own.
+    let repo = full.join("repo");
+    let saved = full.join("repo.saved");
+    fs::rename(&repo, &saved).unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(&repo, "2m") else {
+        let root = Command::new("id").arg("-u").output().unwrap().stdout;
+        assert_ne!(
+            String::from_utf8_lossy(&root).trim(),
+            "0",
+            "running as root, yet mounting a tmpfs failed (see above)"
+        );
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", saved.display()))
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+
+    let mut blob = vec![0u8; 3 << 20];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut blob))
+        .unwrap();
+    fs::write(p.repo.join("assets.bin"), &blob).unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    let out = p.deploy();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains("[fleet-2] fetch FAILED"), "{s}");
+    assert!(s.contains("No space left on device"), "{s}");
+    assert!(s.contains("staging failed on fleet-2"), "{s}");
+    assert!(s.contains("no host was switched"), "{s}");
+    assert_eq!(all_on(&p), before);
+    for d in p.hosts() {
+        assert_eq!(releases(&d).len(), 1, "{}", d.display());
+    }
+    assert_unlocked(&p);
+
+    // Room again (the volume grows): the same deploy goes through.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    p.deploy_ok();
+    let now = all_on(&p);
+    assert!(
+        now[0].is_some() && now[0] != before[0] && now[1] == now[0],
+        "{now:?}"
+    );
+    assert_eq!(
+        fs::read(full.join("current/assets.bin")).unwrap(),
+        blob,
+        "the full host got the whole commit"
+    );
+}
+
+/// Cuts the last line of a ledger in half, as a crash mid-write would.
+fn truncate_last_line(d: &Path) -> String {
+    let path = d.join(ledger::LEDGER_PATH);
+    let text = fs::read_to_string(&path).unwrap();
+    let body = text.trim_end_matches('\n');
+    let start = body.rfind('\n').map_or(0, |i| i + 1);
+    let cut = start + (body.len() - start) / 2;
+    fs::write(&path, &body[..cut]).unwrap();
+    body[start..].to_string()
+}
+
+/// Protection: readers of the ledger (`releases`, `history`, `rollback`)
+/// skip a line truncated by a crash and say which line of which host they
+/// skipped, using everything else; and the next record written after it
+/// starts a line of its own, so nothing but the cut line is lost.
+#[test]
+fn a_ledger_line_truncated_by_a_crash_is_skipped_and_reported_and_nothing_else_is_lost() {
+    let p = Project::new(2);
+    p.write_config("", "", |_| String::new());
+    p.deploy_ok();
+    let a = on(&p.hosts()[0]).unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    p.deploy_ok();
+    let b = on(&p.hosts()[0]).unwrap();
+    let hurt = p.hosts()[0].clone();
+    let lines = fs::read_to_string(hurt.join(ledger::LEDGER_PATH))
+        .unwrap()
+        .lines()
+        .count();
+    let cut = truncate_last_line(&hurt);
+    assert!(
+        cut.contains(&b),
+        "the cut line is about the newest release: {cut}"
+    );
+    let warning = format!(
+        "shipit: warning: `fleet-1`: skipped line {lines} of `{}/.shipit/ledger.jsonl`: not ledger records",
+        hurt.display()
+    );
+
+    let releases_out = p.run(&["releases", "staging"]);
+    assert_eq!(
+        releases_out.status.code(),
+        Some(0),
+        "{}",
+        text(&releases_out)
+    );
+    assert!(
+        stderr(&releases_out).contains(&warning),
+        "{}",
+        text(&releases_out)
+    );
+    assert!(
+        stdout(&releases_out).contains(&b),
+        "{}",
+        text(&releases_out)
+    );
+
+    let history = p.run(&["history", "staging"]);
+    assert_eq!(history.status.code(), Some(0), "{}", text(&history));
+    assert!(stderr(&history).contains(&warning), "{}", text(&history));
+    assert!(
+        stdout(&history).contains(&a) && stdout(&history).contains(&b),
+        "{}",
+        text(&history)
+    );
+
+    let rollback = p.run(&["rollback", "staging"]);
+    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    assert!(stderr(&rollback).contains(&warning), "{}", text(&rollback));
+    assert_eq!(all_on(&p), vec![Some(a.clone()), Some(a.clone())]);
+
+    // The rollback's records, written right after the cut line, are whole.
+    let parsed = read_ledger(&hurt);
+    assert_eq!(parsed.bad_lines, vec![lines], "only the cut line is bad");
+    let ev = events_of(&hurt);
+    assert!(
+        ev.contains(&("rolled_back".to_string(), b.clone())),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&("published".to_string(), a.clone())), "{ev:?}");
+    commit(&p.repo, "VERSION", "3\n");
+    p.deploy_ok();
+    let c = on(&hurt).unwrap();
+    let ev = events_of(&hurt);
+    assert!(ev.contains(&("published".to_string(), c.clone())), "{ev:?}");
+    assert_eq!(read_ledger(&hurt).bad_lines, vec![lines]);
 }

@@ -163,8 +163,13 @@ async fn output_status_and_stdin_come_back_intact() {
     let out = run(&t, "cat; echo eof").await;
     assert_eq!(out.stdout_str(), "eof\n");
 
-    // The command runs in the login user's home directory.
-    let out = run(&t, "[ \"$(pwd)\" = \"$HOME\" ] && echo home").await;
+    // The command runs in the login user's home directory (the account's,
+    // from the passwd database: the fleet gives sessions another `HOME`).
+    let out = run(
+        &t,
+        "[ \"$(pwd)\" = \"$(getent passwd \"$(id -un)\" | cut -d: -f6)\" ] && echo home",
+    )
+    .await;
     assert_eq!(out.stdout_str(), "home\n");
 
     t.close().await.unwrap();

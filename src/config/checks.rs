@@ -267,7 +267,8 @@ mod tests {
 
     #[test]
     fn flow_nesting() {
-        assert_eq!(flow_nesting_over("a: [[1], {b: [2]}]", 2), None);
+        assert_eq!(flow_nesting_over("a: [[1], {b: [2]}]", 3), None);
+        assert_eq!(flow_nesting_over("a: [[1], {b: [2]}]", 2), Some((1, 14)));
         assert_eq!(flow_nesting_over("a: [[1], {b: [2]}]", 1), Some((1, 5)));
         assert_eq!(flow_nesting_over("x:\n  - [[[", 2), Some((2, 7)));
         assert_eq!(flow_nesting_over("]]]][[", 2), None);

@@ -50,15 +50,6 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 /// one picked for it before sshd could bind it.
 const BIND_ATTEMPTS: usize = 5;
 
-/// sshd_config lines for [`Fleet::start_with`] that keep the login user's
-/// `~/.bashrc` out of every command. Debian's bash reads it for commands
-/// run over ssh, and on a development machine it can be slow (`pyenv init`
-/// there costs some 100 ms a command, and waits up to 60 s for a lock that
-/// concurrent commands contend for), where a server's deploy account
-/// returns from it at once. bash reads it only as a top-level shell, which
-/// `SHLVL=1` says it is not; the home directory and `HOME` stay as they are.
-pub const SKIP_BASHRC: &str = "SetEnv SHLVL=1\n";
-
 /// A running fleet. See the module docs.
 pub struct Fleet {
     dir: TempDir,
