@@ -55,6 +55,11 @@ pub struct Global {
     /// Also print each host's command count and the full output of failed steps.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// A deploy lock older than this (`2h`, `30m`) is stale whoever holds it:
+    /// reported as such, and freed by `shipit unlock` without --force.
+    /// Without it only locks whose process on this machine is gone are stale.
+    #[arg(long, global = true, env = "SHIPIT_LOCK_TTL", value_name = "DURATION", value_parser = duration_arg)]
+    pub lock_ttl: Option<std::time::Duration>,
     /// Print only failures and the summary.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,

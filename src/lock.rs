@@ -8,6 +8,16 @@ pub const BY_HAND_TOKEN_PREFIX: &str = "by-hand:";
 /// Added to a stale holder's description.
 pub const STALE_NOTE: &str = "(stale: holder process is gone)";
 
+/// What makes a lock stale, as seen from the machine asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staleness<'a> {
+    /// The machine running shipit (pids are checked only for its locks).
+    pub machine: &'a str,
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// A lock older than this is stale, whoever holds it (`--lock-ttl`).
+    pub ttl: Option<std::time::Duration>,
+}
+
 /// Written to `deploy_to/.shipit/lock/info` when the lock is taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockHolder {
@@ -47,21 +57,44 @@ impl LockHolder {
         self
     }
 
-    /// A lock is stale when the process that took it is gone: it was taken
-    /// on `machine` (the one asking; a pid means nothing elsewhere) and
-    /// `pid_alive` says its pid no longer runs. Locks taken with
-    /// `shipit lock` are never stale.
-    pub fn is_stale(&self, machine: &str, pid_alive: impl Fn(u32) -> bool) -> bool {
-        !self.taken_by_hand() && self.machine == machine && !pid_alive(self.pid)
+    /// Why the lock is stale, if it is: the process that took it is gone
+    /// (it was taken on this machine, a pid means nothing elsewhere, and
+    /// `pid_alive` says it no longer runs; never for locks taken with
+    /// `shipit lock`, which are meant to outlive their process), or it is
+    /// older than the lock TTL (`--lock-ttl`), whoever holds it.
+    pub fn stale_reason(
+        &self,
+        s: &Staleness<'_>,
+        pid_alive: impl Fn(u32) -> bool,
+    ) -> Option<String> {
+        if !self.taken_by_hand() && self.machine == s.machine && !pid_alive(self.pid) {
+            return Some(STALE_NOTE.to_string());
+        }
+        let ttl = s.ttl?;
+        let taken = chrono::DateTime::parse_from_rfc3339(&self.time).ok()?;
+        let age = s
+            .now
+            .signed_duration_since(taken.with_timezone(&chrono::Utc));
+        let age = age.to_std().ok()?;
+        (age > ttl).then(|| {
+            format!(
+                "(stale: taken {}s ago, older than the lock TTL of {}s)",
+                age.as_secs(),
+                ttl.as_secs()
+            )
+        })
     }
 
-    /// [`LockHolder::describe`], with `(stale: holder process is gone)` when
-    /// [`LockHolder::is_stale`].
-    pub fn describe_checked(&self, machine: &str, pid_alive: impl Fn(u32) -> bool) -> String {
-        if self.is_stale(machine, pid_alive) {
-            format!("{} {STALE_NOTE}", self.describe())
-        } else {
-            self.describe()
+    /// Whether [`LockHolder::stale_reason`] finds a reason.
+    pub fn is_stale(&self, s: &Staleness<'_>, pid_alive: impl Fn(u32) -> bool) -> bool {
+        self.stale_reason(s, pid_alive).is_some()
+    }
+
+    /// [`LockHolder::describe`], with why it is stale when it is.
+    pub fn describe_checked(&self, s: &Staleness<'_>, pid_alive: impl Fn(u32) -> bool) -> String {
+        match self.stale_reason(s, pid_alive) {
+            Some(why) => format!("{} {why}", self.describe()),
+            None => self.describe(),
         }
     }
 
@@ -110,16 +143,46 @@ mod tests {
                 h.clone()
             };
             let got = if is_alive {
-                h.is_stale(machine, alive)
+                h.is_stale(&at(machine, None), alive)
             } else {
-                h.is_stale(machine, dead)
+                h.is_stale(&at(machine, None), dead)
             };
             assert_eq!(got, stale, "{machine} alive={is_alive} by_hand={by_hand}");
         }
         assert!(h
-            .describe_checked("build-7", dead)
+            .describe_checked(&at("build-7", None), dead)
             .ends_with(": deploy of `production` (stale: holder process is gone)"));
-        assert_eq!(h.describe_checked("build-7", alive), h.describe());
+        assert_eq!(
+            h.describe_checked(&at("build-7", None), alive),
+            h.describe()
+        );
+    }
+
+    fn at(machine: &str, ttl: Option<u64>) -> Staleness<'_> {
+        Staleness {
+            machine,
+            now: chrono::DateTime::parse_from_rfc3339("2026-11-24T21:01:02Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+            ttl: ttl.map(std::time::Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn a_lock_older_than_the_ttl_is_stale_whoever_holds_it() {
+        // Taken at 19:01:02, asked at 21:01:02: two hours old.
+        let h = holder();
+        let alive = |_| true;
+        assert!(!h.is_stale(&at("laptop", None), alive));
+        assert!(!h.is_stale(&at("laptop", Some(3 * 3600)), alive));
+        assert!(h.is_stale(&at("laptop", Some(3600)), alive));
+        assert!(h
+            .clone()
+            .by_hand()
+            .is_stale(&at("laptop", Some(3600)), alive));
+        assert!(h
+            .describe_checked(&at("laptop", Some(3600)), alive)
+            .ends_with("(stale: taken 7200s ago, older than the lock TTL of 3600s)"));
     }
 
     #[test]

@@ -614,3 +614,45 @@ fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn a_lock_older_than_the_lock_ttl_is_reported_stale_and_unlock_frees_it() {
+    let s = setup(TASKS);
+    let lock = s.deploy_to.join(".shipit/lock");
+    fs::create_dir_all(&lock).unwrap();
+    // Taken long ago on another machine: its pid says nothing here.
+    fs::write(
+        lock.join("info"),
+        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2020-01-01T00:00:00Z","stage":"demo","message":"deploy of `demo`","token":"bobs"}"#,
+    )
+    .unwrap();
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        !text(&out).contains("stale"),
+        "without a TTL it is not stale: {}",
+        text(&out)
+    );
+    let out = shipit(&s.dir, &["deploy", "demo", "--lock-ttl", "2h"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("older than the lock TTL of 7200s"),
+        "{}",
+        text(&out)
+    );
+    // Without a TTL, unlock refuses someone else's live-looking lock ...
+    let out = shipit(&s.dir, &["unlock", "demo"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    // ... with one (here from the environment) it frees the stale lock.
+    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(["unlock", "demo"])
+        .current_dir(&s.dir)
+        .env("SHIPIT_USER", "tester")
+        .env("SHIPIT_LOCK_TTL", "2h")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!lock.exists());
+    let out = shipit(&s.dir, &["deploy", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -8,7 +8,7 @@
 use super::lock::pid_alive;
 use super::on_hosts::{stderr_tail, Connections, SCRIPT_TIMEOUT};
 use super::App;
-use crate::lock::LockHolder;
+use crate::lock::{LockHolder, Staleness};
 use crate::outcome::Outcome;
 use crate::plan::commands::{HostPaths, LOCK_DIR};
 use crate::plan::inspect::{self, LockState};
@@ -17,14 +17,14 @@ use crate::plan::planner;
 /// The line for a held lock: its holder, and whether it is stale.
 pub fn held_note(
     holder: Option<&LockHolder>,
-    machine: &str,
+    staleness: &Staleness<'_>,
     stage: &str,
     lock_path: &str,
 ) -> String {
     match holder {
-        Some(h) if h.is_stale(machine, pid_alive) => format!(
+        Some(h) if h.is_stale(staleness, pid_alive) => format!(
             "by {}; `shipit unlock {stage}` frees it",
-            h.describe_checked(machine, pid_alive)
+            h.describe_checked(staleness, pid_alive)
         ),
         Some(h) => format!("by {}", h.describe()),
         None => format!("with no readable holder record in `{lock_path}/info`"),
@@ -118,7 +118,7 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
                 locked.push(*name);
                 out.push(format!(
                     "[{name}] lock held {}",
-                    held_note(h.as_ref(), &app.machine, stage, &p.at(LOCK_DIR))
+                    held_note(h.as_ref(), &app.staleness(), stage, &p.at(LOCK_DIR))
                 ));
             }
         }

@@ -399,9 +399,9 @@ async fn deploy_phases(
                 "stage `{}` is locked on `{}` by {}; nothing was changed",
                 plan.stage,
                 plan.hosts[*h].name,
-                holder.describe_checked(&app.machine, super::lock::pid_alive)
+                holder.describe_checked(&app.staleness(), super::lock::pid_alive)
             );
-            if holder.is_stale(&app.machine, super::lock::pid_alive) {
+            if holder.is_stale(&app.staleness(), super::lock::pid_alive) {
                 message.push_str(&stale_lock_repair(exec, plan, &before).await);
             }
             return Ok((Outcome::Locked, message));
@@ -617,7 +617,7 @@ fn collect_locks(
                         Some(holder) => {
                             states[h] = Some(format!(
                                 "locked by {}",
-                                holder.describe_checked(&app.machine, super::lock::pid_alive)
+                                holder.describe_checked(&app.staleness(), super::lock::pid_alive)
                             ));
                             holders.push((h, holder));
                         }

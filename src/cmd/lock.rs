@@ -146,7 +146,7 @@ pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Resu
             Took::Held(Some(h)) => {
                 out.push(format!(
                     "[{name}] held by {}",
-                    h.describe_checked(&app.machine, pid_alive)
+                    h.describe_checked(&app.staleness(), pid_alive)
                 ));
                 held_by.get_or_insert((*name, Some(h.clone())));
             }
@@ -175,7 +175,7 @@ pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Resu
         Outcome::Interrupted
     } else if let Some((host, h)) = held_by {
         let who = match h {
-            Some(h) => format!("by {}", h.describe_checked(&app.machine, pid_alive)),
+            Some(h) => format!("by {}", h.describe_checked(&app.staleness(), pid_alive)),
             None => "(no readable holder record)".to_string(),
         };
         out.push(format!(
@@ -283,7 +283,7 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
             };
             let stale = holder
                 .as_ref()
-                .is_some_and(|h| h.is_stale(&app.machine, pid_alive));
+                .is_some_and(|h| h.is_stale(&app.staleness(), pid_alive));
             let mine = holder
                 .as_ref()
                 .is_some_and(|h| h.user == user && h.taken_by_hand());
@@ -335,7 +335,7 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
     conns.close().await;
 
     let describe = |h: &Option<LockHolder>| match h {
-        Some(h) => format!("by {}", h.describe_checked(&app.machine, pid_alive)),
+        Some(h) => format!("by {}", h.describe_checked(&app.staleness(), pid_alive)),
         None => "with no readable holder record".to_string(),
     };
     let mut out = Vec::new();

@@ -128,6 +128,15 @@ impl App {
         Ok(Some(a))
     }
 
+    /// How this run tells a stale lock.
+    pub fn staleness(&self) -> crate::lock::Staleness<'_> {
+        crate::lock::Staleness {
+            machine: &self.machine,
+            now: self.now,
+            ttl: self.global.lock_ttl,
+        }
+    }
+
     pub fn lock_holder(&self, stage: &str, release_id: &str, what: &str) -> LockHolder {
         LockHolder {
             user: self.user(),

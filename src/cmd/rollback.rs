@@ -560,7 +560,7 @@ async fn locked(
                 let who = match &h {
                     Some(h) => format!(
                         "by {}",
-                        h.describe_checked(&app.machine, super::lock::pid_alive)
+                        h.describe_checked(&app.staleness(), super::lock::pid_alive)
                     ),
                     None => "(no readable holder record)".to_string(),
                 };
