@@ -33,12 +33,13 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let command_name = matches.subcommand_name().unwrap_or("shipit").to_string();
     // Format, colour and JUnit file: a pure choice from flags and world.
-    let output = Output::choose(
+    let mut output = Output::choose(
         cli.global.format,
         World::from_env(|k| std::env::var(k).ok(), std::io::stdout().is_terminal()),
         cli.global.junit.clone(),
         &command_name,
     );
+    output.verbosity = output::Verbosity::from_flags(cli.global.quiet, cli.global.verbose);
     if let Some(why) =
         output::unsupported(&command_name, cli.global.format, cli.global.junit.is_some())
     {

@@ -656,3 +656,19 @@ fn a_lock_older_than_the_lock_ttl_is_reported_stale_and_unlock_frees_it() {
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn quiet_prints_failures_and_the_summary_and_verbose_prints_more() {
+    let s = setup(TASKS);
+    let out = shipit(&s.dir, &["deploy", "demo", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("publish ok"), "{stdout}");
+    assert!(stdout.contains("deploy demo: ok"), "{stdout}");
+    let out = shipit(&s.dir, &["deploy", "demo", "-v"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[localhost] build started"), "{stdout}");
+    // The lock step's own output (the releases it found) under its line.
+    assert!(stdout.contains("[localhost]   | release:"), "{stdout}");
+}

@@ -415,6 +415,10 @@ async fn deploy_phases(
     // 2. One release id, later than any release already on a host.
     let id = release::next_release_id(app.now, &existing);
     if id != release.id {
+        exec.events().send(Event::Notice(format!(
+            "release id is {id}: {} is not later than a release already on a host",
+            release.id
+        )));
         release.id = id;
         let (p, uploads) = build(release)?;
         *plan = p;

@@ -545,9 +545,10 @@ fn finished(
     reason: Option<String>,
     duration: Duration,
 ) -> NodeResult {
-    let tail_lines = match (&output, ok) {
-        (Some(o), false) => tail(o, &job.redactor),
-        _ => Vec::new(),
+    // Successful steps keep their tail too: `-v` and JSON show it.
+    let tail_lines = match &output {
+        Some(o) => tail(o, &job.redactor),
+        None => Vec::new(),
     };
     job.events.send(Event::StepFinished {
         host: job.label.clone(),

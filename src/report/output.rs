@@ -16,9 +16,41 @@ use crate::exec::Event;
 /// a JSON stream.
 pub const REPORTED_COMMANDS: [&str; 4] = ["deploy", "exec", "run", "promote"];
 
+/// How much a run says (`-q`, `-v`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// Failures, notices and the summary only.
+    Quiet,
+    #[default]
+    Normal,
+    /// Also each step's start, and the output of steps that succeeded.
+    Verbose,
+}
+
+impl Verbosity {
+    pub fn from_flags(quiet: bool, verbose: bool) -> Verbosity {
+        match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+
+    /// Whether plain output shows `e` at all.
+    pub fn shows(self, e: &Event) -> bool {
+        use crate::exec::StepOutcome;
+        match (self, e) {
+            (Verbosity::Quiet, Event::StepFinished { outcome, .. }) => *outcome != StepOutcome::Ok,
+            (Verbosity::Quiet, Event::BatchStarted { .. }) => false,
+            _ => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Output {
     pub format: Format,
+    pub verbosity: Verbosity,
     /// ANSI styling allowed (human output without `NO_COLOR`).
     pub color: bool,
     pub junit: Option<JunitFile>,
@@ -36,6 +68,7 @@ impl Output {
         let format = format::choose(requested, world);
         Output {
             format,
+            verbosity: Verbosity::Normal,
             color: format::color(format, world),
             junit: junit.map(|path| JunitFile {
                 path,
@@ -48,6 +81,7 @@ impl Output {
     pub fn simple(format: Format) -> Output {
         Output {
             format,
+            verbosity: Verbosity::Normal,
             color: format == Format::Human,
             junit: None,
         }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::format::Format;
 use super::human::Human;
-use super::output::Output;
+use super::output::{Output, Verbosity};
 use super::{json, plain};
 use crate::exec::Event;
 
@@ -25,7 +25,9 @@ pub async fn drive(rx: mpsc::UnboundedReceiver<Event>, format: Format) {
 /// event's lines are written under one lock of stdout, so lines of
 /// different hosts never interleave.
 pub async fn drive_output(mut rx: mpsc::UnboundedReceiver<Event>, output: Output) {
-    if output.format == Format::Human {
+    // Quiet human output is quiet plain output: no progress to watch.
+    let human = output.format == Format::Human && output.verbosity != Verbosity::Quiet;
+    if human {
         let mut h = Human::with_color(output.color);
         while let Some(e) = rx.recv().await {
             output.record(&e);
@@ -54,6 +56,10 @@ pub async fn drive_output(mut rx: mpsc::UnboundedReceiver<Event>, output: Output
                 }
                 let lines = if json {
                     vec![json::line(&json::event(&e))]
+                } else if !output.verbosity.shows(&e) {
+                    Vec::new()
+                } else if output.verbosity == Verbosity::Verbose {
+                    verbose_lines(&e, printer.lines(&e))
                 } else {
                     printer.lines(&e)
                 };
@@ -91,4 +97,65 @@ fn write_lines(lines: &[String]) {
         let _ = writeln!(out, "{l}");
     }
     let _ = out.flush();
+}
+
+/// `-v`: a line when a step starts, and the output of steps that succeeded
+/// under their line.
+fn verbose_lines(e: &Event, mut lines: Vec<String>) -> Vec<String> {
+    match e {
+        Event::StepStarted { host, step } => vec![format!("[{host}] {step} started")],
+        Event::StepFinished {
+            host,
+            outcome: crate::exec::StepOutcome::Ok,
+            tail,
+            ..
+        } => {
+            lines.extend(tail.iter().map(|l| format!("[{host}]   | {l}")));
+            lines
+        }
+        _ => lines,
+    }
+}
+
+#[cfg(test)]
+mod verbosity_tests {
+    use super::*;
+    use crate::exec::StepOutcome;
+    use std::time::Duration;
+
+    fn finished(ok: bool) -> Event {
+        Event::StepFinished {
+            host: "web-1".into(),
+            step: "build".into(),
+            outcome: if ok {
+                StepOutcome::Ok
+            } else {
+                StepOutcome::Failed("exit 1".into())
+            },
+            duration: Duration::from_millis(10),
+            tail: vec!["compiled 3 files".into()],
+        }
+    }
+
+    #[test]
+    fn quiet_hides_successes_and_verbose_shows_their_output() {
+        assert!(!Verbosity::Quiet.shows(&finished(true)));
+        assert!(Verbosity::Quiet.shows(&finished(false)));
+        assert!(Verbosity::Normal.shows(&finished(true)));
+        let lines = verbose_lines(&finished(true), vec!["[web-1] build ok 0.01s".into()]);
+        assert_eq!(
+            lines,
+            vec!["[web-1] build ok 0.01s", "[web-1]   | compiled 3 files"]
+        );
+        let started = Event::StepStarted {
+            host: "web-1".into(),
+            step: "build".into(),
+        };
+        assert_eq!(
+            verbose_lines(&started, vec![]),
+            vec!["[web-1] build started"]
+        );
+        assert_eq!(Verbosity::from_flags(true, false), Verbosity::Quiet);
+        assert_eq!(Verbosity::from_flags(false, true), Verbosity::Verbose);
+    }
 }
