@@ -138,7 +138,13 @@ fn promote_is_refused_without_approval_and_accepted_with_one_even_after_the_bran
     let h = w.run_as("alice", &["history", "production"]);
     ok(&h);
     let hs = String::from_utf8_lossy(&h.stdout);
-    assert!(hs.contains("promoted"), "{hs}");
+    let promoted = hs
+        .lines()
+        .find(|l| l.contains("promoted"))
+        .unwrap_or_else(|| panic!("no promoted line:\n{hs}"));
+    assert!(promoted.contains("from staging release"), "{promoted}");
+    assert!(promoted.contains("approved by bob"), "{promoted}");
+    assert!(promoted.contains("alice"), "{promoted}");
     assert!(hs.contains("approved"), "{hs}");
     assert!(hs.contains("bob"), "{hs}");
 }

@@ -261,6 +261,17 @@ async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
             crate::ledger::EventKind::Promoted,
         );
         entry.time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        // Also in words, for readers of the plain entry (`shipit history`).
+        entry.detail = Some(format!(
+            "from {} release {}; approved by {}",
+            p.from_stage,
+            p.from_release,
+            if p.approvers.is_empty() {
+                "nobody (the gate asks for no approval)".to_string()
+            } else {
+                p.approvers.join(", ")
+            }
+        ));
         let line = crate::gate::PromotedLine {
             entry,
             from_stage: p.from_stage.clone(),
