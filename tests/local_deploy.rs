@@ -1,44 +1,20 @@
 //! The release flow end to end through the real binary, with
 //! `transport: local` hosts: what a user checks after `shipit deploy`.
 
+mod support;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::project::{commit, current, events, git, releases, shipit_cmd, text};
+
 fn shipit(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(args)
-        .current_dir(dir)
-        .env("SHIPIT_USER", "tester")
-        .env("CI", "true")
+    shipit_cmd(dir, args)
         .env_remove("NO_COLOR")
         .output()
         .expect("shipit runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A small application repository with one commit on `main`.
@@ -52,13 +28,6 @@ fn app_repo(root: &Path) -> (PathBuf, String) {
     git(&repo, &["commit", "-q", "-m", "first"]);
     let sha = git(&repo, &["rev-parse", "HEAD"]);
     (repo, sha)
-}
-
-fn commit(repo: &Path, file: &str, body: &str) -> String {
-    fs::write(repo.join(file), body).unwrap();
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", file]);
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 struct Setup {
@@ -125,35 +94,38 @@ stages:
     }
 }
 
-fn current(d: &Path) -> String {
-    fs::read_link(d.join("current"))
+/// Rewrites deploy.yml with `from` replaced by `to`.
+fn edit_config(s: &Setup, from: &str, to: &str) {
+    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
         .unwrap()
-        .to_string_lossy()
-        .into_owned()
+        .replace(from, to);
+    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
 }
 
-fn releases(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(d.join("releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
+/// Holds the deploy lock of `s` as `bob` on `laptop` does, taken at
+/// `time` with `message`; returns the lock dir.
+fn hold_lock(s: &Setup, time: &str, message: &str) -> PathBuf {
+    let lock = s.deploy_to.join(".shipit/lock");
+    fs::create_dir_all(&lock).unwrap();
+    fs::write(
+        lock.join("info"),
+        format!(
+            r#"{{"user":"bob","machine":"laptop","pid":1,"time":"{time}","stage":"demo","message":"{message}","token":"bobs"}}"#
+        ),
+    )
+    .unwrap();
+    lock
 }
 
-fn ledger_events(d: &Path) -> Vec<(String, String)> {
-    fs::read_to_string(d.join(".shipit/ledger.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("ledger lines are JSON");
-            (
-                v["event"].as_str().unwrap().to_string(),
-                v["release"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+/// `shipit ARGS -c deploy.example.yml` in the project root, with no
+/// environment of its own.
+fn with_example(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shipit"))
+        .args(args)
+        .args(["-c", "deploy.example.yml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -165,7 +137,7 @@ fn a_deploy_builds_links_renders_switches_and_records() {
     let rels = releases(d);
     assert_eq!(rels.len(), 1);
     let id = &rels[0];
-    assert_eq!(current(d), format!("releases/{id}"));
+    assert_eq!(current(d), Some(format!("releases/{id}")));
     let rel = d.join("releases").join(id);
     assert_eq!(
         fs::read_to_string(rel.join("REVISION")).unwrap().trim(),
@@ -199,7 +171,7 @@ fn a_deploy_builds_links_renders_switches_and_records() {
         "restarted\n"
     );
     // The ledger and revisions.log.
-    let events = ledger_events(d);
+    let events = events(d);
     let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(kinds, ["staged", "published", "verified"]);
     assert!(events.iter().all(|(_, r)| r == id));
@@ -237,7 +209,7 @@ fn seven_deploys_keep_five_releases_and_the_newest_is_current() {
     let rels = releases(d);
     assert_eq!(rels.len(), 5, "{rels:?}");
     let newest = rels.last().unwrap();
-    assert_eq!(current(d), format!("releases/{newest}"));
+    assert_eq!(current(d), Some(format!("releases/{newest}")));
     assert_eq!(
         fs::read_to_string(d.join("releases").join(newest).join("REVISION"))
             .unwrap()
@@ -264,16 +236,13 @@ fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
     let s = setup(TASKS);
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let before = current(&s.deploy_to);
+    let before = current(&s.deploy_to).expect("a current release");
     let broken = TASKS.replace(
         "run: \"printf 'built %s\\n' \\\"$(cat REVISION)\\\" > BUILD\"",
         "run: \"echo compiler exploded >&2; exit 3\"",
     );
     assert_ne!(broken, TASKS);
-    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
-        .unwrap()
-        .replace(TASKS, &broken);
-    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
+    edit_config(&s, TASKS, &broken);
     commit(&s.repo, "VERSION", "2\n");
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -287,23 +256,17 @@ fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
         stdout.contains("staging failed on localhost; no host was switched"),
         "{stdout}"
     );
-    assert_eq!(current(&s.deploy_to), before);
+    assert_eq!(current(&s.deploy_to), Some(before));
     assert_eq!(releases(&s.deploy_to).len(), 1);
     assert!(!s.deploy_to.join(".shipit/lock").exists());
-    let events = ledger_events(&s.deploy_to);
+    let events = events(&s.deploy_to);
     assert_eq!(events.last().unwrap().0, "failed");
 }
 
 #[test]
 fn a_held_lock_refuses_the_deploy_with_exit_4() {
     let s = setup(TASKS);
-    let lock = s.deploy_to.join(".shipit/lock");
-    fs::create_dir_all(&lock).unwrap();
-    fs::write(
-        lock.join("info"),
-        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:01:02Z","stage":"demo","message":"hotfix in progress","token":"bobs"}"#,
-    )
-    .unwrap();
+    let lock = hold_lock(&s, "2026-11-24T19:01:02Z", "hotfix in progress");
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -343,13 +306,11 @@ fn secrets_never_reach_the_output() {
         "PORT={{ port }}\nDB_PASSWORD={{ env.SHIPIT_TEST_SECRET }}\n",
     )
     .unwrap();
-    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
-        .unwrap()
-        .replace(
-            "echo restarted >> log/restarts.log",
-            "echo using {{ env.SHIPIT_TEST_SECRET }} >&2; exit 1",
-        );
-    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
+    edit_config(
+        &s,
+        "echo restarted >> log/restarts.log",
+        "echo using {{ env.SHIPIT_TEST_SECRET }} >&2; exit 1",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
         .args(["deploy", "demo"])
         .current_dir(&s.dir)
@@ -375,18 +336,10 @@ fn secrets_never_reach_the_output() {
         .contains("s3cr3t-value"));
 }
 
-fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 #[test]
 fn plan_prints_demo_and_production_without_connecting() {
     for stage in ["demo", "production", "staging"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-            .args(["plan", stage, "-c", "deploy.example.yml"])
-            .current_dir(project_root())
-            .output()
-            .unwrap();
+        let out = with_example(&["plan", stage]);
         assert_eq!(out.status.code(), Some(0), "{stage}: {}", text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
         for step in [
@@ -411,11 +364,7 @@ fn plan_prints_demo_and_production_without_connecting() {
         }
         assert!(stdout.contains("mv -fT"), "{stdout}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["plan", "production", "-c", "deploy.example.yml"])
-        .current_dir(project_root())
-        .output()
-        .unwrap();
+    let out = with_example(&["plan", "production"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Canary first, then 25% of 5 hosts (2) at a time.
     assert!(
@@ -438,11 +387,7 @@ fn plan_prints_demo_and_production_without_connecting() {
 
 #[test]
 fn plan_refuses_unknown_stages_with_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["plan", "prod", "-c", "deploy.example.yml"])
-        .current_dir(project_root())
-        .output()
-        .unwrap();
+    let out = with_example(&["plan", "prod"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage `prod`"));
 }
@@ -466,10 +411,11 @@ fn init_writes_a_config_that_plans() {
 #[test]
 fn strategy_copy_uploads_one_archive_checked_by_digest() {
     let s = setup(TASKS);
-    let yml = fs::read_to_string(s.dir.join("deploy.yml"))
-        .unwrap()
-        .replace("keep_releases: 5\n", "keep_releases: 5\nstrategy: copy\n");
-    fs::write(s.dir.join("deploy.yml"), yml).unwrap();
+    edit_config(
+        &s,
+        "keep_releases: 5\n",
+        "keep_releases: 5\nstrategy: copy\n",
+    );
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let d = &s.deploy_to;
@@ -518,18 +464,8 @@ fn wait_lock_queues_behind_a_held_lock_then_deploys() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let s = setup(TASKS);
-    let lock = s.deploy_to.join(".shipit/lock");
-    fs::create_dir_all(&lock).unwrap();
-    fs::write(
-        lock.join("info"),
-        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:01:02Z","stage":"demo","message":"hotfix","token":"bobs"}"#,
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["deploy", "demo", "--wait-lock", "2m"])
-        .current_dir(&s.dir)
-        .env("SHIPIT_USER", "tester")
-        .env("CI", "true")
+    let lock = hold_lock(&s, "2026-11-24T19:01:02Z", "hotfix");
+    let mut child = shipit_cmd(&s.dir, &["deploy", "demo", "--wait-lock", "2m"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -560,13 +496,7 @@ fn wait_lock_queues_behind_a_held_lock_then_deploys() {
 #[test]
 fn wait_lock_gives_up_with_exit_4() {
     let s = setup(TASKS);
-    let lock = s.deploy_to.join(".shipit/lock");
-    fs::create_dir_all(&lock).unwrap();
-    fs::write(
-        lock.join("info"),
-        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:01:02Z","stage":"demo","message":"hotfix","token":"bobs"}"#,
-    )
-    .unwrap();
+    let lock = hold_lock(&s, "2026-11-24T19:01:02Z", "hotfix");
     let out = shipit(&s.dir, &["deploy", "demo", "--wait-lock", "1s"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(lock.join("info").exists());
@@ -574,11 +504,7 @@ fn wait_lock_gives_up_with_exit_4() {
 
 #[test]
 fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["plan", "production", "promote", "-c", "deploy.example.yml"])
-        .current_dir(project_root())
-        .output()
-        .unwrap();
+    let out = with_example(&["plan", "production", "promote"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -590,11 +516,7 @@ fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
         "{stdout}"
     );
     assert!(stdout.contains("deploy `production`: 5 hosts"), "{stdout}");
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["plan", "staging", "rollback", "-c", "deploy.example.yml"])
-        .current_dir(project_root())
-        .output()
-        .unwrap();
+    let out = with_example(&["plan", "staging", "rollback"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in [
@@ -607,25 +529,15 @@ fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
         assert!(stdout.contains(step), "{step}:\n{stdout}");
     }
     // A stage without promote_from has nothing to promote.
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["plan", "staging", "promote", "-c", "deploy.example.yml"])
-        .current_dir(project_root())
-        .output()
-        .unwrap();
+    let out = with_example(&["plan", "staging", "promote"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]
 fn a_lock_older_than_the_lock_ttl_is_reported_stale_and_unlock_frees_it() {
     let s = setup(TASKS);
-    let lock = s.deploy_to.join(".shipit/lock");
-    fs::create_dir_all(&lock).unwrap();
     // Taken long ago on another machine: its pid says nothing here.
-    fs::write(
-        lock.join("info"),
-        r#"{"user":"bob","machine":"laptop","pid":1,"time":"2020-01-01T00:00:00Z","stage":"demo","message":"deploy of `demo`","token":"bobs"}"#,
-    )
-    .unwrap();
+    let lock = hold_lock(&s, "2020-01-01T00:00:00Z", "deploy of `demo`");
     let out = shipit(&s.dir, &["deploy", "demo"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(

@@ -7,14 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::project::{commit, git, ledger, releases, shipit_cmd, text};
 use support::{deploy_yml, Fleet};
 
 fn shipit_as(dir: &Path, user: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(args)
-        .current_dir(dir)
+    shipit_cmd(dir, args)
         .env("SHIPIT_USER", user)
-        .env("CI", "true")
         .env_remove("NO_COLOR")
         .env_remove("BUILD_URL")
         .output()
@@ -25,32 +23,8 @@ fn shipit(dir: &Path, args: &[&str]) -> Output {
     shipit_as(dir, "tester", args)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A small application repository with one commit on `main`; its path and
@@ -61,13 +35,6 @@ fn app_repo(root: &Path) -> (PathBuf, String) {
     git(&repo, &["init", "-q", "-b", "main"]);
     let sha = commit(&repo, "VERSION", "1\n");
     (repo, sha)
-}
-
-fn commit(repo: &Path, file: &str, body: &str) -> String {
-    fs::write(repo.join(file), body).unwrap();
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", file]);
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 /// A smoke test, so that good deploys are recorded `verified`.
@@ -105,24 +72,6 @@ fn hold_lock(d: &Path, user: &str, machine: &str, pid: u32, message: &str, token
         "token": token,
     });
     fs::write(lock_dir(d).join("info"), format!("{info}\n")).unwrap();
-}
-
-fn releases_on(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(d.join("releases"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
-}
-
-fn ledger(d: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(d.join(".shipit/ledger.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("ledger lines are JSON"))
-        .collect()
 }
 
 /// Every path under `d`, sorted.
@@ -225,7 +174,7 @@ fn releases_lists_every_host_and_flags_hosts_that_disagree() {
     let second_sha = commit(&repo, "VERSION", "2\n");
     let out = shipit(fleet.dir(), &["deploy", "staging"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let ids = releases_on(&fleet.hosts()[0].deploy_to);
+    let ids = releases(&fleet.hosts()[0].deploy_to);
     assert_eq!(ids.len(), 2, "{ids:?}");
     let (old, new) = (&ids[0], &ids[1]);
 

@@ -6,13 +6,12 @@
 //! says who is working on the stage, not that a host is unfit.
 
 use super::lock::pid_alive;
-use super::on_hosts::{stderr_tail, Connections, SCRIPT_TIMEOUT};
+use super::on_hosts::{parse_output, read_stage};
 use super::App;
 use crate::lock::{LockHolder, Staleness};
 use crate::outcome::Outcome;
-use crate::plan::commands::{HostPaths, LOCK_DIR};
+use crate::plan::commands::LOCK_DIR;
 use crate::plan::inspect::{self, LockState};
-use crate::plan::planner;
 
 /// The line for a held lock: its holder, and whether it is stale.
 pub fn held_note(
@@ -33,33 +32,12 @@ pub fn held_note(
 
 pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
-    let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     let spec = inspect::check_spec(&config);
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
-    let scripts: Vec<Option<String>> = paths
-        .iter()
-        .map(|p| Some(inspect::preflight(p, &spec)))
-        .collect();
-    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    println!(
-        "check {stage}: {} host{}: {}",
-        hosts.len(),
-        if hosts.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
-
-    let conns = Connections::open(&hosts, &config.ssh).await?;
-    let results = conns
-        .run_each(
-            &scripts,
-            app.global.parallel,
-            SCRIPT_TIMEOUT,
-            Some(&app.shutdown),
-        )
-        .await;
-    conns.close().await;
-    let Some(results) = results else {
-        println!("\ncheck {stage}: interrupted");
+    let Some((names, paths, results)) = read_stage(app, &config, "check", stage, |p| {
+        inspect::preflight(p, &spec)
+    })
+    .await?
+    else {
         return Ok(Outcome::Interrupted);
     };
 
@@ -74,29 +52,17 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
                 out.push(line);
             }
         };
-        let run = results[i].as_ref().expect("every host has a script");
-        let pf = match run {
+        let pf = match &results[i] {
             Err(e) => {
                 out.push(format!("[{name}] connect FAILED: {e}"));
                 not_ready.push(*name);
                 continue;
             }
-            Ok(o) if !o.success() => {
-                ok_line(&mut out, format!("[{name}] connect ok"));
-                out.push(format!(
-                    "[{name}] check FAILED: the preflight script {}",
-                    stderr_tail(o)
-                ));
-                not_ready.push(*name);
-                continue;
-            }
-            Ok(o) => match inspect::parse_preflight(&o.stdout_str()) {
-                Some(pf) => pf,
-                None => {
+            run => match parse_output(run, "preflight", inspect::parse_preflight) {
+                Ok(pf) => pf,
+                Err(why) => {
                     ok_line(&mut out, format!("[{name}] connect ok"));
-                    out.push(format!(
-                        "[{name}] check FAILED: the preflight script's output is incomplete"
-                    ));
+                    out.push(format!("[{name}] check FAILED: {why}"));
                     not_ready.push(*name);
                     continue;
                 }

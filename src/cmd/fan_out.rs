@@ -5,12 +5,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::App;
+use crate::config::{Host, SshSettings};
+use crate::exec::connect::{close_all, connect_all};
 use crate::exec::executor::tail;
 use crate::exec::{Event, EventSink, HostSummary, StepOutcome, Summary};
+use crate::outcome::Outcome;
 use crate::redact::Redactor;
+use crate::report;
 use crate::transport::{CommandOutput, Transport, TransportError};
 
 /// How one host's work ended.
@@ -29,6 +35,112 @@ pub struct StepRun {
     pub ok: bool,
     /// `exit 0`, `exit 3`, `timed out after 60s`, `lost ...`; redacted.
     pub state: String,
+}
+
+/// A fan-out as `exec` and `run` report it.
+pub struct Fan<'a> {
+    /// The run's name in its events: `exec`, `run`.
+    pub recipe: &'a str,
+    pub stage: &'a str,
+    /// The work, for the summary's headline: `the command`, ``task `build` ``.
+    pub what: &'a str,
+    /// Said once, before any host's work.
+    pub notice: String,
+    /// Host `i`'s name in the output.
+    pub labels: Vec<String>,
+    /// When the command started, for the summary's duration.
+    pub started: Instant,
+}
+
+/// What one host's work is handed.
+pub struct Slot {
+    /// The host's index in `hosts` and `labels`.
+    pub index: usize,
+    pub label: String,
+    /// The host's connection, or why there is none (redacted).
+    pub transport: Result<Arc<dyn Transport>, String>,
+    pub events: EventSink,
+}
+
+/// Connects to `hosts` (host `i` is labelled `fan.labels[i]`), runs `work`
+/// for each as [`each_host`] does, then closes the connections. Reports
+/// the start, the notice, the hosts' events and a [`summary`] through the
+/// chosen output, and says how the run ended. Takes no lock.
+pub async fn run<F, Fut>(
+    app: &App,
+    fan: Fan<'_>,
+    hosts: &[&Host],
+    ssh: &SshSettings,
+    redactor: &Redactor,
+    work: F,
+) -> anyhow::Result<Outcome>
+where
+    F: Fn(Slot) -> Fut,
+    Fut: Future<Output = HostEnd> + Send + 'static,
+{
+    let control = tempfile::Builder::new()
+        .prefix("shipit-")
+        .tempdir_in(std::env::temp_dir())
+        .context("cannot create a directory for ssh control sockets")?;
+
+    let (sink, rx) = EventSink::new();
+    let reporter = tokio::spawn(report::drive_output(rx, app.output.clone()));
+    sink.send(Event::RunStarted {
+        recipe: fan.recipe.into(),
+        stage: fan.stage.to_string(),
+        release: String::new(),
+        commit: String::new(),
+        reference: String::new(),
+        hosts: fan.labels.clone(),
+    });
+    sink.send(Event::Notice(fan.notice));
+
+    let transports: Vec<Result<Arc<dyn Transport>, String>> =
+        connect_all(hosts, ssh, control.path())
+            .await
+            .into_iter()
+            .map(|c| c.map_err(|e| redactor.apply(&e.to_string()).into_owned()))
+            .collect();
+    let ends = each_host(
+        fan.labels.len(),
+        app.global.parallel,
+        &app.shutdown,
+        &sink,
+        |i| {
+            work(Slot {
+                index: i,
+                label: fan.labels[i].clone(),
+                transport: transports[i].clone(),
+                events: sink.clone(),
+            })
+        },
+    )
+    .await;
+    let connected: Vec<Option<Arc<dyn Transport>>> = transports
+        .iter()
+        .map(|t| t.as_ref().ok().cloned())
+        .collect();
+    close_all(&connected).await;
+
+    let interrupted = *app.shutdown.borrow();
+    let summary = summary(
+        fan.recipe,
+        fan.stage,
+        fan.what,
+        &fan.labels,
+        &ends,
+        interrupted,
+        fan.started.elapsed(),
+    );
+    let ok = summary.ok;
+    sink.send(Event::Finished(summary));
+    drop(sink);
+    let _ = reporter.await;
+    Ok(match (interrupted, ok) {
+        (true, _) => Outcome::Interrupted,
+        (false, true) => Outcome::Success,
+        (false, false) => Outcome::Failed,
+    })
 }
 
 /// Runs `work(i)` for each host `i` in `0..n`, at most `parallel` at once.

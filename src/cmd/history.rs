@@ -10,14 +10,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::on_hosts::{stderr_tail, Connections, SCRIPT_TIMEOUT};
+use super::on_hosts::{parse_output, print_report, read_stage};
 use super::releases::warn_bad_lines;
 use super::App;
 use crate::ledger::{Entry, EventKind, LEDGER_PATH};
 use crate::outcome::Outcome;
-use crate::plan::commands::HostPaths;
 use crate::plan::inspect;
-use crate::plan::planner;
 
 /// Events this far apart or closer can be one line.
 const SAME_EVENT_WITHIN_SECS: i64 = 60;
@@ -146,41 +144,17 @@ pub fn line(row: &Row, names: &[&str]) -> String {
 
 pub async fn run(app: &App, stage: &str, limit: usize) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
-    let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
-    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    println!(
-        "history {stage}: {} host{}: {}",
-        hosts.len(),
-        if hosts.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
-    let conns = Connections::open(&hosts, &config.ssh).await?;
     // The releases script ends with the ledger, verbatim.
-    let scripts: Vec<Option<String>> = paths.iter().map(|p| Some(inspect::releases(p))).collect();
-    let results = conns
-        .run_each(
-            &scripts,
-            app.global.parallel,
-            SCRIPT_TIMEOUT,
-            Some(&app.shutdown),
-        )
-        .await;
-    conns.close().await;
-    let Some(results) = results else {
-        println!("\nhistory {stage}: interrupted");
+    let Some((names, paths, results)) =
+        read_stage(app, &config, "history", stage, inspect::releases).await?
+    else {
         return Ok(Outcome::Interrupted);
     };
 
     let mut ledgers: Vec<Vec<Entry>> = Vec::new();
     let mut unread = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let parsed = match results[i].as_ref().expect("every host has a script") {
-            Err(e) => Err(e.clone()),
-            Ok(o) if !o.success() => Err(format!("the ledger script {}", stderr_tail(o))),
-            Ok(o) => inspect::parse_releases(&o.stdout_str())
-                .ok_or_else(|| "the ledger script's output is incomplete".to_string()),
-        };
+        let parsed = parse_output(&results[i], "ledger", inspect::parse_releases);
         match parsed {
             Ok(r) => {
                 warn_bad_lines(name, &r.ledger.bad_lines, &paths[i].at(LEDGER_PATH));
@@ -216,17 +190,7 @@ pub async fn run(app: &App, stage: &str, limit: usize) -> anyhow::Result<Outcome
             if rows.len() == 1 { "" } else { "s" }
         )
     });
-    let outcome = if unread.is_empty() {
-        Outcome::Success
-    } else {
-        out.push(format!(
-            "history {stage}: FAILED — could not read {}",
-            unread.join(", ")
-        ));
-        Outcome::Failed
-    };
-    println!("{}", out.join("\n"));
-    Ok(outcome)
+    Ok(print_report(out, "history", stage, &unread))
 }
 
 #[cfg(test)]

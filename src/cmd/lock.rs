@@ -4,14 +4,13 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::on_hosts::{stderr_tail, Connections, SCRIPT_TIMEOUT};
+use super::on_hosts::{on_stage, parse_output, stderr_tail, StageRound, SCRIPT_TIMEOUT};
 use super::App;
 use crate::ledger::{Entry, EventKind};
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
-use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
+use crate::plan::commands::{self, LOCKED_STATUS};
 use crate::plan::inspect::{self, Freed, LockState};
-use crate::plan::planner;
 
 /// The message of a lock taken without `-m`.
 pub const DEFAULT_MESSAGE: &str = "locked by hand";
@@ -53,7 +52,6 @@ enum Took {
 
 pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
-    let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     let mut holder = app.lock_holder(stage, "lock", "lock").by_hand();
     holder.message = message
         .map(str::trim)
@@ -61,34 +59,21 @@ pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Resu
         .unwrap_or(DEFAULT_MESSAGE)
         .to_string();
     let json = serde_json::to_string(&holder)?;
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
-    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    println!(
-        "lock {stage}: {} host{}: {}",
-        hosts.len(),
-        plural(hosts.len()),
-        names.join(", ")
-    );
-
-    let conns = Connections::open(&hosts, &config.ssh).await?;
-    let scripts: Vec<Option<String>> = paths
-        .iter()
-        .map(|p| Some(commands::lock(p, &json)))
-        .collect();
-    let results = conns
-        .run_each(
-            &scripts,
-            app.global.parallel,
-            SCRIPT_TIMEOUT,
-            Some(&app.shutdown),
-        )
-        .await;
+    let StageRound {
+        names,
+        paths,
+        conns,
+        results,
+    } = on_stage(app, &config, "lock", stage, "", |p| {
+        commands::lock(p, &json)
+    })
+    .await?;
     let interrupted = results.is_none();
     let took: Vec<Took> = match results {
         None => names.iter().map(|_| Took::NotRun).collect(),
         Some(r) => r
             .into_iter()
-            .map(|r| match r.expect("every host has a script") {
+            .map(|r| match r {
                 Err(e) => Took::Error(e),
                 Ok(o) if o.success() => Took::Taken,
                 Ok(o) if o.status == Some(LOCKED_STATUS) => {
@@ -237,29 +222,15 @@ pub fn forced_entry(
 
 pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
-    let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
-    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     let user = app.user();
-    println!(
-        "unlock {stage}: {} host{}: {}{}",
-        hosts.len(),
-        plural(hosts.len()),
-        names.join(", "),
-        if force { " (forced)" } else { "" }
-    );
-
-    let conns = Connections::open(&hosts, &config.ssh).await?;
-    let read: Vec<Option<String>> = paths.iter().map(|p| Some(inspect::lock_state(p))).collect();
-    let Some(states) = conns
-        .run_each(
-            &read,
-            app.global.parallel,
-            SCRIPT_TIMEOUT,
-            Some(&app.shutdown),
-        )
-        .await
-    else {
+    let note = if force { " (forced)" } else { "" };
+    let StageRound {
+        names,
+        paths,
+        conns,
+        results,
+    } = on_stage(app, &config, "unlock", stage, note, inspect::lock_state).await?;
+    let Some(states) = results else {
         conns.close().await;
         println!("\nunlock {stage}: interrupted; nothing was freed");
         return Ok(Outcome::Interrupted);
@@ -269,17 +240,10 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let out = match r.expect("every host has a script") {
+            let holder = match parse_output(&r, "lock", inspect::parse_lock) {
                 Err(e) => return Decision::Error(e),
-                Ok(o) if !o.success() => {
-                    return Decision::Error(format!("the lock script {}", stderr_tail(&o)))
-                }
-                Ok(o) => o,
-            };
-            let holder = match inspect::parse_lock(&out.stdout_str()) {
-                None => return Decision::Error("the lock script's output is incomplete".into()),
-                Some(LockState::Free) => return Decision::AlreadyFree,
-                Some(LockState::Held(h)) => h,
+                Ok(LockState::Free) => return Decision::AlreadyFree,
+                Ok(LockState::Held(h)) => h,
             };
             let stale = holder
                 .as_ref()
@@ -362,12 +326,7 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
                 ..
             } => {
                 let r = results[i].as_ref().expect("a free script ran");
-                let done = match r {
-                    Err(e) => Err(e.clone()),
-                    Ok(o) if !o.success() => Err(format!("the unlock script {}", stderr_tail(o))),
-                    Ok(o) => inspect::parse_free(&o.stdout_str())
-                        .ok_or_else(|| "the unlock script's output is incomplete".to_string()),
-                };
+                let done = parse_output(r, "unlock", inspect::parse_free);
                 match done {
                     Err(e) => {
                         failed.push(*name);

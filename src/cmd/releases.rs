@@ -5,13 +5,11 @@
 //! read. Ledger lines that do not parse are skipped with a warning on
 //! stderr naming the host and the line numbers.
 
-use super::on_hosts::{stderr_tail, Connections, SCRIPT_TIMEOUT};
+use super::on_hosts::{parse_output, print_report, read_stage};
 use super::App;
 use crate::ledger::LEDGER_PATH;
 use crate::outcome::Outcome;
-use crate::plan::commands::HostPaths;
 use crate::plan::inspect::{self, HostReleases};
-use crate::plan::planner;
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
@@ -80,29 +78,9 @@ pub fn warn_bad_lines(host: &str, bad_lines: &[usize], ledger_path: &str) {
 
 pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
-    let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
-    let scripts: Vec<Option<String>> = paths.iter().map(|p| Some(inspect::releases(p))).collect();
-    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    println!(
-        "releases {stage}: {} host{}: {}",
-        hosts.len(),
-        if hosts.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
-
-    let conns = Connections::open(&hosts, &config.ssh).await?;
-    let results = conns
-        .run_each(
-            &scripts,
-            app.global.parallel,
-            SCRIPT_TIMEOUT,
-            Some(&app.shutdown),
-        )
-        .await;
-    conns.close().await;
-    let Some(results) = results else {
-        println!("\nreleases {stage}: interrupted");
+    let Some((names, paths, results)) =
+        read_stage(app, &config, "releases", stage, inspect::releases).await?
+    else {
         return Ok(Outcome::Interrupted);
     };
 
@@ -110,12 +88,7 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
     let mut read: Vec<(&str, HostReleases)> = Vec::new();
     let mut unread = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let parsed = match results[i].as_ref().expect("every host has a script") {
-            Err(e) => Err(e.clone()),
-            Ok(o) if !o.success() => Err(format!("the releases script {}", stderr_tail(o))),
-            Ok(o) => inspect::parse_releases(&o.stdout_str())
-                .ok_or_else(|| "the releases script's output is incomplete".to_string()),
-        };
+        let parsed = parse_output(&results[i], "releases", inspect::parse_releases);
         match parsed {
             Ok(r) => {
                 warn_bad_lines(name, &r.ledger.bad_lines, &paths[i].at(LEDGER_PATH));
@@ -149,15 +122,5 @@ pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
             "releases {stage}: {n} hosts read; they disagree (see above)"
         ));
     }
-    let outcome = if unread.is_empty() {
-        Outcome::Success
-    } else {
-        out.push(format!(
-            "releases {stage}: FAILED — could not read {}",
-            unread.join(", ")
-        ));
-        Outcome::Failed
-    };
-    println!("{}", out.join("\n"));
-    Ok(outcome)
+    Ok(print_report(out, "releases", stage, &unread))
 }

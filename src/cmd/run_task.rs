@@ -7,13 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::fan_out::{self, HostEnd};
 use super::on_hosts::SCRIPT_TIMEOUT;
 use super::App;
 use crate::config::{Config, Host, Task};
-use crate::exec::connect::{close_all, connect_all};
 use crate::exec::event::LOCAL_LABEL;
 use crate::exec::{Event, EventSink};
 use crate::outcome::{Outcome, UsageError};
@@ -21,7 +18,6 @@ use crate::plan::commands::{self, HostPaths};
 use crate::plan::current::{self, Current};
 use crate::plan::{planner, render, ReleaseInfo};
 use crate::redact::Redactor;
-use crate::report;
 use crate::transport::local::LocalTransport;
 use crate::transport::Transport;
 
@@ -103,86 +99,37 @@ pub async fn run(app: &App, stage: &str, task_name: &str) -> anyhow::Result<Outc
         render::render(&task.run, &ctx, &format!("task `{task_name}`"), &h.name)?;
     }
     let redactor = Arc::new(app.redactor(&config)?);
-    let names: Vec<String> = if task.local {
+    let labels: Vec<String> = if task.local {
         vec![LOCAL_LABEL.to_string()]
     } else {
         hosts.iter().map(|h| h.name.clone()).collect()
     };
-    let control = tempfile::Builder::new()
-        .prefix("shipit-")
-        .tempdir_in(std::env::temp_dir())
-        .context("cannot create a directory for ssh control sockets")?;
-
-    let (sink, rx) = EventSink::new();
-    let reporter = tokio::spawn(report::drive_output(rx, app.output.clone()));
-    sink.send(Event::RunStarted {
-        recipe: "run".into(),
-        stage: stage.to_string(),
-        release: String::new(),
-        commit: String::new(),
-        reference: String::new(),
-        hosts: names.clone(),
-    });
-    sink.send(Event::Notice(format!(
-        "task `{task_name}`: {}",
-        redactor.apply(&task.run)
-    )));
-
-    let transports: Vec<Result<Arc<dyn Transport>, String>> =
-        connect_all(&hosts, &config.ssh, control.path())
-            .await
-            .into_iter()
-            .map(|c| c.map_err(|e| redactor.apply(&e.to_string()).into_owned()))
-            .collect();
+    let fan = fan_out::Fan {
+        recipe: "run",
+        stage,
+        what: &format!("task `{task_name}`"),
+        notice: format!("task `{task_name}`: {}", redactor.apply(&task.run)),
+        labels,
+        started,
+    };
     let task = Arc::new(task);
     let hosts_owned: Vec<Host> = hosts.iter().map(|h| (*h).clone()).collect();
     let base = release_for(app, &config, stage, &placeholder);
-    let ends = fan_out::each_host(
-        names.len(),
-        app.global.parallel,
-        &app.shutdown,
-        &sink,
-        |i| {
-            let job = HostJob {
-                label: names[i].clone(),
-                host: hosts_owned[i].clone(),
-                transport: transports[i].clone(),
-                config: config.clone(),
-                task: task.clone(),
-                release: base.clone(),
-                env: app.env.clone(),
-                sink: sink.clone(),
-                redactor: redactor.clone(),
-            };
-            job.run()
-        },
-    )
-    .await;
-    let connected: Vec<Option<Arc<dyn Transport>>> = transports
-        .iter()
-        .map(|t| t.as_ref().ok().cloned())
-        .collect();
-    close_all(&connected).await;
-
-    let interrupted = *app.shutdown.borrow();
-    let summary = fan_out::summary(
-        "run",
-        stage,
-        &format!("task `{task_name}`"),
-        &names,
-        &ends,
-        interrupted,
-        started.elapsed(),
-    );
-    let ok = summary.ok;
-    sink.send(Event::Finished(summary));
-    drop(sink);
-    let _ = reporter.await;
-    Ok(match (interrupted, ok) {
-        (true, _) => Outcome::Interrupted,
-        (false, true) => Outcome::Success,
-        (false, false) => Outcome::Failed,
+    fan_out::run(app, fan, &hosts, &config.ssh, &redactor, |slot| {
+        let job = HostJob {
+            label: slot.label,
+            host: hosts_owned[slot.index].clone(),
+            transport: slot.transport,
+            config: config.clone(),
+            task: task.clone(),
+            release: base.clone(),
+            env: app.env.clone(),
+            sink: slot.events,
+            redactor: redactor.clone(),
+        };
+        job.run()
     })
+    .await
 }
 
 /// One host's part: find its current release, render the task for it, run
