@@ -40,7 +40,7 @@ pub struct Global {
     #[arg(long, global = true, value_delimiter = ',')]
     pub roles: Vec<String>,
     /// How many hosts are worked on at once.
-    #[arg(short = 'j', long = "parallel", global = true, default_value_t = 50)]
+    #[arg(short = 'j', long = "parallel", global = true, default_value_t = 200)]
     pub parallel: usize,
     /// Output: human on a terminal, plain lines in logs and CI (`CI`,
     /// `JENKINS_URL`, `BUILD_ID`, `HUDSON_URL` set, `TERM=dumb`, or stdout

@@ -14,7 +14,7 @@ use crate::transport::{Transport, TransportError};
 /// How many ssh connections may be starting at the same moment: enough to
 /// fill a big fleet quickly, few enough that ssh's own CPU work and sshd's
 /// `MaxStartups` are never the bottleneck.
-pub const CONNECT_AT_ONCE: usize = 16;
+pub const CONNECT_AT_ONCE: usize = 64;
 
 /// Connects to every host; index `i` of the result is `hosts[i]`'s.
 pub async fn connect_all(

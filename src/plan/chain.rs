@@ -70,9 +70,15 @@ pub fn script(stop: Option<&str>, steps: &[ChainStep<'_>]) -> String {
             quote(st.script),
             input
         ));
+        // Most steps print nothing: `[ -s ]` is a builtin, so they cost no
+        // `wc` or `cat` process (hundreds of hosts share the host CPU).
         s.push_str(&format!(
-            "rc=$?\nprintf '\\036E %s %s %s %s\\n' {} \"$rc\" \"$(wc -c <\"$t/o\")\" \"$(wc -c <\"$t/e\")\"\ncat \"$t/o\" \"$t/e\"\n[ \"$rc\" -eq 0 ] || exit 0\n",
-            st.id
+            "rc=$?\n{}\n{}\nprintf '\\036E %s %s %s %s\\n' {} \"$rc\" \"$ol\" \"$el\"\n{}\n{}\n[ \"$rc\" -eq 0 ] || exit 0\n",
+            "if [ -s \"$t/o\" ]; then ol=$(wc -c <\"$t/o\"); else ol=0; fi",
+            "if [ -s \"$t/e\" ]; then el=$(wc -c <\"$t/e\"); else el=0; fi",
+            st.id,
+            "if [ \"$ol\" -gt 0 ]; then cat \"$t/o\"; fi",
+            "if [ \"$el\" -gt 0 ]; then cat \"$t/e\"; fi",
         ));
     }
     s
