@@ -48,11 +48,11 @@ pub struct Global {
     /// `NO_COLOR` turns colour off.
     #[arg(long, global = true, value_enum, default_value_t = Requested::Auto)]
     pub format: Requested,
-    /// Also write a JUnit XML report here (deploy, exec, run): one test
+    /// Also write a JUnit XML report here (deploy, promote, exec, run): one test
     /// case per host and step, for Jenkins' `junit` step.
     #[arg(long, global = true, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Also print each host's command count and the full output of failed steps.
+    /// Also print when each step starts, and the output of steps that succeeded.
     #[arg(short, long, global = true)]
     pub verbose: bool,
     /// A deploy lock older than this (`2h`, `30m`) is stale whoever holds it:
@@ -173,8 +173,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Deploy to TO exactly the release that is current and verified on FROM
-    /// (default: TO's `promote_from`), after TO's gate: soak time, recorded
+    /// Deploy to TO exactly the release verified on FROM, after TO's gate.
+    ///
+    /// The candidate is the release current and verified on every host of
+    /// FROM (default: TO's `promote_from`). The gate: soak time, recorded
     /// approvals, allowed approvers, signatures. On a terminal it shows the
     /// candidate and the commits it brings and asks you to type TO's name
     /// (that counts as your approval); without a terminal it needs --yes.
@@ -187,8 +189,9 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Record your approval (or rejection) of the release that STAGE would be
-    /// promoted to: the release current and verified on its `promote_from`
+    /// Record your approval (or rejection) of what STAGE would be promoted to.
+    ///
+    /// That is the release current and verified on its `promote_from`
     /// stage, bound to its commit and archive digest, in the ledger of
     /// every host of STAGE.
     Approve {
