@@ -36,6 +36,10 @@ impl HostPaths {
     pub fn release(&self, id: &str) -> String {
         self.at(&format!("releases/{id}"))
     }
+    /// Where release `id`'s archive waits to be unpacked.
+    pub fn archive(&self, id: &str) -> String {
+        self.at(&format!("releases/.{id}.tar"))
+    }
     pub fn repo(&self) -> String {
         self.at("repo")
     }
@@ -220,8 +224,8 @@ pub fn fetch_git(p: &HostPaths, repository: &str, commit: &str) -> String {
 /// Strategy copy: receives the archive on stdin into
 /// `releases/.ID.tar`, and keeps it only when its digest matches.
 pub fn upload_artifact(p: &HostPaths, r: &ReleaseInfo) -> String {
-    let part = p.at(&format!("releases/.{}.tar.part", r.id));
-    let tar = p.at(&format!("releases/.{}.tar", r.id));
+    let tar = p.archive(&r.id);
+    let part = format!("{tar}.part");
     let digest = r.digest.clone().unwrap_or_default();
     script(&[
         format!("mkdir -p {}", quote(&p.at("releases"))),
@@ -239,27 +243,7 @@ pub fn upload_artifact(p: &HostPaths, r: &ReleaseInfo) -> String {
 /// Strategy copy: unpacks the uploaded archive into a new release dir,
 /// writes REVISION and records `staged` (with the digest).
 pub fn create_release_copy(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
-    let rel = p.release(&r.id);
-    let tar = p.at(&format!("releases/.{}.tar", r.id));
-    script(&[
-        format!(
-            "if [ -e {rel} ]; then echo {m} >&2; exit 1; fi",
-            rel = quote(&rel),
-            m = quote(&format!("release dir {rel} already exists"))
-        ),
-        format!("mkdir -p {}", quote(&rel)),
-        format!(
-            "tar -x -f {t} -C {rel} && rm -f {t}",
-            t = quote(&tar),
-            rel = quote(&rel)
-        ),
-        format!(
-            "printf '%s\\n' {} > {}",
-            quote(&r.commit),
-            quote(&join(&rel, "REVISION"))
-        ),
-        ledger_append(p, &[entry(r, host, EventKind::Staged)]),
-    ])
+    create_release(p, r, host, None)
 }
 
 /// Ends a ledger line cut short by a crash (a file not ending in a
@@ -327,21 +311,30 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
 /// Exports the commit from the mirror into a new release dir, writes
 /// REVISION and records `staged`.
 pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
+    let export = format!(
+        "git --git-dir={} archive --format=tar -o {} {}",
+        quote(&p.repo()),
+        quote(&p.archive(&r.id)),
+        quote(&r.commit)
+    );
+    create_release(p, r, host, Some(export))
+}
+
+/// A new release dir filled from the release's archive (written first by
+/// `export` when given, else already uploaded), then REVISION and `staged`.
+fn create_release(p: &HostPaths, r: &ReleaseInfo, host: &str, export: Option<String>) -> String {
     let rel = p.release(&r.id);
-    let tar = p.at(&format!("releases/.{}.tar", r.id));
-    script(&[
+    let tar = p.archive(&r.id);
+    let mut lines = vec![
         format!(
             "if [ -e {rel} ]; then echo {m} >&2; exit 1; fi",
             rel = quote(&rel),
             m = quote(&format!("release dir {rel} already exists"))
         ),
         format!("mkdir -p {}", quote(&rel)),
-        format!(
-            "git --git-dir={} archive --format=tar -o {t} {c}",
-            quote(&p.repo()),
-            t = quote(&tar),
-            c = quote(&r.commit)
-        ),
+    ];
+    lines.extend(export);
+    lines.extend([
         format!(
             "tar -x -f {t} -C {rel} && rm -f {t}",
             t = quote(&tar),
@@ -353,7 +346,8 @@ pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String 
             quote(&join(&rel, "REVISION"))
         ),
         ledger_append(p, &[entry(r, host, EventKind::Staged)]),
-    ])
+    ]);
+    script(&lines)
 }
 
 /// Symlinks linked dirs and files from `shared/` into the release, creating
@@ -588,8 +582,8 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
         ),
         format!(
             "rm -f {} {}",
-            quote(&p.at(&format!("releases/.{}.tar", r.id))),
-            quote(&p.at(&format!("releases/.{}.tar.part", r.id)))
+            quote(&p.archive(&r.id)),
+            quote(&format!("{}.part", p.archive(&r.id)))
         ),
         ledger_append(p, &[e]),
     ])
