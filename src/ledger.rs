@@ -98,6 +98,25 @@ pub fn parse(text: &str) -> Parsed {
     out
 }
 
+/// A ledger entry for unit tests: `event` of `release` (commit
+/// `c-<release>`) by alice on web-1 in staging.
+#[cfg(test)]
+pub fn test_entry(event: EventKind, release: &str) -> Entry {
+    Entry {
+        event,
+        release: release.into(),
+        commit: format!("c-{release}"),
+        digest: None,
+        application: "shop".into(),
+        stage: "staging".into(),
+        host: "web-1".into(),
+        user: "alice".into(),
+        build_url: None,
+        detail: None,
+        time: "2026-11-24T19:01:02Z".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

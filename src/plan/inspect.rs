@@ -611,21 +611,7 @@ mod tests {
         }
     }
 
-    fn entry(event: EventKind, release: &str) -> Entry {
-        Entry {
-            event,
-            release: release.into(),
-            commit: format!("c-{release}"),
-            digest: None,
-            application: "shop".into(),
-            stage: "staging".into(),
-            host: "web-1".into(),
-            user: "alice".into(),
-            build_url: None,
-            detail: None,
-            time: "2026-11-24T19:01:02Z".into(),
-        }
-    }
+    use crate::ledger::test_entry as entry;
 
     fn listing(path: &Path) -> Vec<String> {
         let mut v = walk(path);

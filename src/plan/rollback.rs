@@ -578,21 +578,7 @@ mod tests {
     const C: &str = "20261122T080000Z";
     const D: &str = "20261123T080000Z";
 
-    fn entry(event: EventKind, release: &str) -> Entry {
-        Entry {
-            event,
-            release: release.into(),
-            commit: format!("c-{release}"),
-            digest: None,
-            application: "shop".into(),
-            stage: "staging".into(),
-            host: "web-1".into(),
-            user: "alice".into(),
-            build_url: None,
-            detail: None,
-            time: "2026-11-24T19:01:02Z".into(),
-        }
-    }
+    use crate::ledger::test_entry as entry;
 
     /// A host with release dirs `ids`, `current`, and a ledger where each
     /// release's events are given as words.
