@@ -1,7 +1,7 @@
 //! shipit: a deployment orchestrator in the Capistrano tradition.
 //!
 //! Four layers, one direction: [`config`] (what the user wrote, validated),
-//! [`plan`] (a pure task graph of step x host), [`exec`] (runs the graph over
+//! [`plan`] (a pure task graph of step x host), [`engine`] (runs the graph over
 //! a [`transport::Transport`], emitting events) and [`report`] (events in,
 //! output out). [`cmd`] wires them into the subcommands.
 
@@ -9,7 +9,7 @@ pub mod artifact;
 pub mod cli;
 pub mod cmd;
 pub mod config;
-pub mod exec;
+pub mod engine;
 pub mod gate;
 pub mod git;
 pub mod ledger;

@@ -9,9 +9,9 @@ use anyhow::Context;
 
 use super::App;
 use crate::config::{Config, Host};
-use crate::exec::connect::{close_all, connect_all};
-use crate::exec::executor::RunReport;
-use crate::exec::{Event, EventSink, Executor, HostSummary, NodeResult, StepOutcome, Summary};
+use crate::engine::connect::{close_all, connect_all};
+use crate::engine::executor::RunReport;
+use crate::engine::{Event, EventSink, Executor, HostSummary, NodeResult, StepOutcome, Summary};
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};

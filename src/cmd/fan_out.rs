@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 
 use super::App;
 use crate::config::{Host, SshSettings};
-use crate::exec::connect::{close_all, connect_all};
-use crate::exec::executor::tail;
-use crate::exec::{Event, EventSink, HostSummary, StepOutcome, Summary};
+use crate::engine::connect::{close_all, connect_all};
+use crate::engine::executor::tail;
+use crate::engine::{Event, EventSink, HostSummary, StepOutcome, Summary};
 use crate::outcome::Outcome;
 use crate::redact::Redactor;
 use crate::report;

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::App;
 use crate::config::{Config, Host, SshSettings};
-use crate::exec::connect::{close_all, connect_all};
+use crate::engine::connect::{close_all, connect_all};
 use crate::outcome::Outcome;
 use crate::plan::chain::{self, ChainStep, Frame, FrameParser};
 use crate::plan::commands::HostPaths;

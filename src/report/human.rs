@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::plain;
-use crate::exec::{Event, StepOutcome};
+use crate::engine::{Event, StepOutcome};
 
 /// The spinner line's and the finished line's templates.
 pub fn templates(color: bool) -> (&'static str, &'static str) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::exec::{Event, StepOutcome, Summary};
+use crate::engine::{Event, StepOutcome, Summary};
 
 /// Bumped when a field changes meaning or goes away (adding one does not).
 pub const FORMAT_VERSION: u32 = 1;
@@ -171,7 +171,7 @@ pub fn line(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::HostSummary;
+    use crate::engine::HostSummary;
 
     fn one(e: Event) -> Value {
         let v = event(&e);

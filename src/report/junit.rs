@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::exec::{Event, StepOutcome, Summary};
+use crate::engine::{Event, StepOutcome, Summary};
 
 /// The name of the per-host case that says how the host ended.
 pub const OUTCOME_CASE: &str = "outcome";
@@ -307,7 +307,7 @@ impl XmlCase {
                     let n = c
                         .stderr
                         .len()
-                        .saturating_sub(crate::exec::executor::TAIL_LINES);
+                        .saturating_sub(crate::engine::executor::TAIL_LINES);
                     c.stderr[n..].join("\n")
                 } else {
                     c.tail.join("\n")
@@ -452,7 +452,7 @@ pub fn attr(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::HostSummary;
+    use crate::engine::HostSummary;
 
     fn started(host: &str, step: &str) -> Event {
         Event::StepStarted {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::format::{self, Format, Requested, World};
 use super::junit::Junit;
-use crate::exec::Event;
+use crate::engine::Event;
 
 /// The subcommands whose whole output goes through the reporters, so
 /// `--format json` keeps stdout valid JSON lines and `--junit` sees every
@@ -38,7 +38,7 @@ impl Verbosity {
 
     /// Whether plain output shows `e` at all.
     pub fn shows(self, e: &Event) -> bool {
-        use crate::exec::StepOutcome;
+        use crate::engine::StepOutcome;
         match (self, e) {
             (Verbosity::Quiet, Event::StepFinished { outcome, .. }) => *outcome != StepOutcome::Ok,
             (Verbosity::Quiet, Event::BatchStarted { .. }) => false,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::exec::{Event, StepOutcome, Summary};
+use crate::engine::{Event, StepOutcome, Summary};
 
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
@@ -201,7 +201,7 @@ pub fn heartbeat(host: &str, step: &str, running_for: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::HostSummary;
+    use crate::engine::HostSummary;
 
     #[test]
     fn step_lines_name_the_host() {

@@ -11,7 +11,7 @@ use super::format::Format;
 use super::human::Human;
 use super::output::{Output, Verbosity};
 use super::{json, plain};
-use crate::exec::Event;
+use crate::engine::Event;
 
 /// How often plain and JSON output say a long step is still running.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -106,7 +106,7 @@ fn verbose_lines(e: &Event, mut lines: Vec<String>) -> Vec<String> {
         Event::StepStarted { host, step } => vec![format!("[{host}] {step} started")],
         Event::StepFinished {
             host,
-            outcome: crate::exec::StepOutcome::Ok,
+            outcome: crate::engine::StepOutcome::Ok,
             tail,
             ..
         } => {
@@ -120,7 +120,7 @@ fn verbose_lines(e: &Event, mut lines: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod verbosity_tests {
     use super::*;
-    use crate::exec::StepOutcome;
+    use crate::engine::StepOutcome;
     use std::time::Duration;
 
     fn finished(ok: bool) -> Event {
