@@ -127,6 +127,8 @@ fn assert_keys(v: &Value, keys: &[&str]) {
     got.sort();
     let mut want = keys.to_vec();
     want.push("event");
+    want.push("schema");
+    assert_eq!(v["schema"], 1, "every event carries `schema: 1`: {v}");
     want.sort();
     assert_eq!(got, want, "{v}");
 }
@@ -138,15 +140,7 @@ fn assert_documented(events: &[Value]) {
         match kind {
             "run_started" => assert_keys(
                 e,
-                &[
-                    "format_version",
-                    "recipe",
-                    "stage",
-                    "release",
-                    "commit",
-                    "reference",
-                    "hosts",
-                ],
+                &["recipe", "stage", "release", "commit", "reference", "hosts"],
             ),
             "step_started" => assert_keys(e, &["host", "step"]),
             "step_finished" | "step_failed" => assert_keys(
@@ -189,6 +183,7 @@ fn assert_documented(events: &[Value]) {
                         "ok",
                         "headline",
                         "duration_ms",
+                        "exit_code",
                         "hosts",
                     ],
                 );

@@ -243,6 +243,7 @@ pub async fn run_with(
             })
             .collect(),
         duration: started.elapsed(),
+        exit_code: crate::outcome::exit_code(&Ok(outcome)),
     };
     sink.send(Event::Finished(summary));
     drop(exec);

@@ -352,6 +352,11 @@ pub fn summary(
             })
             .collect(),
         duration,
+        exit_code: match (failed.is_empty(), interrupted) {
+            (_, true) => crate::outcome::exit_code(&Ok(crate::outcome::Outcome::Interrupted)),
+            (true, false) => 0,
+            (false, false) => 1,
+        },
     }
 }
 

@@ -90,4 +90,6 @@ pub struct Summary {
     pub headline: String,
     pub hosts: Vec<HostSummary>,
     pub duration: Duration,
+    /// The exit code the command ends with (see [`crate::outcome::exit_code`]).
+    pub exit_code: u8,
 }

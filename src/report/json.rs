@@ -7,8 +7,9 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{Event, StepOutcome, Summary};
 
-/// Bumped when a field changes meaning or goes away (adding one does not).
-pub const FORMAT_VERSION: u32 = 1;
+/// The `schema` every event carries. Bumped when a field changes meaning or
+/// goes away (adding one does not).
+pub const SCHEMA: u32 = 1;
 
 /// Steps that undo a run's work on a host rather than do it: reported as
 /// `rollback_started` / `rollback` rather than as steps.
@@ -29,6 +30,7 @@ fn opt(s: &str) -> Value {
 fn object(event: &str, fields: Value) -> Value {
     let mut m = Map::new();
     m.insert("event".into(), Value::String(event.into()));
+    m.insert("schema".into(), Value::from(SCHEMA));
     if let Value::Object(f) = fields {
         m.extend(f);
     }
@@ -48,7 +50,6 @@ pub fn event(e: &Event) -> Value {
         } => object(
             "run_started",
             json!({
-                "format_version": FORMAT_VERSION,
                 "recipe": recipe,
                 "stage": stage,
                 "release": opt(release),
@@ -121,6 +122,7 @@ fn summary(s: &Summary) -> Value {
             "ok": s.ok,
             "headline": s.headline,
             "duration_ms": ms(s.duration),
+            "exit_code": s.exit_code,
             "hosts": s.hosts.iter().map(|h| json!({
                 "host": h.host,
                 "ok": h.ok,
@@ -196,7 +198,7 @@ mod tests {
         assert_eq!(
             v,
             json!({
-                "event": "run_started", "format_version": 1, "recipe": "deploy",
+                "event": "run_started", "schema": 1, "recipe": "deploy",
                 "stage": "staging", "release": "20261124T190102Z", "commit": "0123abcd",
                 "reference": "main", "hosts": ["a", "b"],
             })
@@ -225,7 +227,7 @@ mod tests {
         assert_eq!(
             ok,
             json!({
-                "event": "step_finished", "host": "web-1", "step": "publish", "ok": true,
+                "event": "step_finished", "schema": 1, "host": "web-1", "step": "publish", "ok": true,
                 "duration_ms": 210, "exit_status": 0, "reason": null, "tail": [],
             })
         );
@@ -258,7 +260,7 @@ mod tests {
         });
         assert_eq!(
             started,
-            json!({"event": "rollback_started", "host": "web-1", "action": "switch_back"})
+            json!({"event": "rollback_started", "schema": 1, "host": "web-1", "action": "switch_back"})
         );
         let done = one(Event::StepFinished {
             host: "web-1".into(),
@@ -289,13 +291,14 @@ mod tests {
                 round_trips: 3,
             }],
             duration: Duration::from_millis(1500),
+            exit_code: 1,
         }));
         assert_eq!(
             s,
             json!({
-                "event": "summary", "recipe": "deploy", "stage": "staging", "release": "R",
+                "event": "summary", "schema": 1, "recipe": "deploy", "stage": "staging", "release": "R",
                 "commit": "C", "ok": false, "headline": "staging failed on web-1",
-                "duration_ms": 1500,
+                "duration_ms": 1500, "exit_code": 1,
                 "hosts": [{"host": "web-1", "ok": false, "state": "failed at build: exit 2", "commands": 3}],
             })
         );
@@ -313,19 +316,19 @@ mod tests {
                 of: 2,
                 hosts: vec!["h".into()]
             }),
-            json!({"event": "batch_started", "index": 1, "of": 2, "hosts": ["h"]})
+            json!({"event": "batch_started", "schema": 1, "index": 1, "of": 2, "hosts": ["h"]})
         );
         assert_eq!(
             one(Event::Notice("undoing".into())),
-            json!({"event": "notice", "message": "undoing"})
+            json!({"event": "notice", "schema": 1, "message": "undoing"})
         );
         assert_eq!(
             error("unknown stage `x`", 2),
-            json!({"event": "error", "message": "unknown stage `x`", "exit_code": 2})
+            json!({"event": "error", "schema": 1, "message": "unknown stage `x`", "exit_code": 2})
         );
         assert_eq!(
             heartbeat("h", "build", Duration::from_secs(31)),
-            json!({"event": "heartbeat", "host": "h", "step": "build", "running_s": 31})
+            json!({"event": "heartbeat", "schema": 1, "host": "h", "step": "build", "running_s": 31})
         );
     }
 }

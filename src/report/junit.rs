@@ -489,6 +489,7 @@ mod tests {
                 })
                 .collect(),
             duration: Duration::from_secs(2),
+            exit_code: if hosts.iter().all(|h| h.1) { 0 } else { 1 },
         })
     }
 

@@ -281,6 +281,7 @@ mod tests {
             headline: "1 of 2 hosts failed: b".into(),
             hosts: vec![],
             duration: Duration::from_millis(300),
+            exit_code: 1,
         };
         assert_eq!(summary(&s)[1], "exec staging: FAILED — 0 hosts in 0.30s");
     }
@@ -301,6 +302,7 @@ mod tests {
                 round_trips: 9,
             }],
             duration: Duration::from_millis(1500),
+            exit_code: 0,
         };
         let out = summary(&s).join("\n");
         assert!(out.contains(
