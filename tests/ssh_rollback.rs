@@ -133,9 +133,7 @@ fn rollback_goes_back_to_the_previous_good_release_and_again_after_a_deploy() {
         );
     }
     assert!(
-        s.contains(&format!(
-            "rollback staging: ok — every host is on release {a} (was {b})"
-        )),
+        s.contains(&format!("every host is on release {a} (was {b})")),
         "{}",
         text(&out)
     );
@@ -162,7 +160,7 @@ fn rollback_goes_back_to_the_previous_good_release_and_again_after_a_deploy() {
     let s = stdout(&out);
     assert!(
         s.contains(&format!(
-            "rollback staging: refused — no release to roll back to: none older than current {a} has `verified` as its last ledger event (on every host); nothing was changed"
+            "refused — no release to roll back to: none older than current {a} has `verified` as its last ledger event (on every host); nothing was changed"
         )),
         "{}",
         text(&out)
@@ -263,7 +261,7 @@ fn rollback_refuses_when_hosts_disagree_unless_forced() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         stdout(&out).contains(&format!(
-            "rollback staging: ok — fleet-1, fleet-2 on release {b} (was {c}); fleet-3 on release {a} (was {b})"
+            "fleet-1, fleet-2 on release {b} (was {c}); fleet-3 on release {a} (was {b})"
         )),
         "{}",
         text(&out)
@@ -354,7 +352,7 @@ fn a_target_failing_its_smoke_test_is_switched_back_on_that_host() {
     assert!(s.contains("[fleet-2] rollback FAILED"), "{}", text(&out));
     assert!(
         s.contains(&format!(
-            "rollback staging: FAILED on fleet-2 (smoke_test failed; switched back to {b}); fleet-1, fleet-3 on release {a} (was {b})"
+            "FAILED on fleet-2 (smoke_test failed; switched back to {b}); fleet-1, fleet-3 on release {a} (was {b})"
         )),
         "{}",
         text(&out)
@@ -397,7 +395,7 @@ fn rollback_is_refused_by_a_held_lock() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(
         stdout(&out).contains(
-            "rollback staging: refused — stage `staging` is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress; nothing was changed"
+            "refused — stage `staging` is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress; nothing was changed"
         ),
         "{}",
         text(&out)

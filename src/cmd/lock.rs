@@ -1,9 +1,6 @@
 //! `shipit lock STAGE [-m MSG]` and `shipit unlock STAGE [--force]`: hold
 //! or free the deploy lock on every host of a stage by hand.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use super::on_hosts::{on_stage, parse_output, stderr_tail, StageRound, SCRIPT_TIMEOUT};
 use super::App;
 use crate::ledger::{Entry, EventKind};
@@ -15,23 +12,7 @@ use crate::plan::inspect::{self, Freed, LockState};
 /// The message of a lock taken without `-m`.
 pub const DEFAULT_MESSAGE: &str = "locked by hand";
 
-/// Whether a process with this pid runs on this machine. When that cannot
-/// be told, says it does: a lock is never called stale without evidence.
-pub fn pid_alive(pid: u32) -> bool {
-    if Path::new("/proc/self").exists() {
-        return Path::new(&format!("/proc/{pid}")).exists();
-    }
-    // `ps -p` sees every user's processes (`kill -0` fails on those it may
-    // not signal).
-    Command::new("ps")
-        .args(["-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(true)
-}
+pub use crate::lock::pid_alive;
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {
@@ -381,18 +362,4 @@ pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outco
     };
     println!("{}", out.join("\n"));
     Ok(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pid_alive_tells_running_from_gone() {
-        assert!(pid_alive(std::process::id()));
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(!pid_alive(pid));
-    }
 }

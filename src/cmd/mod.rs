@@ -50,7 +50,39 @@ pub struct App {
     pub output: Output,
 }
 
+/// The reporter of a command's events, running until [`Reporting::finish`].
+pub struct Reporting {
+    pub events: crate::engine::EventSink,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reporting {
+    /// Waits until every event sent so far is written.
+    pub async fn finish(self) {
+        drop(self.events);
+        let _ = self.task.await;
+    }
+}
+
 impl App {
+    /// What the engine needs of the world.
+    pub fn ctx(&self) -> crate::engine::session::Ctx<'_> {
+        crate::engine::session::Ctx {
+            env: &self.env,
+            parallel: self.global.parallel,
+            shutdown: self.shutdown.clone(),
+            staleness: self.staleness(),
+            status: self.status.clone(),
+        }
+    }
+
+    /// Starts the reporter chosen for this run; events go to it.
+    pub fn reporting(&self) -> Reporting {
+        let (events, rx) = crate::engine::EventSink::new();
+        let task = tokio::spawn(crate::report::drive_output(rx, self.output.clone()));
+        Reporting { events, task }
+    }
+
     /// Records what the run is doing (undoing, unlocking), so a second
     /// Ctrl-C can say what it is waiting for.
     pub fn set_status(&self, what: &str) {

@@ -55,6 +55,16 @@ pub enum Event {
     },
     /// A run-level note: undoing, unlocking, why the run stops.
     Notice(String),
+    /// Something a person should look at that does not change the outcome
+    /// (a ledger line that did not parse). Text output writes it to stderr.
+    Warning(String),
+    /// A line of a command's report that is not a step: what a rollback
+    /// decided for a host (`on A: target B`), how a host's rollback ended,
+    /// where hosts disagree. `host` is the host it is about, if one.
+    Report {
+        host: Option<String>,
+        text: String,
+    },
     /// The whole output of a command whose output is the point (`exec`,
     /// `run`), already redacted; sent just before the step's
     /// `StepFinished`. Reporters print it grouped under the host.

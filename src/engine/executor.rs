@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::queue::{NodeState, Queue};
-use crate::plan::{Action, Phase, Plan};
+use crate::plan::{Action, Phase, Plan, Recipe};
 use crate::redact::Redactor;
 use crate::shell::quote;
 use crate::transport::{CommandOutput, Transport, TransportError};
@@ -185,7 +185,7 @@ impl Executor {
     /// order, until all have run or been skipped. After an interrupt, starts
     /// nothing new and lets running nodes finish (or time out).
     pub async fn run(
-        &mut self,
+        &self,
         plan: &Plan,
         include: impl Fn(usize) -> bool,
         max_failures: usize,
@@ -201,6 +201,7 @@ impl Executor {
         let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
         let mut running: JoinSet<Vec<(usize, Option<NodeResult>)>> = JoinSet::new();
         let mut announced_batch: Option<usize> = None;
+        let mut shutdown = self.shutdown.clone();
         let mut interrupted = self.interrupted();
         if interrupted {
             queue.cancel_pending();
@@ -308,13 +309,18 @@ impl Executor {
                             }
                         })
                         .collect();
-                    let stop = node.host.map(|h| {
-                        busy.insert(h);
-                        commands::stop_flag(
-                            &HostPaths::new(&plan.hosts[h].deploy_to),
-                            &plan.release.id,
-                        )
-                    });
+                    // Only a deploy's chains stop half-way on an interrupt;
+                    // the other recipes' chains run to their end.
+                    let stop = node
+                        .host
+                        .filter(|_| plan.recipe == Recipe::Deploy)
+                        .map(|h| {
+                            busy.insert(h);
+                            commands::stop_flag(
+                                &HostPaths::new(&plan.hosts[h].deploy_to),
+                                &plan.release.id,
+                            )
+                        });
                     let job = ChainJob {
                         transport,
                         label,
@@ -395,7 +401,7 @@ impl Executor {
                         None => {}
                     }
                 }
-                _ = self.shutdown.changed(), if !interrupted => {
+                _ = shutdown.changed(), if !interrupted => {
                     interrupted = true;
                     queue.cancel_pending();
                     // Chains already on a host stop after their current step.

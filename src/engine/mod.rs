@@ -4,6 +4,9 @@
 
 pub mod event;
 pub mod executor;
+pub mod rollback;
+pub mod rollback_target;
+pub mod session;
 
 pub use event::{Event, HostSummary, StepOutcome, Summary};
 pub use executor::{EventSink, Executor, NodeResult};

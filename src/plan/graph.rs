@@ -8,12 +8,16 @@ use crate::config::TransportKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipe {
     Deploy,
+    /// A rollback's rounds: lock and read, then switch (and, where the
+    /// target fails, switch back), each a plan of per-host chains.
+    Rollback,
 }
 
 impl std::fmt::Display for Recipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Recipe::Deploy => "deploy",
+            Recipe::Rollback => "rollback",
         })
     }
 }

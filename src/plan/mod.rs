@@ -13,6 +13,7 @@ pub mod release;
 pub mod render;
 pub mod rollback;
 pub mod step;
+pub mod targeting;
 
 pub use graph::{Node, Plan, PlanHost, Recipe};
 pub use planner::{plan, Filters, PlanError, PlanInput};

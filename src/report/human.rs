@@ -115,7 +115,12 @@ impl Human {
                     format!("{step} ok")
                 });
             }
-            Event::BatchStarted { .. } | Event::Notice(_) => {
+            Event::Warning(_) => {
+                for l in plain::lines(e) {
+                    eprintln!("{l}");
+                }
+            }
+            Event::BatchStarted { .. } | Event::Notice(_) | Event::Report { .. } => {
                 for l in plain::lines(e) {
                     self.println(&l);
                 }

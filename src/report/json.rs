@@ -107,6 +107,8 @@ pub fn event(e: &Event) -> Value {
             json!({ "index": index, "of": of, "hosts": hosts }),
         ),
         Event::Notice(text) => object("notice", json!({ "message": text })),
+        Event::Warning(text) => object("warning", json!({ "message": text })),
+        Event::Report { host, text } => object("report", json!({ "host": host, "text": text })),
         Event::Finished(s) => summary(s),
     }
 }

@@ -150,7 +150,10 @@ impl Junit {
                 }
                 self.summary = Some(s.clone());
             }
-            Event::BatchStarted { .. } | Event::Notice(_) => {}
+            Event::BatchStarted { .. }
+            | Event::Notice(_)
+            | Event::Warning(_)
+            | Event::Report { .. } => {}
         }
     }
 

@@ -62,6 +62,12 @@ pub fn lines(e: &Event) -> Vec<String> {
             vec![format!("batch {index}/{of}: {}", hosts.join(", "))]
         }
         Event::Notice(text) => vec![format!("shipit: {text}")],
+        Event::Warning(text) => vec![format!("shipit: warning: {text}")],
+        Event::Report {
+            host: Some(host),
+            text,
+        } => vec![format!("[{host}] {text}")],
+        Event::Report { host: None, text } => vec![text.clone()],
         Event::Output {
             host,
             stdout,

@@ -1,0 +1,599 @@
+//! The rollback protocol: every host back to the previous good release its
+//! ledger names (or `--to ID`), restarted and smoke-tested. Offline: no
+//! fetch, no upload, no git server.
+//!
+//! Three rounds, each a plan of per-host chains run by the executor:
+//!
+//! 1. **lock and read** (one round trip per host): take the deploy lock and
+//!    print the host's releases, `current` and ledger. A lock held by
+//!    someone else, or a host that cannot be read, ends the run before
+//!    anything changes (exit 4 or 1).
+//! 2. **decide**, in Rust ([`super::rollback_target`]): each host's target;
+//!    hosts must agree unless `--force`. Nothing is sent.
+//! 3. **switch** (one round trip per host that moves): switch, restart,
+//!    smoke test, record, unlock; the chain stops at the first failure.
+//!    A host whose target failed after the switch gets the **way back**
+//!    (switch back, restart and smoke test the release it came from,
+//!    unlock); one that cannot be put back ends the run with exit 5.
+//!
+//! Every path out frees the locks this run took. On an interrupt, hosts
+//! not yet started stay where they are and chains already sent finish.
+
+use std::time::{Duration, Instant};
+
+use super::event::{Event, HostSummary, Summary};
+use super::executor::{EventSink, NodeResult};
+use super::rollback_target::{
+    self as target, reached, summary, HostEnd, NoTarget, Target, UndoVerdict, Verdict,
+};
+use super::session::{Ctx, Session};
+use crate::config::{Config, Host};
+use crate::ledger::LEDGER_PATH;
+use crate::lock::{pid_alive, LockHolder};
+use crate::outcome::Outcome;
+use crate::plan::chain::Frame;
+use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
+use crate::plan::inspect::{self, HostReleases};
+use crate::plan::render::{self, RenderError};
+use crate::plan::rollback::{self as recipe, HostRollback, RollbackStep, TaskRun};
+use crate::plan::targeting::{self, Targets};
+use crate::plan::{Plan, PlanHost, ReleaseInfo};
+use crate::redact::Redactor;
+
+/// What a rollback is asked to do.
+pub struct Request<'a> {
+    pub config: &'a Config,
+    pub stage: &'a str,
+    /// The selected hosts of the stage.
+    pub hosts: Vec<&'a Host>,
+    pub to: Option<&'a str>,
+    pub force: bool,
+    pub holder: LockHolder,
+    pub redactor: Redactor,
+}
+
+/// What the lock-and-read round found on a host.
+enum Read {
+    State(Box<HostReleases>),
+    Held(Option<LockHolder>),
+    Error(String),
+}
+
+fn read_result(r: Option<&NodeResult>) -> Read {
+    let Some(r) = r else {
+        return Read::Error("not run".into());
+    };
+    match &r.output {
+        None => Read::Error(r.reason.clone().unwrap_or_else(|| "failed".into())),
+        Some(o) if o.status == Some(LOCKED_STATUS) => {
+            Read::Held(LockHolder::from_stderr(&o.stderr_str()))
+        }
+        Some(o) if !o.success() => Read::Error(format!(
+            "the lock-and-read script {}",
+            stderr_tail(&o.stderr_str(), o.status)
+        )),
+        Some(o) => match inspect::parse_releases(&o.stdout_str()) {
+            Some(r) => Read::State(Box::new(r)),
+            None => Read::Error("the lock-and-read script's output is incomplete".into()),
+        },
+    }
+}
+
+fn stderr_tail(stderr: &str, status: Option<i32>) -> String {
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    match (status, last) {
+        (Some(c), Some(l)) => format!("exited {c}: {}", l.trim()),
+        (Some(c), None) => format!("exited {c}"),
+        (None, _) => "was killed".to_string(),
+    }
+}
+
+/// How far a host's chain got, as the frames it would have printed: the
+/// executor's per-node results put back in chain order.
+fn chain_reached(steps: &[RollbackStep], results: &[Option<NodeResult>]) -> target::Reached {
+    let mut frames = Vec::new();
+    let mut error = None;
+    for (i, r) in results.iter().enumerate() {
+        let Some(r) = r else { break };
+        frames.push(Frame::Started(i));
+        match &r.output {
+            Some(o) => frames.push(Frame::Ended {
+                id: i,
+                status: o.status.unwrap_or(-1),
+                stdout: o.stdout.clone(),
+                stderr: o.stderr.clone(),
+            }),
+            None => {
+                error = r.reason.clone();
+                break;
+            }
+        }
+    }
+    reached(steps, &frames, error.as_deref())
+}
+
+/// One run, once connected.
+struct Run<'a, 'c> {
+    req: &'a Request<'a>,
+    ctx: &'a Ctx<'c>,
+    events: &'a EventSink,
+    session: &'a Session,
+    paths: Vec<HostPaths>,
+    plan_hosts: Vec<PlanHost>,
+    /// Whether this run's lock on each host is known to be free again.
+    freed: Vec<bool>,
+    /// Hosts whose lock is someone else's: never freed by this run.
+    held_by_others: Vec<bool>,
+}
+
+impl Run<'_, '_> {
+    fn name(&self, i: usize) -> &str {
+        &self.req.hosts[i].name
+    }
+
+    fn report(&self, host: Option<usize>, text: String) {
+        self.events.send(Event::Report {
+            host: host.map(|h| self.name(h).to_string()),
+            text: self.req.redactor.apply(&text).into_owned(),
+        });
+    }
+
+    fn release_info(&self, id: &str, commit: &str, digest: Option<String>) -> ReleaseInfo {
+        ReleaseInfo {
+            id: id.to_string(),
+            commit: commit.to_string(),
+            reference: self.req.config.branch.clone(),
+            user: self.req.holder.user.clone(),
+            application: self.req.config.application.clone(),
+            stage: self.req.stage.to_string(),
+            build_url: self.ctx.env.get("BUILD_URL").cloned(),
+            digest,
+        }
+    }
+
+    fn plan(&self, chains: &[Option<Vec<RollbackStep>>]) -> Plan {
+        let placeholder = self.release_info("rollback", "", None);
+        recipe::chain_plan(self.req.stage, &placeholder, &self.plan_hosts, chains)
+    }
+
+    /// Runs one chain per host (where given) through the executor; each
+    /// host's node results in chain order.
+    async fn run_chains(
+        &self,
+        chains: &[Option<Vec<RollbackStep>>],
+    ) -> Vec<Vec<Option<NodeResult>>> {
+        let plan = self.plan(chains);
+        let report = self.session.exec.run(&plan, |_| true, 0).await;
+        let mut per_host: Vec<Vec<Option<NodeResult>>> = vec![Vec::new(); chains.len()];
+        for (n, node) in plan.nodes.iter().enumerate() {
+            if let Some(h) = node.host {
+                per_host[h].push(report.results[n].clone());
+            }
+        }
+        per_host
+    }
+
+    fn task_run(&self, i: usize, name: &str, r: &ReleaseInfo) -> Result<TaskRun, RenderError> {
+        let t = self
+            .req
+            .config
+            .task(name)
+            .expect("only tasks that exist run");
+        let ctx = render::context(self.req.config, self.req.hosts[i], r, self.ctx.env);
+        Ok(TaskRun {
+            run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), self.name(i))?,
+            retries: t.retries,
+            interval: t.interval,
+            timeout: t.timeout.unwrap_or(recipe::TASK_TIMEOUT),
+        })
+    }
+
+    /// Frees this run's lock wherever it may still be held; the hosts
+    /// where that failed.
+    async fn free_locks(&mut self) -> Vec<String> {
+        let chains: Vec<Option<Vec<RollbackStep>>> = (0..self.req.hosts.len())
+            .map(|i| {
+                (!self.freed[i] && !self.held_by_others[i]).then(|| {
+                    vec![RollbackStep {
+                        name: recipe::UNLOCK,
+                        script: commands::unlock(&self.paths[i], &self.req.holder.token),
+                        timeout: recipe::STEP_TIMEOUT,
+                    }]
+                })
+            })
+            .collect();
+        if chains.iter().all(Option::is_none) {
+            return Vec::new();
+        }
+        self.ctx.set_status("freeing the deploy locks");
+        let results = self.run_chains(&chains).await;
+        let mut stuck = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            if chains[i].is_none() {
+                continue;
+            }
+            if r.first().and_then(|r| r.as_ref()).is_some_and(|r| r.ok) {
+                self.freed[i] = true;
+            } else {
+                stuck.push(self.name(i).to_string());
+            }
+        }
+        stuck
+    }
+}
+
+/// Runs a rollback; the outcome and the summary it ended with (already
+/// sent as the last event).
+pub async fn run(req: Request<'_>, ctx: &Ctx<'_>, events: &EventSink) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let n = req.hosts.len();
+    events.send(Event::RunStarted {
+        recipe: "rollback".into(),
+        stage: req.stage.to_string(),
+        release: String::new(),
+        commit: String::new(),
+        reference: req.to.map(|t| format!("to {t}")).unwrap_or_default(),
+        hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
+    });
+    if let Some(id) = req.to {
+        events.send(Event::Report {
+            host: None,
+            text: format!("rolling back to release {id}"),
+        });
+    }
+    for name in ["restart", "smoke_test"] {
+        if let Some(t) = req.config.task(name) {
+            if targeting::targets(t, &req.hosts) == Targets::Local {
+                events.send(Event::Report {
+                    host: None,
+                    text: format!(
+                        "note: task `{name}` runs on this machine (`local: true`); rollback does not run it"
+                    ),
+                });
+            }
+        }
+    }
+    let session = Session::open(&req.hosts, &req.config.ssh, ctx, events, &req.redactor).await?;
+    let mut run = Run {
+        paths: req
+            .hosts
+            .iter()
+            .map(|h| HostPaths::new(&h.deploy_to))
+            .collect(),
+        plan_hosts: req
+            .hosts
+            .iter()
+            .map(|h| PlanHost {
+                name: h.name.clone(),
+                roles: h.roles.clone(),
+                transport: h.transport,
+                deploy_to: h.deploy_to.clone(),
+            })
+            .collect(),
+        req: &req,
+        ctx,
+        events,
+        session: &session,
+        freed: vec![false; n],
+        held_by_others: vec![false; n],
+    };
+    let result = rollback(&mut run).await;
+    // Every path out frees the locks this run took.
+    let stuck = run.free_locks().await;
+    session.close().await;
+    let (outcome, mut headline, ends) = result?;
+    if !stuck.is_empty() {
+        headline.push_str(&format!(
+            "; the deploy lock on {} could not be freed: `shipit unlock {}` frees it",
+            stuck.join(", "),
+            req.stage
+        ));
+    }
+    let hosts = (0..n)
+        .map(|i| {
+            let (ok, state) = match ends.get(i).and_then(|e| e.as_ref()) {
+                Some(e) => (e.ok(), e.state()),
+                None => (
+                    false,
+                    session.unreachable[i]
+                        .as_ref()
+                        .map(|w| format!("failed to connect: {w}"))
+                        .unwrap_or_else(|| "unchanged".into()),
+                ),
+            };
+            HostSummary {
+                host: req.hosts[i].name.clone(),
+                ok: ok && outcome == Outcome::Success,
+                state,
+                round_trips: session.exec.round_trips(i),
+            }
+        })
+        .collect();
+    events.send(Event::Finished(Summary {
+        recipe: "rollback".into(),
+        stage: req.stage.to_string(),
+        release: String::new(),
+        commit: String::new(),
+        ok: outcome == Outcome::Success,
+        headline,
+        hosts,
+        duration: started.elapsed(),
+        exit_code: crate::outcome::exit_code(&Ok(outcome)),
+    }));
+    Ok(outcome)
+}
+
+/// Every host's end, when the run got as far as deciding.
+type Ends = Vec<Option<HostEnd>>;
+
+const NOTHING: &str = "nothing was changed";
+
+/// Lock and read, decide, switch. The caller frees the locks.
+async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, Ends)> {
+    let stage = run.req.stage;
+    let n = run.req.hosts.len();
+    let none: Ends = vec![None; n];
+
+    // 1. Lock and read every host.
+    let holder_json = serde_json::to_string(&run.req.holder)?;
+    let chains: Vec<Option<Vec<RollbackStep>>> = run
+        .paths
+        .iter()
+        .map(|p| {
+            Some(vec![RollbackStep {
+                name: "lock",
+                script: recipe::lock_and_read(p, &holder_json),
+                timeout: recipe::STEP_TIMEOUT,
+            }])
+        })
+        .collect();
+    let results = run.run_chains(&chains).await;
+    if run.ctx.interrupted() {
+        return Ok((
+            Outcome::Interrupted,
+            "interrupted before anything changed".into(),
+            none,
+        ));
+    }
+    let mut states: Vec<HostReleases> = Vec::new();
+    let mut held = None;
+    let mut unread = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        match read_result(r.first().and_then(|r| r.as_ref())) {
+            Read::State(s) => states.push(*s),
+            Read::Held(h) => {
+                run.held_by_others[i] = true;
+                let who = match &h {
+                    Some(h) => format!("by {}", h.describe_checked(&run.ctx.staleness, pid_alive)),
+                    None => "(no readable holder record)".to_string(),
+                };
+                run.report(Some(i), format!("locked {who}"));
+                held.get_or_insert((run.name(i).to_string(), who));
+            }
+            Read::Error(e) => {
+                // A host that was never locked needs no unlock.
+                run.freed[i] = r.first().and_then(|r| r.as_ref()).is_none();
+                unread.push(run.name(i).to_string());
+                let _ = e;
+            }
+        }
+    }
+    if let Some((host, who)) = held {
+        return Ok((
+            Outcome::Locked,
+            format!("refused — stage `{stage}` is locked on `{host}` {who}; {NOTHING}"),
+            none,
+        ));
+    }
+    if !unread.is_empty() {
+        return Ok((
+            Outcome::Failed,
+            format!(
+                "FAILED — could not lock and read {}; {NOTHING}",
+                unread.join(", ")
+            ),
+            none,
+        ));
+    }
+    for (i, s) in states.iter().enumerate() {
+        let path = run.paths[i].at(LEDGER_PATH);
+        if let Some(w) = crate::ledger::bad_lines_warning(run.name(i), &s.ledger.bad_lines, &path) {
+            run.events.send(Event::Warning(w));
+        }
+    }
+
+    // 2. Each host's target, from its ledger.
+    let targets_of = |name: &str| -> Targets {
+        run.req
+            .config
+            .task(name)
+            .map(|t| targeting::targets(t, &run.req.hosts))
+            .unwrap_or(Targets::Hosts(Vec::new()))
+    };
+    let (restart_on, smoke_on) = (targets_of("restart"), targets_of("smoke_test"));
+    let choices: Vec<Result<Target, NoTarget>> = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| target::choose(s, run.req.to, smoke_on.on_host(i), run.req.force))
+        .collect();
+    let decision = target::decide(
+        &run.req
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        &choices,
+        run.req.force,
+        stage,
+    );
+    for (host, text) in &decision.lines {
+        run.report(*host, text.clone());
+    }
+    let targets = match decision.targets {
+        Err(why) => return Ok((Outcome::Failed, format!("refused — {why}; {NOTHING}"), none)),
+        Ok(t) => t,
+    };
+    if targets.iter().all(|t| t.stays()) {
+        let ends: Vec<(&str, HostEnd)> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (run.name(i), HostEnd::Stayed { on: t.to.clone() }))
+            .collect();
+        let (o, line) = summary(&ends, false);
+        return Ok((o, line, ends.into_iter().map(|(_, e)| Some(e)).collect()));
+    }
+    if run.ctx.interrupted() {
+        return Ok((
+            Outcome::Interrupted,
+            "interrupted before anything changed".into(),
+            none,
+        ));
+    }
+
+    // 3. What each host runs, rendered before any host is touched.
+    let infos: Vec<Option<(ReleaseInfo, ReleaseInfo)>> = targets
+        .iter()
+        .map(|t| {
+            (!t.stays()).then(|| {
+                (
+                    run.release_info(&t.from, &t.from_commit, None),
+                    run.release_info(&t.to, &t.to_commit, t.to_digest.clone()),
+                )
+            })
+        })
+        .collect();
+    let mut work: Vec<Option<HostRollback<'_>>> = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        let Some((from, to)) = info else {
+            work.push(None);
+            continue;
+        };
+        let task =
+            |on: &Targets, name: &str, r: &ReleaseInfo| -> Result<Option<TaskRun>, RenderError> {
+                if on.on_host(i) {
+                    run.task_run(i, name, r).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+        work.push(Some(HostRollback {
+            paths: &run.paths[i],
+            host: run.name(i),
+            from,
+            to,
+            restart: task(&restart_on, "restart", to)?,
+            smoke_test: task(&smoke_on, "smoke_test", to)?,
+            restart_back: task(&restart_on, "restart", from)?,
+            smoke_test_back: task(&smoke_on, "smoke_test", from)?,
+            token: &run.req.holder.token,
+        }));
+    }
+
+    // 4. Every host at once (up to --parallel).
+    run.ctx
+        .set_status("switching hosts to their rollback target");
+    let started = Instant::now();
+    let chains: Vec<Option<Vec<RollbackStep>>> =
+        work.iter().map(|w| w.as_ref().map(recipe::steps)).collect();
+    let results = run.run_chains(&chains).await;
+    let mut ends: Ends = vec![None; n];
+    let mut undo: Vec<Option<Vec<RollbackStep>>> = vec![None; n];
+    let mut pending: Vec<Option<(String, String)>> = vec![None; n];
+    let mut unlocked_by_chain = vec![false; n];
+    for i in 0..n {
+        let t = &targets[i];
+        let (Some(w), Some(steps)) = (&work[i], &chains[i]) else {
+            ends[i] = Some(HostEnd::Stayed { on: t.to.clone() });
+            continue;
+        };
+        if results[i].iter().all(Option::is_none) {
+            // Interrupted before its chain was sent: it stays where it is.
+            ends[i] = Some(HostEnd::NotStarted { on: t.from.clone() });
+            continue;
+        }
+        let r = chain_reached(steps, &results[i]);
+        let redact = |s: &str| run.req.redactor.apply(s).into_owned();
+        let (from, to) = (t.from.clone(), t.to.clone());
+        ends[i] = Some(match target::verdict(steps, &r) {
+            Verdict::Done { unlocked } => {
+                unlocked_by_chain[i] = unlocked;
+                HostEnd::Done { from, to }
+            }
+            Verdict::Unrecorded { why } => HostEnd::Unrecorded {
+                from,
+                to,
+                why: redact(&why),
+            },
+            Verdict::NotSwitched { why } => HostEnd::NotSwitched {
+                on: from,
+                why: redact(&why),
+            },
+            Verdict::Undo { step, why } => {
+                undo[i] = Some(recipe::undo_steps(w));
+                pending[i] = Some((step.to_string(), redact(&why)));
+                continue;
+            }
+        });
+    }
+    for (i, u) in unlocked_by_chain.into_iter().enumerate() {
+        run.freed[i] |= u;
+    }
+    if undo.iter().any(Option::is_some) {
+        run.ctx
+            .set_status("switching back hosts whose rollback target failed");
+        let back = run.run_chains(&undo).await;
+        for i in 0..n {
+            let (Some(steps), Some((step, why))) = (&undo[i], pending[i].take()) else {
+                continue;
+            };
+            let t = &targets[i];
+            let b = chain_reached(steps, &back[i]);
+            let redact = |s: &str| run.req.redactor.apply(s).into_owned();
+            ends[i] = Some(match target::undo_verdict(steps, &b) {
+                UndoVerdict::Back { unlocked } => {
+                    run.freed[i] = unlocked;
+                    HostEnd::SwitchedBack {
+                        on: t.from.clone(),
+                        step,
+                        why,
+                    }
+                }
+                UndoVerdict::BackUnhealthy {
+                    step: back_step,
+                    why: back_why,
+                } => HostEnd::BackUnhealthy {
+                    on: t.from.clone(),
+                    step,
+                    why,
+                    back_step: back_step.to_string(),
+                    back_why: redact(&back_why),
+                },
+                UndoVerdict::Stuck { why: back_why } => HostEnd::Stuck {
+                    on: t.to.clone(),
+                    step,
+                    why,
+                    back_why: redact(&back_why),
+                },
+            });
+        }
+    }
+    let secs = format!("{:.2}s", started.elapsed().as_secs_f64());
+    for (i, e) in ends.iter().enumerate() {
+        if let (Some(e), false) = (e, targets[i].stays()) {
+            if let Some(line) = e.line(&targets[i], &secs) {
+                run.report(Some(i), line);
+            }
+        }
+    }
+    let interrupted = run.ctx.interrupted();
+    let named: Vec<(&str, HostEnd)> = ends
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (run.name(i), e.clone().expect("every host has an end")))
+        .collect();
+    let (outcome, line) = summary(&named, interrupted);
+    Ok((outcome, line, ends))
+}
+
+/// How long a rollback's own steps may take, for callers that budget.
+pub const STEP_TIMEOUT: Duration = recipe::STEP_TIMEOUT;

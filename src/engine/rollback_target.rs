@@ -1,0 +1,1403 @@
+//! Which release each host of a rollback goes to, and how each host's
+//! rollback ended: pure decisions made in Rust from the parsed ledger and
+//! the executor's results, so hosts only carry them out.
+//!
+//! The protocol (see [`super::rollback`]): a host's target is `--to ID`, or
+//! the newest release older than `current` whose last ledger event is
+//! `verified` (`published` where no smoke test runs) — never a directory
+//! time. Hosts must agree on target and current unless `--force`. A host
+//! whose switch chain stops is judged by [`verdict`]: not switched, to be
+//! switched back ([`undo_verdict`] then says how that went), or switched
+//! but not recorded.
+
+use std::time::Duration;
+
+use crate::ledger::{Entry, EventKind};
+use crate::outcome::Outcome;
+use crate::plan::chain::{Frame, TIMEOUT_STATUS};
+use crate::plan::inspect::{self, HostReleases};
+use crate::plan::rollback::{RollbackStep, RECORD, SWITCH, SWITCH_BACK, UNLOCK};
+
+/// Whether a release whose last status event on a host is `status` is a
+/// good one to roll back to: `verified`, or `published` when no smoke test
+/// runs on that host (then nothing could ever verify it).
+pub fn is_good(status: Option<EventKind>, smoke_here: bool) -> bool {
+    match status {
+        Some(EventKind::Verified) => true,
+        Some(EventKind::Published) => !smoke_here,
+        _ => false,
+    }
+}
+
+/// The ledger events that make a release good, for messages.
+fn good_words(smoke_here: bool) -> &'static str {
+    if smoke_here {
+        "`verified`"
+    } else {
+        "`verified` or `published`"
+    }
+}
+
+/// Where one host goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The release `current` points at now.
+    pub from: String,
+    pub from_commit: String,
+    /// The release to switch to; equal to `from` when the host is already
+    /// there (only with `--to`).
+    pub to: String,
+    pub to_commit: String,
+    /// Strategy copy: the digest the ledger recorded for `to`.
+    pub to_digest: Option<String>,
+    /// What `--force` overrode to pick `to`, when it did.
+    pub forced: Option<String>,
+}
+
+impl Target {
+    /// The host is on the target already: nothing to do there.
+    pub fn stays(&self) -> bool {
+        self.from == self.to
+    }
+}
+
+/// Why a host has no target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoTarget {
+    #[error("no current release to roll back from")]
+    NoCurrent,
+    #[error("`current` points at `{0}`, which is not a release here")]
+    CurrentMissing(String),
+    #[error(
+        "no release to roll back to: none older than current {current} has {good} as its last ledger event"
+    )]
+    NoPrevious { current: String, good: &'static str },
+    #[error("release {0} is not on this host")]
+    Missing(String),
+    #[error("release {id} is {why}; --force rolls back to it anyway")]
+    NotGood { id: String, why: String },
+}
+
+/// The commit of release `id` on a host: its `REVISION`, else the newest
+/// ledger record of it that names one.
+fn commit_of(h: &HostReleases, id: &str) -> String {
+    let revision = h
+        .releases
+        .iter()
+        .find(|(r, _)| r == id)
+        .map(|(_, c)| c.as_str())
+        .unwrap_or_default();
+    if !revision.is_empty() {
+        return revision.to_string();
+    }
+    h.ledger
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.release == id && !e.commit.is_empty())
+        .map(|e| e.commit.clone())
+        .unwrap_or_default()
+}
+
+fn digest_of(entries: &[Entry], id: &str) -> Option<String> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.release == id && e.digest.is_some())
+        .and_then(|e| e.digest.clone())
+}
+
+/// Why `--to` needs `--force` for a release with this last status entry.
+fn not_good_why(status: Option<&Entry>) -> String {
+    match status {
+        None => "not in the ledger".to_string(),
+        Some(e) => match e.event {
+            EventKind::Failed => match &e.detail {
+                Some(d) => format!("marked `failed` in the ledger ({d})"),
+                None => "marked `failed` in the ledger".to_string(),
+            },
+            EventKind::Staged => "only `staged` in the ledger: it never went live".to_string(),
+            EventKind::Published => "`published` but never `verified` in the ledger".to_string(),
+            other => format!("`{}` in the ledger", inspect::event_name(other)),
+        },
+    }
+}
+
+/// Picks a host's target from what it holds: `--to ID` when given, else
+/// the newest good release (see [`is_good`]) older than `current`, so
+/// releases that failed or were rolled back are skipped. The target must be
+/// a release dir on the host. `--to` a release that is not good (failed,
+/// never verified, unknown to the ledger) is refused unless `force`; one
+/// that was rolled back is allowed (rolling forward again).
+pub fn choose(
+    h: &HostReleases,
+    to: Option<&str>,
+    smoke_here: bool,
+    force: bool,
+) -> Result<Target, NoTarget> {
+    let current = h.current.as_deref().ok_or(NoTarget::NoCurrent)?;
+    let has = |id: &str| h.releases.iter().any(|(r, _)| r == id);
+    if !has(current) {
+        return Err(NoTarget::CurrentMissing(current.to_string()));
+    }
+    let status = |id: &str| inspect::release_status(&h.ledger.entries, id);
+    let (to, forced) = match to {
+        Some(id) if !has(id) => return Err(NoTarget::Missing(id.to_string())),
+        Some(id) if id == current => (id.to_string(), None),
+        Some(id) => {
+            let st = status(id);
+            let kind = st.map(|e| e.event);
+            if is_good(kind, smoke_here) || kind == Some(EventKind::RolledBack) {
+                (id.to_string(), None)
+            } else if force {
+                (id.to_string(), Some(not_good_why(st)))
+            } else {
+                return Err(NoTarget::NotGood {
+                    id: id.to_string(),
+                    why: not_good_why(st),
+                });
+            }
+        }
+        None => {
+            let previous = h
+                .releases
+                .iter()
+                .rev()
+                .map(|(id, _)| id.as_str())
+                .filter(|id| *id < current)
+                .find(|id| is_good(status(id).map(|e| e.event), smoke_here));
+            match previous {
+                Some(id) => (id.to_string(), None),
+                None => {
+                    return Err(NoTarget::NoPrevious {
+                        current: current.to_string(),
+                        good: good_words(smoke_here),
+                    })
+                }
+            }
+        }
+    };
+    Ok(Target {
+        from: current.to_string(),
+        from_commit: commit_of(h, current),
+        to_commit: commit_of(h, &to),
+        to_digest: digest_of(&h.ledger.entries, &to),
+        to,
+        forced,
+    })
+}
+
+/// `what is A on x, y but B on z`: hosts grouped by value, the largest
+/// group first (ties: the order of `values`). `None` when all agree.
+fn grouped(what: &str, values: &[(&str, &str)]) -> Option<String> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (host, v) in values {
+        match groups.iter_mut().find(|(g, _)| g == v) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((v, vec![host])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    groups.sort_by_key(|(_, hosts)| std::cmp::Reverse(hosts.len()));
+    let part = |(v, hosts): &(&str, Vec<&str>)| format!("{v} on {}", hosts.join(", "));
+    let rest: Vec<String> = groups[1..].iter().map(part).collect();
+    Some(format!(
+        "hosts disagree: {what} is {} but {}",
+        part(&groups[0]),
+        rest.join("; ")
+    ))
+}
+
+/// Where the hosts' targets (and currents) differ, one line each; empty
+/// when every host goes from the same release to the same release.
+pub fn disagreements(hosts: &[(&str, &Target)]) -> Vec<String> {
+    let targets: Vec<(&str, &str)> = hosts.iter().map(|(n, t)| (*n, t.to.as_str())).collect();
+    let currents: Vec<(&str, &str)> = hosts.iter().map(|(n, t)| (*n, t.from.as_str())).collect();
+    [grouped("target", &targets), grouped("current", &currents)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Why a step failed, in a few words: its stderr's last lines and status.
+pub fn step_failure(status: i32, stderr: &[u8], timeout: Duration) -> String {
+    if status == TIMEOUT_STATUS {
+        return format!("did not finish within {}s", timeout.as_secs());
+    }
+    let err = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    if tail.is_empty() {
+        format!("exited {status}")
+    } else {
+        format!("exited {status}: {tail}")
+    }
+}
+
+/// Where a chain stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    /// The step, by position.
+    pub step: usize,
+    pub why: String,
+    /// The step ended with a status (it ran to its end and failed); `false`
+    /// when it broke off or never started, so it may have done part.
+    pub ended: bool,
+    /// It never started.
+    pub unstarted: bool,
+}
+
+/// How far a chain of `steps` got, from the frames it printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    /// Steps that ended well, by position.
+    pub ok: Vec<bool>,
+    /// `None` when every step ended well.
+    pub stopped: Option<Stop>,
+}
+
+/// Reads a chain's frames. `error` is why the chain did not run to its
+/// end (timed out, connection lost), when it did not.
+pub fn reached(steps: &[RollbackStep], frames: &[Frame], error: Option<&str>) -> Reached {
+    let mut ok = vec![false; steps.len()];
+    let mut started = vec![false; steps.len()];
+    let mut stopped = None;
+    for f in frames {
+        match f {
+            Frame::Started(i) if *i < steps.len() => started[*i] = true,
+            Frame::Ended {
+                id, status, stderr, ..
+            } if *id < steps.len() => {
+                if *status == 0 {
+                    ok[*id] = true;
+                } else if stopped.is_none() {
+                    stopped = Some(Stop {
+                        step: *id,
+                        why: step_failure(*status, stderr, steps[*id].timeout),
+                        ended: true,
+                        unstarted: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if stopped.is_none() {
+        if let Some(i) = ok.iter().position(|o| !o) {
+            let why = match (started[i], error) {
+                (_, Some(e)) => e.to_string(),
+                (true, None) => "did not finish".to_string(),
+                (false, None) => "did not start".to_string(),
+            };
+            stopped = Some(Stop {
+                step: i,
+                why,
+                ended: false,
+                // Without frames, a transport error may have come at any
+                // point: only a clean run with no frame at all says so.
+                unstarted: !started[i] && error.is_none(),
+            });
+        }
+    }
+    Reached { ok, stopped }
+}
+
+/// What a host's rollback chain ([`steps`]) did, decided from [`reached`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rolled back and recorded; `unlocked` when the lock went with it.
+    Done { unlocked: bool },
+    /// `current` was not switched: nothing to undo.
+    NotSwitched { why: String },
+    /// Switched (or perhaps switched), then `step` failed or broke off:
+    /// switch back.
+    Undo { step: &'static str, why: String },
+    /// On the target and checked, but the record step failed: the ledger
+    /// or `revisions.log` may lack the rollback.
+    Unrecorded { why: String },
+}
+
+pub fn verdict(steps: &[RollbackStep], r: &Reached) -> Verdict {
+    let Some(stop) = &r.stopped else {
+        return Verdict::Done { unlocked: true };
+    };
+    let why = stop.why.clone();
+    match steps[stop.step].name {
+        UNLOCK => Verdict::Done { unlocked: false },
+        // A switch that ended with a status left `current` alone (`mv` is
+        // its last command); one that broke off may have moved it.
+        SWITCH if stop.ended || stop.unstarted => Verdict::NotSwitched { why },
+        RECORD => Verdict::Unrecorded { why },
+        step => Verdict::Undo { step, why },
+    }
+}
+
+/// What the way back ([`undo_steps`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UndoVerdict {
+    /// Back where it was, restarted and checked.
+    Back { unlocked: bool },
+    /// `current` is back, but the release's restart or smoke test failed.
+    BackUnhealthy { step: &'static str, why: String },
+    /// Could not switch back (or cannot tell): still on the target.
+    Stuck { why: String },
+}
+
+pub fn undo_verdict(steps: &[RollbackStep], r: &Reached) -> UndoVerdict {
+    let Some(stop) = &r.stopped else {
+        return UndoVerdict::Back { unlocked: true };
+    };
+    let why = stop.why.clone();
+    match steps[stop.step].name {
+        UNLOCK => UndoVerdict::Back { unlocked: false },
+        SWITCH_BACK => UndoVerdict::Stuck { why },
+        step => UndoVerdict::BackUnhealthy { step, why },
+    }
+}
+
+/// How a host's rollback ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEnd {
+    /// Already on the target (`--to`): nothing done.
+    Stayed {
+        on: String,
+    },
+    /// Not started: interrupted first.
+    NotStarted {
+        on: String,
+    },
+    Done {
+        from: String,
+        to: String,
+    },
+    /// The switch itself failed; `current` is unchanged.
+    NotSwitched {
+        on: String,
+        why: String,
+    },
+    /// `step` failed on the target; the host is back on `on`.
+    SwitchedBack {
+        on: String,
+        step: String,
+        why: String,
+    },
+    /// Switched back to `on` after `step` failed, but `on`'s own restart or
+    /// smoke test failed then: needs a person.
+    BackUnhealthy {
+        on: String,
+        step: String,
+        why: String,
+        back_step: String,
+        back_why: String,
+    },
+    /// `step` failed on the target and switching back failed too: still on
+    /// `on` (or unknown). Needs a person.
+    Stuck {
+        on: String,
+        step: String,
+        why: String,
+        back_why: String,
+    },
+    /// Rolled back and checked, but not recorded in the ledger.
+    Unrecorded {
+        from: String,
+        to: String,
+        why: String,
+    },
+}
+
+impl HostEnd {
+    /// Whether the host ended where the rollback meant it to.
+    pub fn ok(&self) -> bool {
+        matches!(self, HostEnd::Stayed { .. } | HostEnd::Done { .. })
+    }
+
+    /// Where the host is now, for its summary row.
+    pub fn state(&self) -> String {
+        match self {
+            HostEnd::Stayed { on } => format!("on {on} (already)"),
+            HostEnd::NotStarted { on } => format!("not started: interrupted; still on {on}"),
+            HostEnd::Done { from, to } => format!("on {to} (was {from})"),
+            HostEnd::NotSwitched { on, why } => format!("switch failed: {why}; still on {on}"),
+            HostEnd::SwitchedBack { on, step, why } => {
+                format!("{step} failed: {why}; switched back to {on}")
+            }
+            HostEnd::BackUnhealthy {
+                on,
+                step,
+                back_step,
+                back_why,
+                ..
+            } => format!(
+                "{step} failed; switched back to {on}, but its {back_step} failed: {back_why}; needs a person"
+            ),
+            HostEnd::Stuck { on, step, back_why, .. } => format!(
+                "{step} failed and switching back failed: {back_why}; still on {on}; needs a person"
+            ),
+            HostEnd::Unrecorded { to, why, .. } => {
+                format!("on {to}, but the rollback could not be recorded: {why}")
+            }
+        }
+    }
+
+    /// The host's line once its rollback ended (`secs`: how long it took),
+    /// `None` for a host that was not touched.
+    pub fn line(&self, t: &Target, secs: &str) -> Option<String> {
+        let (from, to) = (&t.from, &t.to);
+        Some(match self {
+            HostEnd::Stayed { .. } | HostEnd::NotStarted { .. } => return None,
+            HostEnd::Done { .. } => format!("rollback ok {secs}: now on {to} (was {from})"),
+            HostEnd::Unrecorded { why, .. } => format!(
+                "rollback FAILED {secs} at record: {why}; on {to} (was {from}) and checked, but the ledger or revisions.log may lack it"
+            ),
+            HostEnd::NotSwitched { why, .. } => {
+                format!("rollback FAILED {secs} at switch: {why}; current unchanged ({from})")
+            }
+            HostEnd::SwitchedBack { step, why, .. } => format!(
+                "rollback FAILED {secs} at {step}: {why}; switched back to {from} ({to} marked failed)"
+            ),
+            HostEnd::BackUnhealthy {
+                step,
+                why,
+                back_step,
+                back_why,
+                ..
+            } => format!(
+                "rollback FAILED {secs} at {step}: {why}; switched back to {from}, but its {back_step} failed: {back_why}"
+            ),
+            HostEnd::Stuck {
+                step, why, back_why, ..
+            } => format!(
+                "rollback FAILED {secs} at {step}: {why}; could not switch back to {from}: {back_why}; still on {to}"
+            ),
+        })
+    }
+}
+
+/// What the hosts' targets add up to: the lines to report (host index, or
+/// `None` for the whole stage) and the targets, or why the rollback is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub lines: Vec<(Option<usize>, String)>,
+    pub targets: Result<Vec<Target>, String>,
+}
+
+/// Checks each host's choice and that the hosts agree (unless `force`).
+pub fn decide(
+    names: &[&str],
+    choices: &[Result<Target, NoTarget>],
+    force: bool,
+    stage: &str,
+) -> Decision {
+    let n = names.len();
+    let mut lines = Vec::new();
+    let mut refusals: Vec<(String, Vec<&str>)> = Vec::new();
+    for (i, c) in choices.iter().enumerate() {
+        match c {
+            Ok(t) if t.stays() => {
+                lines.push((Some(i), format!("on {}: already on the target", t.from)))
+            }
+            Ok(t) => {
+                lines.push((Some(i), format!("on {}: target {}", t.from, t.to)));
+                if let Some(why) = &t.forced {
+                    lines.push((
+                        Some(i),
+                        format!(
+                            "note: release {} is {why}; rolling back to it because of --force",
+                            t.to
+                        ),
+                    ));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                lines.push((Some(i), format!("refused: {e}")));
+                match refusals.iter_mut().find(|(m, _)| *m == e) {
+                    Some((_, hosts)) => hosts.push(names[i]),
+                    None => refusals.push((e, vec![names[i]])),
+                }
+            }
+        }
+    }
+    if !refusals.is_empty() {
+        let why: Vec<String> = refusals
+            .iter()
+            .map(|(e, hosts)| {
+                if hosts.len() == n && n > 1 {
+                    format!("{e} (on every host)")
+                } else {
+                    format!("{e} (on {})", hosts.join(", "))
+                }
+            })
+            .collect();
+        return Decision {
+            lines,
+            targets: Err(why.join("; ")),
+        };
+    }
+    let targets: Vec<Target> = choices
+        .iter()
+        .map(|c| c.clone().expect("checked"))
+        .collect();
+    let pairs: Vec<(&str, &Target)> = names.iter().copied().zip(targets.iter()).collect();
+    let disagree = disagreements(&pairs);
+    lines.extend(disagree.iter().map(|d| (None, d.clone())));
+    if !disagree.is_empty() && !force {
+        return Decision {
+            lines,
+            targets: Err(format!(
+                "the hosts disagree (see above); `shipit rollback {stage} --force` rolls each host back to its own target"
+            )),
+        };
+    }
+    if !disagree.is_empty() {
+        lines.push((
+            None,
+            "--force: each host goes to its own target".to_string(),
+        ));
+    }
+    Decision {
+        lines,
+        targets: Ok(targets),
+    }
+}
+
+/// The summary line and the outcome, from how each host ended.
+pub fn summary(ends: &[(&str, HostEnd)], interrupted: bool) -> (Outcome, String) {
+    let mut needs_person = Vec::new();
+    let mut failed = Vec::new();
+    let mut not_started = Vec::new();
+    // (to, from) -> hosts, in first-seen order; `from` is `None` for hosts
+    // that stayed.
+    type Move = (String, Option<String>);
+    let mut moved: Vec<(Move, Vec<&str>)> = Vec::new();
+    for (host, end) in ends {
+        let key = match end {
+            HostEnd::Stayed { on } => Some((on.clone(), None)),
+            HostEnd::Done { from, to } => Some((to.clone(), Some(from.clone()))),
+            _ => None,
+        };
+        if let Some(key) = key {
+            match moved.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hosts)) => hosts.push(host),
+                None => moved.push((key, vec![host])),
+            }
+        }
+        match end {
+            HostEnd::Stayed { .. } | HostEnd::Done { .. } => {}
+            HostEnd::NotStarted { on } => not_started.push(format!("{host} (still on {on})")),
+            HostEnd::NotSwitched { on, why } => {
+                failed.push(format!("{host} (switch failed: {why}; still on {on})"))
+            }
+            HostEnd::SwitchedBack { on, step, .. } => {
+                failed.push(format!("{host} ({step} failed; switched back to {on})"))
+            }
+            HostEnd::Unrecorded { to, why, .. } => failed.push(format!(
+                "{host} (on {to}, but the rollback could not be recorded: {why})"
+            )),
+            HostEnd::BackUnhealthy {
+                on,
+                step,
+                back_step,
+                ..
+            } => needs_person.push(format!(
+                "{host} ({step} failed on the target; switched back to {on}, whose {back_step} failed too)"
+            )),
+            HostEnd::Stuck { on, step, .. } => needs_person.push(format!(
+                "{host} ({step} failed and it could not be switched back: still on {on})"
+            )),
+        }
+    }
+    let all_moved = failed.is_empty() && needs_person.is_empty() && not_started.is_empty();
+    let moved_text = if all_moved && moved.len() == 1 {
+        let ((to, from), _) = &moved[0];
+        match from {
+            Some(f) => format!("every host is on release {to} (was {f})"),
+            None => format!("every host is on release {to} already; nothing to do"),
+        }
+    } else {
+        moved
+            .iter()
+            .map(|((to, from), hosts)| match from {
+                Some(f) => format!("{} on release {to} (was {f})", hosts.join(", ")),
+                None => format!("{} on release {to} (already)", hosts.join(", ")),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let and_moved = if moved.is_empty() {
+        String::new()
+    } else {
+        format!("; {moved_text}")
+    };
+    if !needs_person.is_empty() {
+        let mut others = failed.clone();
+        others.extend(not_started.iter().cloned());
+        let others = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; failed: {}", others.join(", "))
+        };
+        return (
+            Outcome::RollbackIncomplete,
+            format!(
+                "INCOMPLETE — needs a person: {}{others}{and_moved}",
+                needs_person.join(", ")
+            ),
+        );
+    }
+    if interrupted {
+        let mut left = failed.clone();
+        left.extend(not_started.iter().cloned());
+        let left = if left.is_empty() {
+            String::new()
+        } else {
+            format!(" — not rolled back: {}", left.join(", "))
+        };
+        return (
+            Outcome::Interrupted,
+            format!("interrupted{left}{and_moved}"),
+        );
+    }
+    if !failed.is_empty() {
+        return (
+            Outcome::Failed,
+            format!("FAILED on {}{and_moved}", failed.join(", ")),
+        );
+    }
+    (Outcome::Success, moved_text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger;
+    use crate::plan::commands;
+    use crate::plan::commands::HostPaths;
+    use crate::plan::release::ReleaseInfo;
+    use crate::plan::rollback::{
+        lock_and_read, steps, switch_back, undo_steps, HostRollback, TaskRun,
+    };
+
+    const A: &str = "20261120T080000Z";
+    const B: &str = "20261121T080000Z";
+    const C: &str = "20261122T080000Z";
+    const D: &str = "20261123T080000Z";
+
+    use crate::ledger::test_entry as entry;
+
+    /// A host with release dirs `ids`, `current`, and a ledger where each
+    /// release's events are given as words.
+    fn host(current: Option<&str>, ids: &[&str], events: &[(&str, &[&str])]) -> HostReleases {
+        let mut entries = Vec::new();
+        for (id, evs) in events {
+            for ev in *evs {
+                let kind: EventKind = serde_json::from_value(serde_json::json!(ev)).unwrap();
+                entries.push(entry(kind, id));
+            }
+        }
+        HostReleases {
+            deploy_to_exists: true,
+            releases: ids
+                .iter()
+                .map(|i| (i.to_string(), format!("rev-{i}")))
+                .collect(),
+            current: current.map(str::to_string),
+            ledger: ledger::Parsed {
+                entries,
+                bad_lines: vec![],
+            },
+        }
+    }
+
+    const GOOD: &[&str] = &["staged", "published", "verified"];
+    const PUBLISHED: &[&str] = &["staged", "published"];
+    const FAILED: &[&str] = &["staged", "published", "failed"];
+    const ROLLED: &[&str] = &["staged", "published", "verified", "rolled_back"];
+
+    #[test]
+    fn choose_reads_the_ledger_for_the_previous_good_release() {
+        let all = [A, B, C, D];
+        // (case, host, --to, smoke here, force) -> target or error
+        type Case<'a> = (
+            &'a str,
+            HostReleases,
+            Option<&'a str>,
+            bool,
+            bool,
+            Result<&'a str, NoTarget>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "previous verified",
+                host(Some(D), &all, &[(A, GOOD), (B, GOOD), (C, GOOD), (D, GOOD)]),
+                None,
+                true,
+                false,
+                Ok(C),
+            ),
+            (
+                "skips failed and rolled back",
+                host(
+                    Some(D),
+                    &all,
+                    &[(A, GOOD), (B, ROLLED), (C, FAILED), (D, GOOD)],
+                ),
+                None,
+                true,
+                false,
+                Ok(A),
+            ),
+            (
+                "published is not good with a smoke test",
+                host(
+                    Some(D),
+                    &all,
+                    &[(A, GOOD), (B, GOOD), (C, PUBLISHED), (D, GOOD)],
+                ),
+                None,
+                true,
+                false,
+                Ok(B),
+            ),
+            (
+                "published is good without one",
+                host(
+                    Some(D),
+                    &all,
+                    &[(A, GOOD), (B, GOOD), (C, PUBLISHED), (D, PUBLISHED)],
+                ),
+                None,
+                false,
+                false,
+                Ok(C),
+            ),
+            (
+                "only older than current",
+                host(
+                    Some(B),
+                    &all,
+                    &[(A, GOOD), (B, GOOD), (C, ROLLED), (D, GOOD)],
+                ),
+                None,
+                true,
+                false,
+                Ok(A),
+            ),
+            (
+                "a release the ledger does not know is no target",
+                host(Some(D), &all, &[(A, GOOD), (D, GOOD)]),
+                None,
+                true,
+                false,
+                Ok(A),
+            ),
+            (
+                "the target must be a dir here",
+                host(
+                    Some(D),
+                    &[A, D],
+                    &[(A, GOOD), (B, GOOD), (C, GOOD), (D, GOOD)],
+                ),
+                None,
+                true,
+                false,
+                Ok(A),
+            ),
+            (
+                "nothing older and good",
+                host(Some(B), &all, &[(A, FAILED), (B, GOOD)]),
+                None,
+                true,
+                false,
+                Err(NoTarget::NoPrevious {
+                    current: B.into(),
+                    good: "`verified`",
+                }),
+            ),
+            (
+                "no current",
+                host(None, &all, &[(A, GOOD)]),
+                None,
+                true,
+                false,
+                Err(NoTarget::NoCurrent),
+            ),
+            (
+                "current is not a release dir",
+                host(Some(D), &[A, B], &[(A, GOOD)]),
+                None,
+                true,
+                false,
+                Err(NoTarget::CurrentMissing(D.into())),
+            ),
+            (
+                "--to an older good release",
+                host(Some(D), &all, &[(A, GOOD), (B, GOOD), (C, GOOD), (D, GOOD)]),
+                Some(A),
+                true,
+                false,
+                Ok(A),
+            ),
+            (
+                "--to a rolled back release rolls forward",
+                host(Some(B), &all, &[(A, GOOD), (B, GOOD), (C, ROLLED)]),
+                Some(C),
+                true,
+                false,
+                Ok(C),
+            ),
+            (
+                "--to current stays",
+                host(Some(D), &all, &[(D, GOOD)]),
+                Some(D),
+                true,
+                false,
+                Ok(D),
+            ),
+            (
+                "--to a missing release",
+                host(Some(D), &[B, D], &[(A, GOOD)]),
+                Some(A),
+                true,
+                false,
+                Err(NoTarget::Missing(A.into())),
+            ),
+            (
+                "--to a failed release",
+                host(Some(D), &all, &[(C, FAILED), (D, GOOD)]),
+                Some(C),
+                true,
+                false,
+                Err(NoTarget::NotGood {
+                    id: C.into(),
+                    why: "marked `failed` in the ledger".into(),
+                }),
+            ),
+            (
+                "--to a failed release, forced",
+                host(Some(D), &all, &[(C, FAILED), (D, GOOD)]),
+                Some(C),
+                true,
+                true,
+                Ok(C),
+            ),
+            (
+                "--to a release the ledger does not know",
+                host(Some(D), &all, &[(D, GOOD)]),
+                Some(B),
+                true,
+                false,
+                Err(NoTarget::NotGood {
+                    id: B.into(),
+                    why: "not in the ledger".into(),
+                }),
+            ),
+        ];
+        for (name, h, to, smoke, force, want) in cases {
+            let got = choose(&h, to, smoke, force).map(|t| t.to);
+            assert_eq!(got, want.map(str::to_string), "{name}");
+        }
+    }
+
+    #[test]
+    fn choose_fills_commits_and_says_what_force_overrode() {
+        let mut h = host(Some(C), &[A, B, C], &[(A, GOOD), (B, FAILED), (C, GOOD)]);
+        // REVISION unreadable: the ledger's commit.
+        h.releases[0].1.clear();
+        h.ledger.entries[0].digest = Some("sha256:aa".into());
+        h.ledger.entries[5].detail = Some("switched back to 20261120T080000Z".into());
+        let t = choose(&h, None, true, false).unwrap();
+        assert_eq!(
+            t,
+            Target {
+                from: C.into(),
+                from_commit: format!("rev-{C}"),
+                to: A.into(),
+                to_commit: format!("c-{A}"),
+                to_digest: Some("sha256:aa".into()),
+                forced: None,
+            }
+        );
+        assert!(!t.stays());
+        let t = choose(&h, Some(B), true, true).unwrap();
+        assert_eq!(
+            t.forced.as_deref(),
+            Some("marked `failed` in the ledger (switched back to 20261120T080000Z)")
+        );
+        let e = choose(&h, Some(B), true, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "release 20261121T080000Z is marked `failed` in the ledger (switched back to \
+             20261120T080000Z); --force rolls back to it anyway"
+        );
+        let e = choose(&host(Some(A), &[A], &[(A, GOOD)]), None, false, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no release to roll back to: none older than current 20261120T080000Z has \
+             `verified` or `published` as its last ledger event"
+        );
+    }
+
+    fn target(from: &str, to: &str) -> Target {
+        Target {
+            from: from.into(),
+            from_commit: String::new(),
+            to: to.into(),
+            to_commit: String::new(),
+            to_digest: None,
+            forced: None,
+        }
+    }
+
+    #[test]
+    fn disagreements_group_hosts_by_target_and_current() {
+        let same = target(C, B);
+        assert!(disagreements(&[("fleet-1", &same), ("fleet-2", &same)]).is_empty());
+        assert!(disagreements(&[]).is_empty());
+        let behind = target(B, A);
+        assert_eq!(
+            disagreements(&[("fleet-1", &same), ("fleet-2", &same), ("fleet-3", &behind)]),
+            [
+                format!("hosts disagree: target is {B} on fleet-1, fleet-2 but {A} on fleet-3"),
+                format!("hosts disagree: current is {C} on fleet-1, fleet-2 but {B} on fleet-3"),
+            ]
+        );
+        // Same target from different currents.
+        let other = target(D, B);
+        assert_eq!(
+            disagreements(&[("a", &same), ("b", &other), ("c", &other)]),
+            [format!(
+                "hosts disagree: current is {D} on b, c but {C} on a"
+            )]
+        );
+    }
+    fn rel(id: &str) -> ReleaseInfo {
+        ReleaseInfo {
+            id: id.into(),
+            commit: format!("c-{id}"),
+            reference: "main".into(),
+            user: "alice".into(),
+            application: "shop".into(),
+            stage: "staging".into(),
+            build_url: None,
+            digest: None,
+        }
+    }
+
+    fn work<'a>(p: &'a HostPaths, from: &'a ReleaseInfo, to: &'a ReleaseInfo) -> HostRollback<'a> {
+        let t = |run: &str| TaskRun {
+            run: run.into(),
+            retries: 2,
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        };
+        HostRollback {
+            paths: p,
+            host: "web-1",
+            from,
+            to,
+            restart: Some(t("touch restarted")),
+            smoke_test: Some(t("test -s REVISION")),
+            restart_back: Some(t("touch restarted-back")),
+            smoke_test_back: Some(t("test -s REVISION")),
+            token: "T1",
+        }
+    }
+    fn frames(ended: &[(usize, i32)], started: Option<usize>) -> Vec<Frame> {
+        let mut v = Vec::new();
+        for (id, status) in ended {
+            v.push(Frame::Started(*id));
+            v.push(Frame::Ended {
+                id: *id,
+                status: *status,
+                stdout: vec![],
+                stderr: if *status == 0 {
+                    vec![]
+                } else {
+                    b"boom\n".to_vec()
+                },
+            });
+        }
+        if let Some(id) = started {
+            v.push(Frame::Started(id));
+        }
+        v
+    }
+
+    #[test]
+    fn verdicts_follow_how_far_the_chain_got() {
+        let p = HostPaths::new("/srv/shop");
+        let (from, to) = (rel(B), rel(A));
+        let s = steps(&work(&p, &from, &to));
+        let lost = Some("lost `web-1`: broken pipe");
+        let undo = |step: &'static str, why: &str| Verdict::Undo {
+            step,
+            why: why.into(),
+        };
+        // (ended steps, a step started without an end, transport error) -> verdict
+        type Case<'a> = (&'a [(usize, i32)], Option<usize>, Option<&'a str>, Verdict);
+        let cases: Vec<Case> = vec![
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)],
+                None,
+                None,
+                Verdict::Done { unlocked: true },
+            ),
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 0), (4, 1)],
+                None,
+                None,
+                Verdict::Done { unlocked: false },
+            ),
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 0)],
+                None,
+                lost,
+                Verdict::Done { unlocked: false },
+            ),
+            (
+                &[(0, 1)],
+                None,
+                None,
+                Verdict::NotSwitched {
+                    why: "exited 1: boom".into(),
+                },
+            ),
+            (&[], None, lost, undo(SWITCH, "lost `web-1`: broken pipe")),
+            (
+                &[(0, 0), (1, 1)],
+                None,
+                None,
+                undo("restart", "exited 1: boom"),
+            ),
+            (
+                &[(0, 0), (1, 0), (2, TIMEOUT_STATUS)],
+                None,
+                None,
+                undo("smoke_test", "did not finish within 5s"),
+            ),
+            (
+                &[(0, 0)],
+                Some(1),
+                lost,
+                undo("restart", "lost `web-1`: broken pipe"),
+            ),
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 1)],
+                None,
+                None,
+                Verdict::Unrecorded {
+                    why: "exited 1: boom".into(),
+                },
+            ),
+        ];
+        for (ended, started, error, want) in cases {
+            let r = reached(&s, &frames(ended, started), error);
+            assert_eq!(verdict(&s, &r), want, "{ended:?} {started:?} {error:?}");
+        }
+        // Without any frame and without an error, nothing started.
+        let r = reached(&s, &[], None);
+        assert_eq!(
+            verdict(&s, &r),
+            Verdict::NotSwitched {
+                why: "did not start".into()
+            }
+        );
+    }
+
+    #[test]
+    fn undo_verdicts_tell_back_from_stuck() {
+        let p = HostPaths::new("/srv/shop");
+        let (from, to) = (rel(B), rel(A));
+        let u = undo_steps(&work(&p, &from, &to));
+        let lost = Some("lost `web-1`: broken pipe");
+        type Case<'a> = (&'a [(usize, i32)], Option<&'a str>, UndoVerdict);
+        let cases: Vec<Case> = vec![
+            (
+                &[(0, 0), (1, 0), (2, 0), (3, 0)],
+                None,
+                UndoVerdict::Back { unlocked: true },
+            ),
+            (
+                &[(0, 0), (1, 0), (2, 0)],
+                lost,
+                UndoVerdict::Back { unlocked: false },
+            ),
+            (
+                &[(0, 0), (1, 1)],
+                None,
+                UndoVerdict::BackUnhealthy {
+                    step: "restart",
+                    why: "exited 1: boom".into(),
+                },
+            ),
+            (
+                &[(0, 1)],
+                None,
+                UndoVerdict::Stuck {
+                    why: "exited 1: boom".into(),
+                },
+            ),
+            (
+                &[],
+                lost,
+                UndoVerdict::Stuck {
+                    why: "lost `web-1`: broken pipe".into(),
+                },
+            ),
+        ];
+        for (ended, error, want) in cases {
+            let r = reached(&u, &frames(ended, None), error);
+            assert_eq!(undo_verdict(&u, &r), want, "{ended:?} {error:?}");
+        }
+    }
+
+    mod summary_tests {
+        use super::*;
+
+        fn done(from: &str, to: &str) -> HostEnd {
+            HostEnd::Done {
+                from: from.into(),
+                to: to.into(),
+            }
+        }
+
+        #[test]
+        fn summary_says_where_every_host_is() {
+            // (hosts' ends, interrupted) -> (outcome, line)
+            type Case<'a> = (Vec<(&'a str, HostEnd)>, bool, Outcome, String);
+            let cases: Vec<Case> = vec![
+            (
+                vec![("fleet-1", done(B, A)), ("fleet-2", done(B, A))],
+                false,
+                Outcome::Success,
+                format!("every host is on release {A} (was {B})"),
+            ),
+            (
+                vec![
+                    ("fleet-1", done(C, B)),
+                    ("fleet-2", done(C, B)),
+                    ("fleet-3", done(B, A)),
+                ],
+                false,
+                Outcome::Success,
+                format!(
+                    "fleet-1, fleet-2 on release {B} (was {C}); fleet-3 on release {A} (was {B})"
+                ),
+            ),
+            (
+                vec![
+                    ("fleet-1", done(B, A)),
+                    ("fleet-2", HostEnd::Stayed { on: A.into() }),
+                ],
+                false,
+                Outcome::Success,
+                format!(
+                    "fleet-1 on release {A} (was {B}); fleet-2 on release {A} (already)"
+                ),
+            ),
+            (
+                vec![
+                    ("fleet-1", done(B, A)),
+                    (
+                        "fleet-2",
+                        HostEnd::SwitchedBack {
+                            on: B.into(),
+                            step: "smoke_test".into(),
+                            why: "exited 1".into(),
+                        },
+                    ),
+                ],
+                false,
+                Outcome::Failed,
+                format!(
+                    "FAILED on fleet-2 (smoke_test failed; switched back to {B}); fleet-1 on release {A} (was {B})"
+                ),
+            ),
+            (
+                vec![
+                    ("fleet-1", done(B, A)),
+                    (
+                        "fleet-2",
+                        HostEnd::Stuck {
+                            on: A.into(),
+                            step: "restart".into(),
+                            why: "exited 1".into(),
+                            back_why: "lost".into(),
+                        },
+                    ),
+                ],
+                false,
+                Outcome::RollbackIncomplete,
+                format!(
+                    "INCOMPLETE — needs a person: fleet-2 (restart failed and it could not be switched back: still on {A}); fleet-1 on release {A} (was {B})"
+                ),
+            ),
+            (
+                vec![
+                    ("fleet-1", done(B, A)),
+                    ("fleet-2", HostEnd::NotStarted { on: B.into() }),
+                ],
+                true,
+                Outcome::Interrupted,
+                format!(
+                    "interrupted — not rolled back: fleet-2 (still on {B}); fleet-1 on release {A} (was {B})"
+                ),
+            ),
+        ];
+            for (ends, interrupted, outcome, line) in cases {
+                assert_eq!(
+                    summary(&ends, interrupted),
+                    (outcome, line.clone()),
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rollback_and_its_undo_run_for_real() {
+        use crate::plan::chain::{self, ChainStep, FrameParser, RUNNER};
+        use crate::transport::{local::LocalTransport, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("app dir");
+        for id in [A, B] {
+            std::fs::create_dir_all(d.join("releases").join(id)).unwrap();
+            std::fs::write(d.join("releases").join(id).join("REVISION"), "x\n").unwrap();
+        }
+        std::os::unix::fs::symlink(format!("releases/{B}"), d.join("current")).unwrap();
+        let p = HostPaths::new(d.to_str().unwrap());
+        let t = LocalTransport::new("localhost");
+        let lock = t
+            .run(
+                &lock_and_read(&p, "{\"token\":\"T1\"}"),
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert!(lock.success(), "{}", lock.stderr_str());
+        let state = inspect::parse_releases(&lock.stdout_str()).unwrap();
+        assert_eq!(state.current.as_deref(), Some(B));
+        assert_eq!(state.releases.len(), 2);
+        assert!(d.join(".shipit/lock").exists());
+        let held = t
+            .run(
+                &lock_and_read(&p, "{\"token\":\"T2\"}"),
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert_eq!(held.status, Some(commands::LOCKED_STATUS));
+        assert!(held.stderr_str().contains("T1"), "{}", held.stderr_str());
+
+        let (from, to) = (rel(B), rel(A));
+        let run = |steps: Vec<RollbackStep>| {
+            let t = t.clone();
+            async move {
+                let chain: Vec<ChainStep<'_>> = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| ChainStep {
+                        id: i,
+                        script: &s.script,
+                        stdin: None,
+                        timeout: s.timeout,
+                    })
+                    .collect();
+                let script = chain::script(None, &chain);
+                let out = t
+                    .run(RUNNER, Some(script.as_bytes()), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                let frames = FrameParser::default().push(&out.stdout);
+                reached(&steps, &frames, None)
+            }
+        };
+        let w = work(&p, &from, &to);
+        let s = steps(&w);
+        assert_eq!(
+            verdict(&s, &run(s.clone()).await),
+            Verdict::Done { unlocked: true }
+        );
+        assert_eq!(
+            std::fs::read_link(d.join("current")).unwrap(),
+            std::path::Path::new(&format!("releases/{A}"))
+        );
+        assert!(d.join(format!("releases/{A}/restarted")).exists());
+        assert!(!d.join(".shipit/lock").exists());
+        let l = ledger::parse(&std::fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap());
+        let events: Vec<(EventKind, &str)> = l
+            .entries
+            .iter()
+            .map(|e| (e.event, e.release.as_str()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (EventKind::RolledBack, B),
+                (EventKind::Published, A),
+                (EventKind::Verified, A)
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("revisions.log")).unwrap(),
+            format!("alice rolled back to release {A}\n")
+        );
+
+        // From A back towards B, failing its smoke test: switched back.
+        let mut w = work(&p, &to, &from);
+        w.smoke_test = Some(TaskRun {
+            run: "false".into(),
+            retries: 0,
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        });
+        let s = steps(&w);
+        let v = verdict(&s, &run(s.clone()).await);
+        assert!(
+            matches!(
+                v,
+                Verdict::Undo {
+                    step: "smoke_test",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let u = undo_steps(&w);
+        assert_eq!(
+            undo_verdict(&u, &run(u.clone()).await),
+            UndoVerdict::Back { unlocked: true }
+        );
+        assert_eq!(
+            std::fs::read_link(d.join("current")).unwrap(),
+            std::path::Path::new(&format!("releases/{A}"))
+        );
+        assert!(d.join(format!("releases/{A}/restarted-back")).exists());
+        let l = ledger::parse(&std::fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap());
+        let last: Vec<(EventKind, &str)> = l.entries[3..]
+            .iter()
+            .map(|e| (e.event, e.release.as_str()))
+            .collect();
+        assert_eq!(last, [(EventKind::Failed, B), (EventKind::Verified, A)]);
+        // The undo of a host that was never switched leaves it alone.
+        let out = t
+            .run(
+                &switch_back(&p, &from, "web-1", A),
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert!(out.stdout_str().contains("not switched"));
+        let l2 = ledger::parse(&std::fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap());
+        assert_eq!(l2.entries.len(), l.entries.len());
+    }
+}
