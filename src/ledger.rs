@@ -100,6 +100,24 @@ pub fn parse(text: &str) -> Parsed {
 
 /// A ledger entry for unit tests: `event` of `release` (commit
 /// `c-<release>`) by alice on web-1 in staging.
+/// The warning for ledger lines of `host` that did not parse and were
+/// skipped, naming the line numbers and the file; `None` when there are
+/// none.
+pub fn bad_lines_warning(host: &str, bad_lines: &[usize], ledger_path: &str) -> Option<String> {
+    if bad_lines.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "`{host}`: skipped line{} {} of `{ledger_path}`: not ledger records",
+        if bad_lines.len() == 1 { "" } else { "s" },
+        bad_lines
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
+}
+
 #[cfg(test)]
 pub fn test_entry(event: EventKind, release: &str) -> Entry {
     Entry {
@@ -161,22 +179,4 @@ mod tests {
         assert_eq!(p.entries.len(), 2);
         assert_eq!(p.bad_lines, vec![2]);
     }
-}
-
-/// The warning for ledger lines of `host` that did not parse and were
-/// skipped, naming the line numbers and the file; `None` when there are
-/// none.
-pub fn bad_lines_warning(host: &str, bad_lines: &[usize], ledger_path: &str) -> Option<String> {
-    if bad_lines.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "`{host}`: skipped line{} {} of `{ledger_path}`: not ledger records",
-        if bad_lines.len() == 1 { "" } else { "s" },
-        bad_lines
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    ))
 }
