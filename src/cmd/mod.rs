@@ -72,6 +72,7 @@ impl App {
             parallel: self.global.parallel,
             shutdown: self.shutdown.clone(),
             staleness: self.staleness(),
+            now: self.now,
             status: self.status.clone(),
         }
     }

@@ -2,11 +2,14 @@
 //! concurrency, emitting events. It never prints and never `?`s out of its
 //! loop: failures are recorded, dependents skipped, running work finished.
 
+pub mod deploy;
 pub mod event;
 pub mod executor;
+pub mod lock_protocol;
 pub mod rollback;
 pub mod rollback_target;
 pub mod session;
+pub mod settle;
 
 pub use event::{Event, HostSummary, StepOutcome, Summary};
 pub use executor::{EventSink, Executor, NodeResult};

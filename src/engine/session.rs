@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     /// Becomes `true` on SIGINT/SIGTERM.
     pub shutdown: watch::Receiver<bool>,
     pub staleness: Staleness<'a>,
+    /// The time the run started (release ids are minted from it).
+    pub now: chrono::DateTime<chrono::Utc>,
     /// What the run is doing now, for the message a second Ctrl-C prints.
     pub status: Arc<Mutex<String>>,
 }

@@ -1,0 +1,364 @@
+//! Settling a deploy once the executor is done: deciding how it ended and
+//! undoing what must be undone, so the fleet is never left half-switched.
+//!
+//! - Nothing failed: every host is on the new release. Hosts whose publish
+//!   failed within `max_failures` go back alone and the run succeeds.
+//! - A failure or an interrupt: every host this run switched goes back to
+//!   the release it had (switch, restart, smoke test, ledger), all at once;
+//!   every host it only staged loses the staged release (`failed` is
+//!   recorded). A `local: true` restart or smoke test runs once on this
+//!   machine after the hosts are back, never on a host.
+//! - A host that cannot be put back ends the run with exit 5, named.
+//!
+//! The summary states each host's end in words (its `states` row).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::executor::{Executor, NodeResult, RunReport};
+use super::lock_protocol::{Before, CLEANUP_TIMEOUT};
+use super::session::Ctx;
+use crate::config::{Config, Host};
+use crate::outcome::Outcome;
+use crate::plan::commands::{self, HostPaths};
+use crate::plan::queue::{NodeState, Queue};
+use crate::plan::render;
+use crate::plan::{Plan, ReleaseInfo};
+
+pub fn failed_state(step: &str, r: Option<&NodeResult>) -> String {
+    let why = r
+        .and_then(|r| r.reason.clone())
+        .unwrap_or_else(|| "failed".to_string());
+    format!("failed at {step}: {why}")
+}
+
+pub fn current_note(prev: &Option<String>) -> String {
+    match prev {
+        Some(p) => format!("current unchanged ({p})"),
+        None => "no current release".to_string(),
+    }
+}
+
+/// What undoing a publish needs to rebuild the previous release's hooks.
+pub struct UndoCtx<'a> {
+    pub config: &'a Config,
+    pub hosts: &'a [&'a Host],
+    pub env: &'a BTreeMap<String, String>,
+}
+
+impl UndoCtx<'_> {
+    fn hook(&self, name: &str, h: usize, release: &ReleaseInfo) -> Option<commands::HookCommand> {
+        let t = self.config.task(name)?;
+        if !self.hosts[h].has_any_role(&t.roles) {
+            return None;
+        }
+        let ctx = render::context(self.config, self.hosts[h], release, self.env);
+        // It rendered for this run's release, so it renders for the previous.
+        let run = render::render(&t.run, &ctx, name, &self.hosts[h].name).ok()?;
+        Some(commands::HookCommand {
+            run,
+            retries: t.retries,
+            interval: t.interval,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        let t = |n: &str| {
+            self.config
+                .task(n)
+                .map(|t| t.timeout.unwrap_or(Duration::from_secs(600)))
+                .unwrap_or_default()
+        };
+        CLEANUP_TIMEOUT + t("restart") + t("smoke_test")
+    }
+}
+
+/// Whether this run may have created its release dir on host `h`: the step
+/// succeeded, or it broke off (timeout, lost connection) part way. A script
+/// that ran and refused (the dir already existed) created nothing, and what
+/// is there is not this run's to remove.
+pub fn created_release(plan: &Plan, res: &[Option<NodeResult>], queue: &Queue, h: usize) -> bool {
+    let Some(s) = plan.step_index("create_release") else {
+        return false;
+    };
+    plan.nodes_of_step(s)
+        .filter(|(_, n)| n.host == Some(h))
+        .any(|(i, _)| match queue.state(i) {
+            NodeState::Done => true,
+            NodeState::Failed => res[i].as_ref().is_none_or(|r| r.output.is_none()),
+            _ => false,
+        })
+}
+
+pub fn step_state(plan: &Plan, queue: &Queue, host: usize, step: &str) -> Option<NodeState> {
+    let s = plan.step_index(step)?;
+    plan.nodes_of_step(s)
+        .find(|(_, n)| n.host == Some(host))
+        .map(|(i, _)| queue.state(i))
+}
+
+/// The first failed node of a host, with its step name.
+fn first_failure<'a>(
+    plan: &'a Plan,
+    res: &'a [Option<NodeResult>],
+    queue: &Queue,
+    host: Option<usize>,
+) -> Option<(&'a str, Option<&'a NodeResult>)> {
+    plan.nodes
+        .iter()
+        .enumerate()
+        .find(|(i, n)| n.host == host && n.step.is_some() && queue.state(*i) == NodeState::Failed)
+        .map(|(i, n)| {
+            (
+                plan.steps[n.step.expect("checked")].name.as_str(),
+                res[i].as_ref(),
+            )
+        })
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Removes this run's staged release from host `h`, recording `failed`.
+async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> bool {
+    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let script = commands::discard_staged(&p, &plan.release, &plan.hosts[h].name, why);
+    exec.run_on(
+        h,
+        &plan.hosts[h].name,
+        "discard_staged",
+        &script,
+        CLEANUP_TIMEOUT,
+    )
+    .await
+    .ok
+}
+
+/// Puts host `h` back on the release it had before this run: switch,
+/// restart, smoke test, ledger.
+async fn restore(
+    exec: &Executor,
+    plan: &Plan,
+    h: usize,
+    before: &Before,
+    undo: &UndoCtx<'_>,
+) -> bool {
+    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let r = &plan.release;
+    let prev = before.current.as_ref().map(|id| ReleaseInfo {
+        id: id.clone(),
+        commit: before.commit.clone().unwrap_or_default(),
+        ..r.clone()
+    });
+    let (restart, smoke) = match &prev {
+        Some(prev) => (
+            undo.hook("restart", h, prev),
+            undo.hook("smoke_test", h, prev),
+        ),
+        None => (None, None),
+    };
+    let script = commands::undo_publish(
+        &p,
+        r,
+        &plan.hosts[h].name,
+        prev.as_ref(),
+        restart.as_ref(),
+        smoke.as_ref(),
+    );
+    exec.run_on(
+        h,
+        &plan.hosts[h].name,
+        "switch_back",
+        &script,
+        undo.timeout(),
+    )
+    .await
+    .ok
+}
+
+/// Decides how the run ended and undoes what must be undone.
+#[allow(clippy::too_many_arguments)]
+pub async fn settle(
+    exec: &Executor,
+    plan: &Plan,
+    report: &RunReport,
+    before: &[Before],
+    states: &mut [Option<String>],
+    host_ok: &mut [bool],
+    undo: &UndoCtx<'_>,
+    ctx: &Ctx<'_>,
+) -> (Outcome, String) {
+    let (res, queue) = (&report.results, &report.queue);
+    let n_hosts = plan.hosts.len();
+    let tolerated: Vec<usize> = report.tolerated.clone();
+    // An unlock that failed is retried after this; it does not fail the run,
+    // and a tolerated failure does not either.
+    let failed_hard = (0..plan.nodes.len()).any(|i| {
+        queue.state(i) == NodeState::Failed
+            && plan.nodes[i].step.is_some_and(|s| !plan.steps[s].always)
+            && !plan.nodes[i].host.is_some_and(|h| tolerated.contains(&h))
+    });
+    let interrupted = exec.interrupted();
+    let published: Vec<bool> = (0..n_hosts)
+        .map(|h| step_state(plan, queue, h, "publish") == Some(NodeState::Done))
+        .collect();
+    let release = &plan.release;
+    let names = |hs: &[usize]| {
+        hs.iter()
+            .map(|&h| plan.hosts[h].name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+
+    if !failed_hard && !interrupted {
+        // Hosts whose publish failed within max_failures go back alone.
+        let mut stuck = Vec::new();
+        if !tolerated.is_empty() {
+            ctx.set_status(&format!("switching back {}", names(&tolerated)));
+        }
+        for &h in &tolerated {
+            let why = first_failure(plan, res, queue, Some(h))
+                .map(|(step, r)| failed_state(step, r))
+                .unwrap_or_else(|| "failed".into());
+            let ok = !published[h] || restore(exec, plan, h, &before[h], undo).await;
+            host_ok[h] = false;
+            states[h] = Some(if ok {
+                format!(
+                    "{why}; tolerated (max_failures); {}",
+                    back_note(&before[h].current)
+                )
+            } else {
+                stuck.push(h);
+                format!("{why}; could not switch back: still on {}", release.id)
+            });
+        }
+        for h in 0..n_hosts {
+            if tolerated.contains(&h) {
+                continue;
+            }
+            let verified = step_state(plan, queue, h, "smoke_test") == Some(NodeState::Done);
+            host_ok[h] = true;
+            states[h] = Some(format!(
+                "on {}{}",
+                release.id,
+                if verified { " (verified)" } else { "" }
+            ));
+        }
+        if !stuck.is_empty() {
+            return (
+                Outcome::RollbackIncomplete,
+                format!(
+                    "{} failed within max_failures and could not be switched back: needs a person",
+                    names(&stuck)
+                ),
+            );
+        }
+        let mut headline = format!(
+            "every host is on release {} (commit {})",
+            release.id,
+            short(&release.commit)
+        );
+        if !tolerated.is_empty() {
+            headline = format!(
+                "release {} (commit {}) is on {} of {} hosts; {} failed within max_failures and went back to their previous release",
+                release.id,
+                short(&release.commit),
+                n_hosts - tolerated.len(),
+                n_hosts,
+                names(&tolerated)
+            );
+        }
+        return (Outcome::Success, headline);
+    }
+
+    let outcome = if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Failed
+    };
+    let why = if interrupted { "interrupted" } else { "failed" };
+    let failed_hosts: Vec<usize> = (0..n_hosts)
+        .filter(|&h| first_failure(plan, res, queue, Some(h)).is_some())
+        .collect();
+    let mut local_failure = String::new();
+    if let Some((step, r)) = first_failure(plan, res, queue, None) {
+        local_failure = format!(" (local {})", failed_state(step, r));
+    }
+
+    // Every host this run switched goes back; every host it only staged
+    // loses the staged release.
+    let switched: Vec<usize> = (0..n_hosts).filter(|&h| published[h]).collect();
+    if !switched.is_empty() {
+        ctx.set_status(&format!(
+            "switching back {} to their previous release",
+            names(&switched)
+        ));
+    }
+    let mut stuck = Vec::new();
+    for h in 0..n_hosts {
+        host_ok[h] = false;
+        let mut note = match first_failure(plan, res, queue, Some(h)) {
+            Some((step, r)) => failed_state(step, r),
+            None if published[h] => "published".to_string(),
+            None => "staged, not switched".to_string(),
+        };
+        if published[h] {
+            if restore(exec, plan, h, &before[h], undo).await {
+                note.push_str(&format!("; {}", back_note(&before[h].current)));
+            } else {
+                stuck.push(h);
+                note.push_str(&format!(
+                    "; could not switch back cleanly: check `current` (this run's release is {})",
+                    release.id
+                ));
+            }
+        } else {
+            if created_release(plan, res, queue, h) {
+                let removed = discard(exec, plan, h, why).await;
+                note.push_str(if removed {
+                    "; staged release removed"
+                } else {
+                    "; could not remove the staged release"
+                });
+            }
+            note.push_str(&format!("; {}", current_note(&before[h].current)));
+        }
+        states[h] = Some(note);
+    }
+    if !stuck.is_empty() {
+        return (
+            Outcome::RollbackIncomplete,
+            format!(
+                "{why} and {} could not be put back on their previous release: needs a person",
+                names(&stuck)
+            ),
+        );
+    }
+    let headline = match (switched.is_empty(), interrupted) {
+        (true, true) => {
+            "interrupted during staging; no host was switched, staged releases removed".to_string()
+        }
+        (true, false) => format!(
+            "staging failed on {}{local_failure}; no host was switched, staged releases removed",
+            names(&failed_hosts)
+        ),
+        (false, true) => format!(
+            "interrupted during publish; {} went back to their previous release",
+            names(&switched)
+        ),
+        (false, false) => format!(
+            "publish failed on {}{local_failure}; {} went back to their previous release",
+            names(&failed_hosts),
+            names(&switched)
+        ),
+    };
+    (outcome, headline)
+}
+
+fn back_note(prev: &Option<String>) -> String {
+    match prev {
+        Some(p) => format!("switched back, current is {p} again"),
+        None => "switched back: no release is current".to_string(),
+    }
+}
