@@ -181,6 +181,23 @@ impl Executor {
         .await
     }
 
+    /// Runs one script on the machine running shipit (a `local: true` task
+    /// outside the plan, as during an undo), reported under `local`.
+    pub async fn run_local(&self, step: &str, script: &str, timeout: Duration) -> NodeResult {
+        run_one(RunOne {
+            transport: self.local.clone(),
+            label: LOCAL_LABEL.to_string(),
+            step: step.to_string(),
+            script: script.to_string(),
+            stdin: None,
+            timeout,
+            events: self.events.clone(),
+            redactor: self.redactor.clone(),
+            counter: None,
+        })
+        .await
+    }
+
     /// Runs the nodes of `plan` for which `include` is true, in dependency
     /// order, until all have run or been skipped. After an interrupt, starts
     /// nothing new and lets running nodes finish (or time out).

@@ -19,10 +19,12 @@ use super::executor::{Executor, NodeResult, RunReport};
 use super::lock_protocol::{Before, CLEANUP_TIMEOUT};
 use super::session::Ctx;
 use crate::config::{Config, Host};
+use crate::ledger::EventKind;
 use crate::outcome::Outcome;
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::queue::{NodeState, Queue};
 use crate::plan::render;
+use crate::plan::targeting;
 use crate::plan::{Plan, ReleaseInfo};
 
 pub fn failed_state(step: &str, r: Option<&NodeResult>) -> String {
@@ -47,9 +49,11 @@ pub struct UndoCtx<'a> {
 }
 
 impl UndoCtx<'_> {
+    /// Task `name` as host `h` runs it for `release`, when it runs on that
+    /// host (never for a `local: true` task: see [`UndoCtx::local_hook`]).
     fn hook(&self, name: &str, h: usize, release: &ReleaseInfo) -> Option<commands::HookCommand> {
         let t = self.config.task(name)?;
-        if !self.hosts[h].has_any_role(&t.roles) {
+        if !targeting::targets(t, self.hosts).on_host(h) {
             return None;
         }
         let ctx = render::context(self.config, self.hosts[h], release, self.env);
@@ -60,6 +64,18 @@ impl UndoCtx<'_> {
             retries: t.retries,
             interval: t.interval,
         })
+    }
+
+    /// Task `name` when it is `local: true`: rendered as the deploy renders
+    /// it (with the first host's context), for `release`.
+    fn local_hook(&self, name: &str, release: &ReleaseInfo) -> Option<(String, Duration)> {
+        let t = self.config.task(name)?;
+        if !targeting::targets(t, self.hosts).is_local() {
+            return None;
+        }
+        let ctx = render::context(self.config, self.hosts[0], release, self.env);
+        let run = render::render(&t.run, &ctx, name, "local").ok()?;
+        Some((run, t.timeout.unwrap_or(Duration::from_secs(600))))
     }
 
     fn timeout(&self) -> Duration {
@@ -135,36 +151,40 @@ async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> bool {
     .ok
 }
 
+/// The release host `h` had before this run, as a release to restore.
+fn previous(plan: &Plan, before: &Before) -> Option<ReleaseInfo> {
+    before.current.as_ref().map(|id| ReleaseInfo {
+        id: id.clone(),
+        commit: before.commit.clone().unwrap_or_default(),
+        ..plan.release.clone()
+    })
+}
+
 /// Puts host `h` back on the release it had before this run: switch,
-/// restart, smoke test, ledger.
-async fn restore(
+/// ledger, and the restart and smoke test that run on the host (the smoke
+/// test only when `hooks` says so).
+async fn switch_back(
     exec: &Executor,
     plan: &Plan,
     h: usize,
     before: &Before,
     undo: &UndoCtx<'_>,
+    hooks: Hooks,
 ) -> bool {
     let p = HostPaths::new(&plan.hosts[h].deploy_to);
-    let r = &plan.release;
-    let prev = before.current.as_ref().map(|id| ReleaseInfo {
-        id: id.clone(),
-        commit: before.commit.clone().unwrap_or_default(),
-        ..r.clone()
-    });
-    let (restart, smoke) = match &prev {
-        Some(prev) => (
-            undo.hook("restart", h, prev),
-            undo.hook("smoke_test", h, prev),
-        ),
-        None => (None, None),
+    let prev = previous(plan, before);
+    let hook = |name: &str, on: bool| {
+        prev.as_ref()
+            .filter(|_| on)
+            .and_then(|prev| undo.hook(name, h, prev))
     };
     let script = commands::undo_publish(
         &p,
-        r,
+        &plan.release,
         &plan.hosts[h].name,
         prev.as_ref(),
-        restart.as_ref(),
-        smoke.as_ref(),
+        hook("restart", true).as_ref(),
+        hook("smoke_test", hooks.smoke).as_ref(),
     );
     exec.run_on(
         h,
@@ -175,6 +195,100 @@ async fn restore(
     )
     .await
     .ok
+}
+
+/// Which of the hooks a host's switch-back script runs itself (its
+/// restart always, when it runs on the host).
+#[derive(Debug, Clone, Copy)]
+struct Hooks {
+    smoke: bool,
+}
+
+/// Host `h`'s smoke test of its previous release after a `local: true`
+/// restart, recording `verified` when it passes.
+async fn smoke_after_local_restart(
+    exec: &Executor,
+    plan: &Plan,
+    h: usize,
+    before: &Before,
+    undo: &UndoCtx<'_>,
+) -> bool {
+    let Some(prev) = previous(plan, before) else {
+        return true;
+    };
+    let Some(smoke) = undo.hook("smoke_test", h, &prev) else {
+        return true;
+    };
+    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let host = &plan.hosts[h].name;
+    let script = format!(
+        "set -e\n{}\n{}\n",
+        commands::task(
+            &p,
+            &prev,
+            &p.at("current"),
+            &smoke.run,
+            smoke.retries,
+            smoke.interval
+        ),
+        commands::ledger_append(&p, &[commands::entry(&prev, host, EventKind::Verified)])
+    );
+    exec.run_on(h, host, "smoke_test", &script, undo.timeout())
+        .await
+        .ok
+}
+
+/// Puts every host of `hosts` back on its previous release, all at once;
+/// whether each made it. A `local: true` restart (or smoke test) runs once
+/// on this machine when the hosts are back, never on a host: hosts switch
+/// back, then the local restart runs, then each host's own smoke test.
+async fn restore_all(
+    exec: &Executor,
+    plan: &Plan,
+    hosts: &[usize],
+    before: &[Before],
+    undo: &UndoCtx<'_>,
+) -> Vec<bool> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let first = previous(plan, &before[hosts[0]]);
+    let local = |name: &str| first.as_ref().and_then(|r| undo.local_hook(name, r));
+    let (restart_local, smoke_local) = (local("restart"), local("smoke_test"));
+    let hooks = Hooks {
+        smoke: restart_local.is_none(),
+    };
+    let mut ok: Vec<bool> = futures::future::join_all(
+        hosts
+            .iter()
+            .map(|&h| switch_back(exec, plan, h, &before[h], undo, hooks)),
+    )
+    .await;
+    let any_back = ok.iter().any(|&x| x);
+    let mut local_ok = true;
+    if let (Some((run, timeout)), true) = (&restart_local, any_back) {
+        local_ok = exec.run_local("restart", run, *timeout).await.ok;
+    }
+    if restart_local.is_some() && local_ok {
+        let smoked = futures::future::join_all(
+            hosts
+                .iter()
+                .map(|&h| smoke_after_local_restart(exec, plan, h, &before[h], undo)),
+        )
+        .await;
+        for (o, s) in ok.iter_mut().zip(smoked) {
+            *o &= s;
+        }
+    }
+    if let (Some((run, timeout)), true, true) = (&smoke_local, any_back, local_ok) {
+        local_ok = exec.run_local("smoke_test", run, *timeout).await.ok;
+    }
+    if !local_ok {
+        // The hosts point at their previous release, but it was not
+        // restarted or checked: that needs a person.
+        ok.iter_mut().for_each(|o| *o = false);
+    }
+    ok
 }
 
 /// Decides how the run ended and undoes what must be undone.
@@ -217,11 +331,20 @@ pub async fn settle(
         if !tolerated.is_empty() {
             ctx.set_status(&format!("switching back {}", names(&tolerated)));
         }
+        let to_restore: Vec<usize> = tolerated
+            .iter()
+            .copied()
+            .filter(|&h| published[h])
+            .collect();
+        let restored = restore_all(exec, plan, &to_restore, before, undo).await;
         for &h in &tolerated {
             let why = first_failure(plan, res, queue, Some(h))
                 .map(|(step, r)| failed_state(step, r))
                 .unwrap_or_else(|| "failed".into());
-            let ok = !published[h] || restore(exec, plan, h, &before[h], undo).await;
+            let ok = match to_restore.iter().position(|&x| x == h) {
+                Some(i) => restored[i],
+                None => true,
+            };
             host_ok[h] = false;
             states[h] = Some(if ok {
                 format!(
@@ -295,6 +418,7 @@ pub async fn settle(
             names(&switched)
         ));
     }
+    let restored = restore_all(exec, plan, &switched, before, undo).await;
     let mut stuck = Vec::new();
     for h in 0..n_hosts {
         host_ok[h] = false;
@@ -304,7 +428,11 @@ pub async fn settle(
             None => "staged, not switched".to_string(),
         };
         if published[h] {
-            if restore(exec, plan, h, &before[h], undo).await {
+            let back = switched
+                .iter()
+                .position(|&x| x == h)
+                .is_some_and(|i| restored[i]);
+            if back {
                 note.push_str(&format!("; {}", back_note(&before[h].current)));
             } else {
                 stuck.push(h);
