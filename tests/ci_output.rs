@@ -423,12 +423,15 @@ fn errors_that_end_a_run_early_keep_stdout_json() {
 fn an_interrupted_deploy_still_ends_its_json_stream_with_a_summary() {
     let l = local();
     let yml = fs::read_to_string(l.dir.join("deploy.yml")).unwrap();
-    let started = l.dir.join("started");
+    // The step holds until the test has seen shipit take the interrupt:
+    // shipit lets running steps finish, so the run cannot end first.
+    let (started, gate) = (l.dir.join("started"), l.dir.join("gate"));
     let yml = yml.replace(
         "  restart:\n",
         &format!(
-            "  hold:\n    after: build\n    run: \"touch {}; sleep 2\"\n  restart:\n",
-            started.display()
+            "  hold:\n    after: build\n    run: \"touch {}; while [ ! -e {} ]; do sleep 0.05; done\"\n  restart:\n",
+            started.display(),
+            gate.display()
         ),
     );
     fs::write(l.dir.join("deploy.yml"), yml).unwrap();
@@ -447,11 +450,26 @@ fn an_interrupted_deploy_still_ends_its_json_stream_with_a_summary() {
         .unwrap()
         .success();
     assert!(ok);
+    // Should the notice never come, the held step would wait forever:
+    // end shipit after a minute, and the assertions below say why.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        if watchdog.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid]).status();
+        }
+    });
     let mut lines = Vec::new();
     for l in BufReader::new(child.stdout.take().unwrap()).lines() {
         lines.push(l.unwrap());
+        if lines.last().unwrap().contains("\"message\":\"interrupted") {
+            fs::write(&gate, "").unwrap();
+        }
     }
     let status = child.wait().unwrap();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    assert!(gate.exists(), "no `interrupted` notice: {lines:?}");
     assert_eq!(status.code(), Some(130), "{lines:?}");
     let ev: Vec<Value> = lines
         .iter()
@@ -576,10 +594,11 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
 #[test]
 fn human_output_honours_no_color() {
     // `script` gives shipit a terminal, so auto picks human.
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: `script` (util-linux) is not installed");
-        return;
-    }
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "this test needs `script` (util-linux; Debian's bsdutils) to give shipit a terminal: \
+         install it, or run scripts/test.sh, which does"
+    );
     let l = local();
     let bin = env!("CARGO_BIN_EXE_shipit");
     let run = |no_color: bool| -> String {
