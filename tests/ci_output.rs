@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::project::{commit, git, shipit_cmd, text, wait_until, Project};
+use support::project::{commit, expect_exit, git, shipit_cmd, stdout, text, wait_until, Project};
 
 /// A secret read by a task as `env.DB_PASSWORD`.
 const DB_PASSWORD: &str = "hunter2-db-pw";
@@ -94,10 +94,6 @@ impl Local {
             let _ = fs::remove_file(f);
         }
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Every stdout line as JSON; panics naming the first line that is not.
@@ -246,8 +242,7 @@ fn assert_no_secret(what: &str, s: &str) {
 fn plain_output_names_the_host_on_every_step_line() {
     let l = local();
     // No --format: stdout is a pipe and CI is set, so plain.
-    let out = l.run(&["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo"]), 0);
     let s = stdout(&out);
     assert!(s.starts_with("deploy demo: release "), "{s}");
     for step in [
@@ -274,8 +269,7 @@ fn plain_output_names_the_host_on_every_step_line() {
 
     l.fail_build(true);
     commit(&l.repo, "VERSION", "2\n");
-    let out = l.run(&["deploy", "demo", "--format", "plain"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "plain"]), 1);
     let s = stdout(&out);
     assert!(s.contains("[box.example] build FAILED"), "{s}");
     assert!(s.contains("[box.example]   | build broke"), "{s}");
@@ -286,8 +280,7 @@ fn plain_output_names_the_host_on_every_step_line() {
 #[test]
 fn json_lines_for_a_successful_deploy() {
     let l = local();
-    let out = l.run(&["deploy", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "json"]), 0);
     let ev = json_lines(&out);
     assert_documented(&ev);
     let first = &ev[0];
@@ -334,8 +327,7 @@ fn json_lines_for_failing_deploys_carry_the_failure_and_the_undo() {
     // discarded.
     l.fail_build(true);
     commit(&l.repo, "VERSION", "2\n");
-    let out = l.run(&["deploy", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "json"]), 1);
     let ev = json_lines(&out);
     assert_documented(&ev);
     let failed = of_kind(&ev, "step_failed");
@@ -373,8 +365,7 @@ fn json_lines_for_failing_deploys_carry_the_failure_and_the_undo() {
     l.fail_build(false);
     let sha = commit(&l.repo, "VERSION", "3\n");
     fs::write(l.deploy_to.join("FAIL_SMOKE"), sha).unwrap();
-    let out = l.run(&["deploy", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "json"]), 1);
     let ev = json_lines(&out);
     assert_documented(&ev);
     let f = of_kind(&ev, "step_failed");
@@ -394,8 +385,7 @@ fn json_lines_for_failing_deploys_carry_the_failure_and_the_undo() {
 #[test]
 fn errors_that_end_a_run_early_keep_stdout_json() {
     let l = local();
-    let out = l.run(&["deploy", "nope", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "nope", "--format", "json"]), 2);
     let ev = json_lines(&out);
     assert_documented(&ev);
     assert_eq!(ev.len(), 1, "{ev:?}");
@@ -412,8 +402,7 @@ fn errors_that_end_a_run_early_keep_stdout_json() {
     assert!(err.contains("unknown stage `nope`"), "{err}");
 
     // A command that cannot speak JSON refuses rather than print text.
-    let out = l.run(&["releases", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(l.run(&["releases", "demo", "--format", "json"]), 2);
     let ev = json_lines(&out);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["event"], "error");
@@ -492,8 +481,7 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
     let l = local();
     let report = l.dir.join("reports/shipit.xml");
     let r = report.to_str().unwrap();
-    let out = l.run(&["deploy", "demo", "--junit", r]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(l.run(&["deploy", "demo", "--junit", r]), 0);
     let xml = assert_valid_junit(&report);
     for step in [
         "lock",
@@ -516,8 +504,10 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
 
     l.fail_build(true);
     commit(&l.repo, "VERSION", "2\n");
-    let out = l.run(&["deploy", "demo", "--format", "json", "--junit", r]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        l.run(&["deploy", "demo", "--format", "json", "--junit", r]),
+        1,
+    );
     json_lines(&out);
     let xml = assert_valid_junit(&report);
     assert!(
@@ -569,8 +559,7 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
     assert_eq!(l.run(&["deploy", "demo"]).status.code(), Some(0));
     let current = fs::read_link(l.deploy_to.join("current")).unwrap();
     let id = current.file_name().unwrap().to_string_lossy().into_owned();
-    let out = l.run(&["run", "demo", "greet"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(l.run(&["run", "demo", "greet"]), 0);
     let s = stdout(&out);
     let current_dir = fs::canonicalize(l.deploy_to.join("current")).unwrap();
     assert!(
@@ -586,8 +575,7 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
     assert!(s.contains("[box.example]   ! pw [redacted]"), "{s}");
     assert_no_secret("run output", &s);
 
-    let out = l.run(&["run", "demo", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(l.run(&["run", "demo", "nope"]), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown task `nope`"));
 }
 
@@ -616,8 +604,7 @@ fn human_output_honours_no_color() {
         } else {
             c.env_remove("NO_COLOR");
         }
-        let out = c.output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let out = expect_exit(c.output().unwrap(), 0);
         stdout(&out)
     };
     let coloured = run(false);
@@ -679,21 +666,23 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
          case \"$SSH_CONNECTION\" in *\" {bad} \"*) echo \"broken with {API_TOKEN}\" >&2; exit 3;; esac"
     );
     let report = p.dir.join("exec.xml");
-    let out = shipit_cmd(
-        &p.dir,
-        &[
-            "exec",
-            "staging",
-            "--junit",
-            report.to_str().unwrap(),
-            "--",
-            &cmd,
-        ],
-    )
-    .env("API_TOKEN", API_TOKEN)
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        shipit_cmd(
+            &p.dir,
+            &[
+                "exec",
+                "staging",
+                "--junit",
+                report.to_str().unwrap(),
+                "--",
+                &cmd,
+            ],
+        )
+        .env("API_TOKEN", API_TOKEN)
+        .output()
+        .unwrap(),
+        1,
+    );
     let s = stdout(&out);
     assert_no_secret("exec output", &s);
     assert_no_secret("exec stderr", &String::from_utf8_lossy(&out.stderr));
@@ -749,11 +738,13 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
     );
 
     // The same as JSON: an output event per host, then its end.
-    let out = shipit_cmd(&p.dir, &["exec", "staging", "--format", "json", "--", &cmd])
-        .env("API_TOKEN", API_TOKEN)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        shipit_cmd(&p.dir, &["exec", "staging", "--format", "json", "--", &cmd])
+            .env("API_TOKEN", API_TOKEN)
+            .output()
+            .unwrap(),
+        1,
+    );
     assert_no_secret("exec json", &stdout(&out));
     let ev = json_lines(&out);
     assert_documented(&ev);
@@ -797,8 +788,7 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = waiter.join().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(waiter.join().unwrap(), 0);
     let s = stdout(&out);
     assert!(
         s.contains("[fleet-2]   | done") && s.contains("[fleet-5]   | done"),
@@ -812,8 +802,7 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
     let p = Project::new(3);
     p.write_config(FLEET_TASKS, "", |_| String::new());
     // Before any deploy there is no current release to run in.
-    let out = p.run(&["run", "staging", "migrate"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    p.run_expect(&["run", "staging", "migrate"], 1);
     p.deploy_ok();
     let ids: Vec<String> = p
         .hosts()
@@ -830,8 +819,7 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
 
     // once: only the first host with the role; in `current`, with the
     // task environment.
-    let out = p.run(&["run", "staging", "migrate", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["run", "staging", "migrate", "--format", "json"], 0);
     let ev = json_lines(&out);
     assert_documented(&ev);
     assert_eq!(ev[0]["hosts"], serde_json::json!(["fleet-1"]));
@@ -852,8 +840,7 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
     for d in &hosts {
         fs::remove_file(d.join("tried")).unwrap();
     }
-    let out = p.run(&["run", "staging", "flaky"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["run", "staging", "flaky"], 0);
     let s = stdout(&out);
     for h in p.fleet.hosts() {
         assert_grouped(&s, &h.alias);
@@ -864,6 +851,5 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
     }
     assert!(s.contains("task `flaky` succeeded on all 3 hosts"), "{s}");
 
-    let out = p.run(&["run", "staging", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    p.run_expect(&["run", "staging", "nope"], 2);
 }

@@ -21,40 +21,16 @@ use std::time::{Duration, Instant};
 use shipit::ledger::{self, Entry, EventKind};
 use shipit::lock::LockHolder;
 use shipit::plan::commands::{self, HostPaths, LOCKED_STATUS};
-use support::project::{commit, current, releases, shipit_cmd, text, wait_until, Project};
+use support::project::{
+    all_on, assert_unlocked, commit, expect_exit, locked, on, releases, shipit_cmd, stderr, stdout,
+    text, wait_until, Project,
+};
 
 /// Generous: the machine may be busy, and a run that hangs still fails.
 const LIMIT: Duration = Duration::from_secs(150);
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The release id `current` points at on `d`, if any.
-fn on(d: &Path) -> Option<String> {
-    current(d).map(|c| c.trim_start_matches("releases/").to_string())
-}
-
-fn all_on(p: &Project) -> Vec<Option<String>> {
-    p.hosts().iter().map(|d| on(d)).collect()
-}
-
-fn locked(d: &Path) -> bool {
-    d.join(".shipit/lock").exists()
-}
-
-fn assert_unlocked(p: &Project) {
-    for d in p.hosts() {
-        assert!(!locked(&d), "{} still locked", d.display());
-    }
-}
 
 /// The host's ledger read as shipit reads it: good entries and the numbers
 /// of lines that are not records.
@@ -470,9 +446,7 @@ fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
         victim.join("started").exists()
     });
     p.fleet.hosts_mut()[1].stop();
-    let out = wait_bounded(deploy, LIMIT);
-
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(wait_bounded(deploy, LIMIT), 1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] hold FAILED"), "{s}");
     assert!(s.contains("staging failed on fleet-2"), "{s}");
@@ -486,8 +460,7 @@ fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
     // fleet-2 comes back: the dead run's lock is still there, and stale.
     fs::remove_file(victim.join("HOLD")).unwrap();
     p.fleet.restart(1);
-    let refused = p.deploy();
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let refused = p.deploy_expect(4);
     let s = stdout(&refused);
     assert!(s.contains("is locked on `fleet-2`"), "{s}");
     assert!(s.contains("(stale: holder process is gone)"), "{s}");
@@ -497,8 +470,7 @@ fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
         ),
         "{s}"
     );
-    let unlock = p.run(&["unlock", "staging"]);
-    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    p.run_expect(&["unlock", "staging"], 0);
     p.deploy_ok();
     let now = all_on(&p);
     assert!(
@@ -531,9 +503,7 @@ fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
         victim.join("started").exists()
     });
     p.fleet.hosts_mut()[1].stop();
-    let out = wait_bounded(deploy, LIMIT);
-
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let out = expect_exit(wait_bounded(deploy, LIMIT), 5);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] restart FAILED"), "{s}");
     assert!(s.contains("fleet-2 could not be put back"), "{s}");
@@ -549,8 +519,7 @@ fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
 
     fs::remove_file(victim.join("HOLD")).unwrap();
     p.fleet.restart(1);
-    let refused = p.deploy();
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let refused = p.deploy_expect(4);
     let s = stdout(&refused);
     assert!(s.contains("(stale: holder process is gone)"), "{s}");
     assert!(
@@ -559,10 +528,8 @@ fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
         )),
         "{s}"
     );
-    let unlock = p.run(&["unlock", "staging"]);
-    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
-    let rollback = p.run(&["rollback", "staging", "--to", &old, "--force"]);
-    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    p.run_expect(&["unlock", "staging"], 0);
+    p.run_expect(&["rollback", "staging", "--to", &old, "--force"], 0);
     assert_eq!(all_on(&p), vec![Some(old.clone()), Some(old)]);
     assert_unlocked(&p);
 }
@@ -602,8 +569,7 @@ fn shipit_killed_mid_publish_is_detected_and_repaired_by_the_next_run() {
         "the dead run's locks stay"
     );
 
-    let refused = p.deploy();
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let refused = p.deploy_expect(4);
     let s = stdout(&refused);
     assert!(s.contains("is locked on `fleet-1`"), "{s}");
     assert!(s.contains("(stale: holder process is gone)"), "{s}");
@@ -619,8 +585,7 @@ fn shipit_killed_mid_publish_is_detected_and_repaired_by_the_next_run() {
         "the refused run changed nothing"
     );
 
-    let unlock = p.run(&["unlock", "staging"]);
-    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    p.run_expect(&["unlock", "staging"], 0);
     p.deploy_ok();
     let now = all_on(&p);
     assert!(
@@ -759,8 +724,7 @@ fn the_disk_filling_up_during_fetch_fails_that_host_and_switches_none() {
         .unwrap();
     fs::write(p.repo.join("assets.bin"), &blob).unwrap();
     commit(&p.repo, "VERSION", "2\n");
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] fetch FAILED"), "{s}");
     assert!(s.contains("No space left on device"), "{s}");
@@ -831,13 +795,7 @@ fn a_ledger_line_truncated_by_a_crash_is_skipped_and_reported_and_nothing_else_i
         hurt.display()
     );
 
-    let releases_out = p.run(&["releases", "staging"]);
-    assert_eq!(
-        releases_out.status.code(),
-        Some(0),
-        "{}",
-        text(&releases_out)
-    );
+    let releases_out = p.run_expect(&["releases", "staging"], 0);
     assert!(
         stderr(&releases_out).contains(&warning),
         "{}",
@@ -849,8 +807,7 @@ fn a_ledger_line_truncated_by_a_crash_is_skipped_and_reported_and_nothing_else_i
         text(&releases_out)
     );
 
-    let history = p.run(&["history", "staging"]);
-    assert_eq!(history.status.code(), Some(0), "{}", text(&history));
+    let history = p.run_expect(&["history", "staging"], 0);
     assert!(stderr(&history).contains(&warning), "{}", text(&history));
     assert!(
         stdout(&history).contains(&a) && stdout(&history).contains(&b),
@@ -858,8 +815,7 @@ fn a_ledger_line_truncated_by_a_crash_is_skipped_and_reported_and_nothing_else_i
         text(&history)
     );
 
-    let rollback = p.run(&["rollback", "staging"]);
-    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    let rollback = p.run_expect(&["rollback", "staging"], 0);
     assert!(stderr(&rollback).contains(&warning), "{}", text(&rollback));
     assert_eq!(all_on(&p), vec![Some(a.clone()), Some(a.clone())]);
 
