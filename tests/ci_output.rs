@@ -13,7 +13,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::project::{commit, expect_exit, git, shipit_cmd, stdout, text, wait_until, Project};
+use support::project::{
+    assert_says, commit, expect_exit, git, shipit_cmd, stdout, text, wait_until, Project,
+};
 
 /// A secret read by a task as `env.DB_PASSWORD`.
 const DB_PASSWORD: &str = "hunter2-db-pw";
@@ -549,10 +551,9 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
         "no current release yet: {}",
         text(&out)
     );
-    assert!(
-        stdout(&out).contains("no current release on `box.example` (deploy the stage first)"),
-        "{}",
-        text(&out)
+    assert_says(
+        &out,
+        "no current release on `box.example` (deploy the stage first)",
     );
     assert_valid_junit(&report);
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use support::deploy_yml::HOOKS;
@@ -247,22 +247,35 @@ fn hold_task(p: &Project, after: &str) -> String {
     )
 }
 
-#[test]
-fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
+/// Three hosts whose `tasks` (the `tasks:` key and any tasks under it)
+/// gain a `hold` task after `after` (see [`hold_task`]).
+fn holding_project(tasks: &str, after: &str) -> Project {
     let p = Project::new(3);
     p.write_config(
-        &format!("tasks:\n  hold:\n{}", hold_task(&p, "create_release")),
+        &format!("{tasks}  hold:\n{}", hold_task(&p, after)),
         "",
         |_| String::new(),
     );
-    // A first good deploy, with the gate open.
+    p
+}
+
+/// A first good deploy (the gate open), then a change whose deploy is
+/// interrupted while it holds: where `current` was on every host before
+/// it, and its output, checked to exit 130.
+fn deploy_then_interrupt_the_next(p: &Project) -> (Vec<Option<String>>, Output) {
     fs::write(p.dir.join("gate"), "").unwrap();
     p.deploy_ok();
     fs::remove_file(p.dir.join("gate")).unwrap();
     fs::remove_file(p.dir.join("started")).unwrap();
-    let before = all_current(&p);
+    let before = all_current(p);
     commit(&p.repo, "VERSION", "2\n");
-    let out = expect_exit(interrupted_deploy(&p), 130);
+    (before, expect_exit(interrupted_deploy(p), 130))
+}
+
+#[test]
+fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
+    let p = holding_project("tasks:\n", "create_release");
+    let (before, out) = deploy_then_interrupt_the_next(&p);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted during staging"), "{stdout}");
     assert_eq!(all_current(&p), before);
@@ -275,19 +288,8 @@ fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
 
 #[test]
 fn sigterm_during_publish_switches_back_and_exits_130() {
-    let p = Project::new(3);
-    p.write_config(
-        &format!("{HOOKS}  hold:\n{}", hold_task(&p, "restart")),
-        "",
-        |_| String::new(),
-    );
-    fs::write(p.dir.join("gate"), "").unwrap();
-    p.deploy_ok();
-    fs::remove_file(p.dir.join("gate")).unwrap();
-    fs::remove_file(p.dir.join("started")).unwrap();
-    let before = all_current(&p);
-    commit(&p.repo, "VERSION", "2\n");
-    let out = expect_exit(interrupted_deploy(&p), 130);
+    let p = holding_project(HOOKS, "restart");
+    let (before, out) = deploy_then_interrupt_the_next(&p);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted during publish"), "{stdout}");
     assert_eq!(all_current(&p), before, "every switched host went back");

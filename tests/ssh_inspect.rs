@@ -7,7 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::project::{commit, expect_exit, git, ledger, releases, shipit_cmd, stdout, text};
+use support::project::{
+    assert_says, commit, expect_exit, git, ledger, releases, shipit_cmd, stdout, text,
+};
 use support::{deploy_yml, Fleet};
 
 fn shipit_as(dir: &Path, user: &str, args: &[&str]) -> Output {
@@ -248,11 +250,7 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
     let dir = fleet.dir();
 
     let out = expect_exit(shipit(dir, &["lock", "staging", "-m", "db maintenance"]), 0);
-    assert!(
-        stdout(&out).contains("lock staging: held on 3 hosts by `tester`"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "lock staging: held on 3 hosts by `tester`");
     for h in fleet.hosts() {
         let info = fs::read_to_string(lock_dir(&h.deploy_to).join("info")).unwrap();
         assert!(info.contains("db maintenance"), "{info}");
@@ -273,11 +271,7 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
 
     // The same user frees it, and deploys work again.
     let out = expect_exit(shipit(dir, &["unlock", "staging"]), 0);
-    assert!(
-        stdout(&out).contains("[fleet-2] freed (yours)"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "[fleet-2] freed (yours)");
     for h in fleet.hosts() {
         assert!(!lock_dir(&h.deploy_to).exists());
     }
@@ -306,10 +300,9 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
         shipit_as(dir, "someone-else", &["unlock", "staging", "--force"]),
         0,
     );
-    assert!(
-        stdout(&out).contains("unlock staging: ok — the deploy lock is free on 3 hosts"),
-        "{}",
-        text(&out)
+    assert_says(
+        &out,
+        "unlock staging: ok — the deploy lock is free on 3 hosts",
     );
     for h in fleet.hosts() {
         assert!(!lock_dir(&h.deploy_to).exists());
@@ -388,11 +381,7 @@ fn a_stale_lock_is_reported_as_stale_and_unlock_frees_it() {
     assert!(s.contains("[fleet-2] lock ok: free"), "{s}");
 
     let out = expect_exit(shipit(fleet.dir(), &["deploy", "staging"]), 4);
-    assert!(
-        stdout(&out).contains("(stale: holder process is gone)"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "(stale: holder process is gone)");
 
     // Not the holder's user, but the holder is gone: no --force needed.
     let out = expect_exit(shipit(fleet.dir(), &["unlock", "staging"]), 0);

@@ -8,7 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use support::deploy_yml::HOOKS;
-use support::project::{assert_unlocked, commit, current, events, ledger, stdout, text, Project};
+use support::project::{
+    assert_says, assert_unlocked, commit, current, events, ledger, stdout, text, Project,
+};
 
 fn project(hosts: usize) -> Project {
     let p = Project::new(hosts);
@@ -122,11 +124,7 @@ fn rollback_goes_back_to_the_previous_good_release_and_again_after_a_deploy() {
     // Deploy again, roll back again: the rolled-back release is skipped.
     let (c, _) = deploy_change(&p, "3\n");
     let out = p.run_expect(&["rollback", "staging"], 0);
-    assert!(
-        stdout(&out).contains(&format!("every host is on release {a} (was {c})")),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, &format!("every host is on release {a} (was {c})"));
     assert_all_on(&p, &a);
     assert_rolled_back(&p, &c, &a);
 
@@ -155,11 +153,7 @@ fn rollback_to_an_older_release() {
     let (c, _) = deploy_change(&p, "3\n");
 
     let out = p.run_expect(&["rollback", "staging", "--to", &a], 0);
-    assert!(
-        stdout(&out).contains(&format!("every host is on release {a} (was {c})")),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, &format!("every host is on release {a} (was {c})"));
     assert_all_on(&p, &a);
     assert_rolled_back(&p, &c, &a);
     assert_unlocked(&p);
@@ -171,10 +165,9 @@ fn rollback_to_an_older_release() {
     // Not a release id: bad usage. A release no host has: refused.
     p.run_expect(&["rollback", "staging", "--to", "yesterday"], 2);
     let out = p.run_expect(&["rollback", "staging", "--to", "20200101T000000Z"], 1);
-    assert!(
-        stdout(&out).contains("release 20200101T000000Z is not on this host (on every host)"),
-        "{}",
-        text(&out)
+    assert_says(
+        &out,
+        "release 20200101T000000Z is not on this host (on every host)",
     );
     assert_all_on(&p, &b);
     assert_unlocked(&p);
@@ -229,13 +222,9 @@ fn rollback_refuses_when_hosts_disagree_unless_forced() {
     assert_unlocked(&p);
 
     let out = p.run_expect(&["rollback", "staging", "--force"], 0);
-    assert!(
-        stdout(&out).contains(&format!(
+    assert_says(&out, &format!(
             "rollback staging: ok — fleet-1, fleet-2 on release {b} (was {c}); fleet-3 on release {a} (was {b})"
-        )),
-        "{}",
-        text(&out)
-    );
+        ));
     assert_eq!(on(&p.hosts()[0]), b);
     assert_eq!(on(&p.hosts()[1]), b);
     assert_eq!(on(d3), a);
@@ -283,10 +272,9 @@ fn rollback_skips_a_failed_release() {
 
     // `--to` the failed release is refused without --force.
     let out = p.run_expect(&["rollback", "staging", "--to", &c], 1);
-    assert!(
-        stdout(&out).contains(&format!("release {c} is marked `failed` in the ledger")),
-        "{}",
-        text(&out)
+    assert_says(
+        &out,
+        &format!("release {c} is marked `failed` in the ledger"),
     );
     assert!(stdout(&out).contains("--force rolls back to it anyway"));
     assert_all_on(&p, &b);
@@ -358,13 +346,7 @@ fn rollback_is_refused_by_a_held_lock() {
     fs::write(held.join(".shipit/lock/info"), format!("{info}\n")).unwrap();
 
     let out = p.run_expect(&["rollback", "staging"], 4);
-    assert!(
-        stdout(&out).contains(
-            "rollback staging: refused — stage `staging` is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress; nothing was changed"
-        ),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "rollback staging: refused — stage `staging` is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress; nothing was changed");
     assert_all_on(&p, &b);
     // Ours freed, bob's left.
     assert!(!p.hosts()[0].join(".shipit/lock").exists());

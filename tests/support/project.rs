@@ -242,3 +242,10 @@ pub fn assert_unlocked(p: &Project) {
         assert!(!locked(&d), "{} still locked", d.display());
     }
 }
+
+/// Asserts that `o`'s stdout contains `what` (the message shows both
+/// streams).
+#[track_caller]
+pub fn assert_says(o: &Output, what: &str) {
+    assert!(stdout(o).contains(what), "no {what:?} in:\n{}", text(o));
+}
