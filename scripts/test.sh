@@ -23,6 +23,11 @@ fi
 if ! command -v git >/dev/null 2>&1; then
     missing+=(git)
 fi
+# tests/ci_output.rs gives shipit a terminal with `script` (util-linux;
+# Debian ships it in bsdutils).
+if ! command -v script >/dev/null 2>&1; then
+    missing+=(bsdutils)
+fi
 # tests/ci_output.rs validates the JUnit report with xmllint against
 # tests/fixtures/junit.xsd.
 if ! command -v xmllint >/dev/null 2>&1; then

@@ -13,7 +13,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::project::{commit, git, shipit_cmd, text, wait_until, Project};
+use support::project::{
+    assert_says, commit, expect_exit, git, shipit_cmd, stdout, text, wait_until, Project,
+};
 
 /// A secret read by a task as `env.DB_PASSWORD`.
 const DB_PASSWORD: &str = "hunter2-db-pw";
@@ -94,10 +96,6 @@ impl Local {
             let _ = fs::remove_file(f);
         }
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Every stdout line as JSON; panics naming the first line that is not.
@@ -246,8 +244,7 @@ fn assert_no_secret(what: &str, s: &str) {
 fn plain_output_names_the_host_on_every_step_line() {
     let l = local();
     // No --format: stdout is a pipe and CI is set, so plain.
-    let out = l.run(&["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo"]), 0);
     let s = stdout(&out);
     assert!(s.starts_with("deploy demo: release "), "{s}");
     for step in [
@@ -274,8 +271,7 @@ fn plain_output_names_the_host_on_every_step_line() {
 
     l.fail_build(true);
     commit(&l.repo, "VERSION", "2\n");
-    let out = l.run(&["deploy", "demo", "--format", "plain"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "plain"]), 1);
     let s = stdout(&out);
     assert!(s.contains("[box.example] build FAILED"), "{s}");
     assert!(s.contains("[box.example]   | build broke"), "{s}");
@@ -286,8 +282,7 @@ fn plain_output_names_the_host_on_every_step_line() {
 #[test]
 fn json_lines_for_a_successful_deploy() {
     let l = local();
-    let out = l.run(&["deploy", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "json"]), 0);
     let ev = json_lines(&out);
     assert_documented(&ev);
     let first = &ev[0];
@@ -334,8 +329,7 @@ fn json_lines_for_failing_deploys_carry_the_failure_and_the_undo() {
     // discarded.
     l.fail_build(true);
     commit(&l.repo, "VERSION", "2\n");
-    let out = l.run(&["deploy", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "json"]), 1);
     let ev = json_lines(&out);
     assert_documented(&ev);
     let failed = of_kind(&ev, "step_failed");
@@ -373,8 +367,7 @@ fn json_lines_for_failing_deploys_carry_the_failure_and_the_undo() {
     l.fail_build(false);
     let sha = commit(&l.repo, "VERSION", "3\n");
     fs::write(l.deploy_to.join("FAIL_SMOKE"), sha).unwrap();
-    let out = l.run(&["deploy", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "demo", "--format", "json"]), 1);
     let ev = json_lines(&out);
     assert_documented(&ev);
     let f = of_kind(&ev, "step_failed");
@@ -394,8 +387,7 @@ fn json_lines_for_failing_deploys_carry_the_failure_and_the_undo() {
 #[test]
 fn errors_that_end_a_run_early_keep_stdout_json() {
     let l = local();
-    let out = l.run(&["deploy", "nope", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(l.run(&["deploy", "nope", "--format", "json"]), 2);
     let ev = json_lines(&out);
     assert_documented(&ev);
     assert_eq!(ev.len(), 1, "{ev:?}");
@@ -412,8 +404,7 @@ fn errors_that_end_a_run_early_keep_stdout_json() {
     assert!(err.contains("unknown stage `nope`"), "{err}");
 
     // A command that cannot speak JSON refuses rather than print text.
-    let out = l.run(&["releases", "demo", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(l.run(&["releases", "demo", "--format", "json"]), 2);
     let ev = json_lines(&out);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["event"], "error");
@@ -423,12 +414,15 @@ fn errors_that_end_a_run_early_keep_stdout_json() {
 fn an_interrupted_deploy_still_ends_its_json_stream_with_a_summary() {
     let l = local();
     let yml = fs::read_to_string(l.dir.join("deploy.yml")).unwrap();
-    let started = l.dir.join("started");
+    // The step holds until the test has seen shipit take the interrupt:
+    // shipit lets running steps finish, so the run cannot end first.
+    let (started, gate) = (l.dir.join("started"), l.dir.join("gate"));
     let yml = yml.replace(
         "  restart:\n",
         &format!(
-            "  hold:\n    after: build\n    run: \"touch {}; sleep 2\"\n  restart:\n",
-            started.display()
+            "  hold:\n    after: build\n    run: \"touch {}; while [ ! -e {} ]; do sleep 0.05; done\"\n  restart:\n",
+            started.display(),
+            gate.display()
         ),
     );
     fs::write(l.dir.join("deploy.yml"), yml).unwrap();
@@ -447,11 +441,26 @@ fn an_interrupted_deploy_still_ends_its_json_stream_with_a_summary() {
         .unwrap()
         .success();
     assert!(ok);
+    // Should the notice never come, the held step would wait forever:
+    // end shipit after a minute, and the assertions below say why.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        if watchdog.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid]).status();
+        }
+    });
     let mut lines = Vec::new();
     for l in BufReader::new(child.stdout.take().unwrap()).lines() {
         lines.push(l.unwrap());
+        if lines.last().unwrap().contains("\"message\":\"interrupted") {
+            fs::write(&gate, "").unwrap();
+        }
     }
     let status = child.wait().unwrap();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    assert!(gate.exists(), "no `interrupted` notice: {lines:?}");
     assert_eq!(status.code(), Some(130), "{lines:?}");
     let ev: Vec<Value> = lines
         .iter()
@@ -474,8 +483,7 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
     let l = local();
     let report = l.dir.join("reports/shipit.xml");
     let r = report.to_str().unwrap();
-    let out = l.run(&["deploy", "demo", "--junit", r]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(l.run(&["deploy", "demo", "--junit", r]), 0);
     let xml = assert_valid_junit(&report);
     for step in [
         "lock",
@@ -498,8 +506,10 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
 
     l.fail_build(true);
     commit(&l.repo, "VERSION", "2\n");
-    let out = l.run(&["deploy", "demo", "--format", "json", "--junit", r]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        l.run(&["deploy", "demo", "--format", "json", "--junit", r]),
+        1,
+    );
     json_lines(&out);
     let xml = assert_valid_junit(&report);
     assert!(
@@ -541,18 +551,16 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
         "no current release yet: {}",
         text(&out)
     );
-    assert!(
-        stdout(&out).contains("no current release on `box.example` (deploy the stage first)"),
-        "{}",
-        text(&out)
+    assert_says(
+        &out,
+        "no current release on `box.example` (deploy the stage first)",
     );
     assert_valid_junit(&report);
 
     assert_eq!(l.run(&["deploy", "demo"]).status.code(), Some(0));
     let current = fs::read_link(l.deploy_to.join("current")).unwrap();
     let id = current.file_name().unwrap().to_string_lossy().into_owned();
-    let out = l.run(&["run", "demo", "greet"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(l.run(&["run", "demo", "greet"]), 0);
     let s = stdout(&out);
     let current_dir = fs::canonicalize(l.deploy_to.join("current")).unwrap();
     assert!(
@@ -568,18 +576,18 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
     assert!(s.contains("[box.example]   ! pw [redacted]"), "{s}");
     assert_no_secret("run output", &s);
 
-    let out = l.run(&["run", "demo", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(l.run(&["run", "demo", "nope"]), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown task `nope`"));
 }
 
 #[test]
 fn human_output_honours_no_color() {
     // `script` gives shipit a terminal, so auto picks human.
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: `script` (util-linux) is not installed");
-        return;
-    }
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "this test needs `script` (util-linux; Debian's bsdutils) to give shipit a terminal: \
+         install it, or run scripts/test.sh, which does"
+    );
     let l = local();
     let bin = env!("CARGO_BIN_EXE_shipit");
     let run = |no_color: bool| -> String {
@@ -597,8 +605,7 @@ fn human_output_honours_no_color() {
         } else {
             c.env_remove("NO_COLOR");
         }
-        let out = c.output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let out = expect_exit(c.output().unwrap(), 0);
         stdout(&out)
     };
     let coloured = run(false);
@@ -660,21 +667,23 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
          case \"$SSH_CONNECTION\" in *\" {bad} \"*) echo \"broken with {API_TOKEN}\" >&2; exit 3;; esac"
     );
     let report = p.dir.join("exec.xml");
-    let out = shipit_cmd(
-        &p.dir,
-        &[
-            "exec",
-            "staging",
-            "--junit",
-            report.to_str().unwrap(),
-            "--",
-            &cmd,
-        ],
-    )
-    .env("API_TOKEN", API_TOKEN)
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        shipit_cmd(
+            &p.dir,
+            &[
+                "exec",
+                "staging",
+                "--junit",
+                report.to_str().unwrap(),
+                "--",
+                &cmd,
+            ],
+        )
+        .env("API_TOKEN", API_TOKEN)
+        .output()
+        .unwrap(),
+        1,
+    );
     let s = stdout(&out);
     assert_no_secret("exec output", &s);
     assert_no_secret("exec stderr", &String::from_utf8_lossy(&out.stderr));
@@ -730,11 +739,13 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
     );
 
     // The same as JSON: an output event per host, then its end.
-    let out = shipit_cmd(&p.dir, &["exec", "staging", "--format", "json", "--", &cmd])
-        .env("API_TOKEN", API_TOKEN)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        shipit_cmd(&p.dir, &["exec", "staging", "--format", "json", "--", &cmd])
+            .env("API_TOKEN", API_TOKEN)
+            .output()
+            .unwrap(),
+        1,
+    );
     assert_no_secret("exec json", &stdout(&out));
     let ev = json_lines(&out);
     assert_documented(&ev);
@@ -778,8 +789,7 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = waiter.join().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(waiter.join().unwrap(), 0);
     let s = stdout(&out);
     assert!(
         s.contains("[fleet-2]   | done") && s.contains("[fleet-5]   | done"),
@@ -793,8 +803,7 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
     let p = Project::new(3);
     p.write_config(FLEET_TASKS, "", |_| String::new());
     // Before any deploy there is no current release to run in.
-    let out = p.run(&["run", "staging", "migrate"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    p.run_expect(&["run", "staging", "migrate"], 1);
     p.deploy_ok();
     let ids: Vec<String> = p
         .hosts()
@@ -811,8 +820,7 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
 
     // once: only the first host with the role; in `current`, with the
     // task environment.
-    let out = p.run(&["run", "staging", "migrate", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["run", "staging", "migrate", "--format", "json"], 0);
     let ev = json_lines(&out);
     assert_documented(&ev);
     assert_eq!(ev[0]["hosts"], serde_json::json!(["fleet-1"]));
@@ -833,8 +841,7 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
     for d in &hosts {
         fs::remove_file(d.join("tried")).unwrap();
     }
-    let out = p.run(&["run", "staging", "flaky"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["run", "staging", "flaky"], 0);
     let s = stdout(&out);
     for h in p.fleet.hosts() {
         assert_grouped(&s, &h.alias);
@@ -845,6 +852,5 @@ fn run_a_task_on_the_fleet_as_a_deploy_would() {
     }
     assert!(s.contains("task `flaky` succeeded on all 3 hosts"), "{s}");
 
-    let out = p.run(&["run", "staging", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    p.run_expect(&["run", "staging", "nope"], 2);
 }

@@ -12,19 +12,11 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::deploy_yml::yaml_str;
-use support::project::{commit, current, git, releases, shipit, text, Project};
+use support::project::{commit, current, git, releases, shipit, stderr, stdout, text, Project};
 use support::Fleet;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A directory without a leading `.` in its path (git refuses branch name
 /// components starting with `.`, and the payloads name the canary by its
@@ -240,8 +232,7 @@ fn hostile_values_that_validation_allows_reach_the_host_literally() {
         );
     fs::write(p.dir.join("deploy.yml"), yml).unwrap();
 
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.deploy_expect(0);
     assert!(!canary.exists(), "a payload ran:\n{}", text(&out));
 
     let cur = deploy_to.join("current");
@@ -302,8 +293,7 @@ fn linked_paths_cannot_escape_deploy_to_through_symlinks_in_the_repository() {
         |_| String::new(),
     );
 
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-1] link_shared FAILED"), "{s}");
     assert!(
@@ -335,8 +325,7 @@ fn linked_paths_cannot_escape_deploy_to_through_symlinks_in_the_repository() {
     std::os::unix::fs::symlink("var/tmp", p.repo.join("tmp")).unwrap();
     std::os::unix::fs::symlink("etc", p.repo.join("config")).unwrap();
     commit(&p.repo, "VERSION", "2\n");
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.deploy_expect(0);
     assert_eq!(
         fs::read_to_string(d.join("current/config/database.yml")).unwrap(),
         "db\n"
@@ -459,8 +448,7 @@ fn an_unknown_host_key_fails_that_host_by_default_saying_how_to_trust_it() {
     let config = p.fleet.ssh_config_with("ssh_config_careless", &known, "no");
     use_ssh_config(&p, &config, None);
 
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let s = stdout(&out);
     let h2 = &p.fleet.hosts()[1];
     assert!(s.contains("[fleet-2] connect FAILED"), "{s}");
@@ -498,8 +486,7 @@ fn accept_new_trusts_a_new_host_only_when_configured() {
     let config = p.fleet.ssh_config_with("ssh_config_strict", &known, "yes");
     use_ssh_config(&p, &config, Some("accept-new"));
 
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.deploy_expect(0);
     let h2 = &p.fleet.hosts()[1];
     let trusted = fs::read_to_string(&known).unwrap();
     assert!(
@@ -543,8 +530,7 @@ fn a_changed_host_key_fails_even_with_accept_new() {
     let config = p.fleet.ssh_config_with("ssh_config_changed", &known, "yes");
     use_ssh_config(&p, &config, Some("accept-new"));
 
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] connect FAILED"), "{s}");
     assert!(

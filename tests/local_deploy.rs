@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::project::{commit, current, events, git, releases, shipit_cmd, text};
+use support::project::{commit, current, events, expect_exit, git, releases, shipit_cmd, text};
 
 fn shipit(dir: &Path, args: &[&str]) -> Output {
     shipit_cmd(dir, args)
@@ -131,8 +131,7 @@ fn with_example(args: &[&str]) -> Output {
 #[test]
 fn a_deploy_builds_links_renders_switches_and_records() {
     let s = setup(TASKS);
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo"]), 0);
     let d = &s.deploy_to;
     let rels = releases(d);
     assert_eq!(rels.len(), 1);
@@ -234,8 +233,7 @@ fn seven_deploys_keep_five_releases_and_the_newest_is_current() {
 #[test]
 fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
     let s = setup(TASKS);
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(&s.dir, &["deploy", "demo"]), 0);
     let before = current(&s.deploy_to).expect("a current release");
     let broken = TASKS.replace(
         "run: \"printf 'built %s\\n' \\\"$(cat REVISION)\\\" > BUILD\"",
@@ -244,8 +242,7 @@ fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
     assert_ne!(broken, TASKS);
     edit_config(&s, TASKS, &broken);
     commit(&s.repo, "VERSION", "2\n");
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo"]), 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[localhost] build FAILED"), "{stdout}");
     assert!(
@@ -267,8 +264,7 @@ fn a_failing_task_leaves_current_alone_and_removes_the_staged_release() {
 fn a_held_lock_refuses_the_deploy_with_exit_4() {
     let s = setup(TASKS);
     let lock = hold_lock(&s, "2026-11-24T19:01:02Z", "hotfix in progress");
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo"]), 4);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("locked on `localhost` by `bob` on `laptop`"),
@@ -288,8 +284,7 @@ fn a_missing_secret_fails_before_any_host_is_touched() {
         "PORT={{ port }}\nDB_PASSWORD={{ env.SHIPIT_TEST_DB_PASSWORD }}\n",
     )
     .unwrap();
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo"]), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("environment variable `SHIPIT_TEST_DB_PASSWORD` is not set"),
@@ -311,14 +306,16 @@ fn secrets_never_reach_the_output() {
         "echo restarted >> log/restarts.log",
         "echo using {{ env.SHIPIT_TEST_SECRET }} >&2; exit 1",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["deploy", "demo"])
-        .current_dir(&s.dir)
-        .env("CI", "true")
-        .env("SHIPIT_TEST_SECRET", "s3cr3t-value")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(
+        Command::new(env!("CARGO_BIN_EXE_shipit"))
+            .args(["deploy", "demo"])
+            .current_dir(&s.dir)
+            .env("CI", "true")
+            .env("SHIPIT_TEST_SECRET", "s3cr3t-value")
+            .output()
+            .unwrap(),
+        1,
+    );
     let all = text(&out);
     assert!(all.contains("[redacted]"), "{all}");
     assert!(!all.contains("s3cr3t-value"), "{all}");
@@ -387,8 +384,7 @@ fn plan_prints_demo_and_production_without_connecting() {
 
 #[test]
 fn plan_refuses_unknown_stages_with_exit_2() {
-    let out = with_example(&["plan", "prod"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(with_example(&["plan", "prod"]), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage `prod`"));
 }
 
@@ -396,15 +392,11 @@ fn plan_refuses_unknown_stages_with_exit_2() {
 fn init_writes_a_config_that_plans() {
     let tmp = tempfile::tempdir().unwrap();
     let (_repo, _) = app_repo(tmp.path());
-    let out = shipit(&tmp.path().join("app"), &["init"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let again = shipit(&tmp.path().join("app"), &["init"]);
-    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    expect_exit(shipit(&tmp.path().join("app"), &["init"]), 0);
+    let again = expect_exit(shipit(&tmp.path().join("app"), &["init"]), 2);
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    let plan = shipit(&tmp.path().join("app"), &["plan", "local"]);
-    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    let deploy = shipit(&tmp.path().join("app"), &["deploy", "local"]);
-    assert_eq!(deploy.status.code(), Some(0), "{}", text(&deploy));
+    expect_exit(shipit(&tmp.path().join("app"), &["plan", "local"]), 0);
+    expect_exit(shipit(&tmp.path().join("app"), &["deploy", "local"]), 0);
     assert!(tmp.path().join("app/.shipit-local/current/README").exists());
 }
 
@@ -416,8 +408,7 @@ fn strategy_copy_uploads_one_archive_checked_by_digest() {
         "keep_releases: 5\n",
         "keep_releases: 5\nstrategy: copy\n",
     );
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(&s.dir, &["deploy", "demo"]), 0);
     let d = &s.deploy_to;
     assert!(!d.join("repo").exists(), "copy keeps no mirror on the host");
     assert_eq!(
@@ -452,8 +443,7 @@ fn strategy_copy_uploads_one_archive_checked_by_digest() {
     assert!(digests[0].starts_with("sha256:"));
     assert!(digests.iter().all(|x| *x == digests[0]));
     // Deploying the same commit again gives the same digest.
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(&s.dir, &["deploy", "demo"]), 0);
     let ledger = fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(ledger.lines().last().unwrap()).unwrap();
     assert_eq!(last["digest"].as_str().unwrap(), digests[0]);
@@ -497,15 +487,13 @@ fn wait_lock_queues_behind_a_held_lock_then_deploys() {
 fn wait_lock_gives_up_with_exit_4() {
     let s = setup(TASKS);
     let lock = hold_lock(&s, "2026-11-24T19:01:02Z", "hotfix");
-    let out = shipit(&s.dir, &["deploy", "demo", "--wait-lock", "1s"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    expect_exit(shipit(&s.dir, &["deploy", "demo", "--wait-lock", "1s"]), 4);
     assert!(lock.join("info").exists());
 }
 
 #[test]
 fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
-    let out = with_example(&["plan", "production", "promote"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(with_example(&["plan", "production", "promote"]), 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.starts_with("promote `staging` -> `production`"),
@@ -516,8 +504,7 @@ fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
         "{stdout}"
     );
     assert!(stdout.contains("deploy `production`: 5 hosts"), "{stdout}");
-    let out = with_example(&["plan", "staging", "rollback"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(with_example(&["plan", "staging", "rollback"]), 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in [
         "switch  (",
@@ -529,8 +516,7 @@ fn plan_shows_the_rollback_and_promote_recipes_without_connecting() {
         assert!(stdout.contains(step), "{step}:\n{stdout}");
     }
     // A stage without promote_from has nothing to promote.
-    let out = with_example(&["plan", "staging", "promote"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    expect_exit(with_example(&["plan", "staging", "promote"]), 2);
 }
 
 #[test]
@@ -538,47 +524,43 @@ fn a_lock_older_than_the_lock_ttl_is_reported_stale_and_unlock_frees_it() {
     let s = setup(TASKS);
     // Taken long ago on another machine: its pid says nothing here.
     let lock = hold_lock(&s, "2020-01-01T00:00:00Z", "deploy of `demo`");
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo"]), 4);
     assert!(
         !text(&out).contains("stale"),
         "without a TTL it is not stale: {}",
         text(&out)
     );
-    let out = shipit(&s.dir, &["deploy", "demo", "--lock-ttl", "2h"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo", "--lock-ttl", "2h"]), 4);
     assert!(
         text(&out).contains("older than the lock TTL of 7200s"),
         "{}",
         text(&out)
     );
     // Without a TTL, unlock refuses someone else's live-looking lock ...
-    let out = shipit(&s.dir, &["unlock", "demo"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    expect_exit(shipit(&s.dir, &["unlock", "demo"]), 4);
     // ... with one (here from the environment) it frees the stale lock.
-    let out = Command::new(env!("CARGO_BIN_EXE_shipit"))
-        .args(["unlock", "demo"])
-        .current_dir(&s.dir)
-        .env("SHIPIT_USER", "tester")
-        .env("SHIPIT_LOCK_TTL", "2h")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(
+        Command::new(env!("CARGO_BIN_EXE_shipit"))
+            .args(["unlock", "demo"])
+            .current_dir(&s.dir)
+            .env("SHIPIT_USER", "tester")
+            .env("SHIPIT_LOCK_TTL", "2h")
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(!lock.exists());
-    let out = shipit(&s.dir, &["deploy", "demo"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(&s.dir, &["deploy", "demo"]), 0);
 }
 
 #[test]
 fn quiet_prints_failures_and_the_summary_and_verbose_prints_more() {
     let s = setup(TASKS);
-    let out = shipit(&s.dir, &["deploy", "demo", "-q"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo", "-q"]), 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("publish ok"), "{stdout}");
     assert!(stdout.contains("deploy demo: ok"), "{stdout}");
-    let out = shipit(&s.dir, &["deploy", "demo", "-v"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(&s.dir, &["deploy", "demo", "-v"]), 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[localhost] build started"), "{stdout}");
     // The lock step's own output (the releases it found) under its line.

@@ -21,40 +21,16 @@ use std::time::{Duration, Instant};
 use shipit::ledger::{self, Entry, EventKind};
 use shipit::lock::LockHolder;
 use shipit::plan::commands::{self, HostPaths, LOCKED_STATUS};
-use support::project::{commit, current, releases, shipit_cmd, text, wait_until, Project};
+use support::project::{
+    all_on, assert_says, assert_unlocked, commit, expect_exit, locked, on, releases, shipit_cmd,
+    stderr, stdout, text, wait_until, Project,
+};
 
 /// Generous: the machine may be busy, and a run that hangs still fails.
 const LIMIT: Duration = Duration::from_secs(150);
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The release id `current` points at on `d`, if any.
-fn on(d: &Path) -> Option<String> {
-    current(d).map(|c| c.trim_start_matches("releases/").to_string())
-}
-
-fn all_on(p: &Project) -> Vec<Option<String>> {
-    p.hosts().iter().map(|d| on(d)).collect()
-}
-
-fn locked(d: &Path) -> bool {
-    d.join(".shipit/lock").exists()
-}
-
-fn assert_unlocked(p: &Project) {
-    for d in p.hosts() {
-        assert!(!locked(&d), "{} still locked", d.display());
-    }
-}
 
 /// The host's ledger read as shipit reads it: good entries and the numbers
 /// of lines that are not records.
@@ -89,6 +65,49 @@ const HOLD_IF_ASKED: &str = "if [ -e ../../HOLD ]; then touch ../../started; whi
 
 /// A smoke test that always passes, so good deploys are `verified`.
 const SMOKE: &str = "  smoke_test:\n    run: \"test -f REVISION\"\n";
+
+/// A project of `hosts` hosts with a passing smoke test and `step` (a
+/// task `hold` after create_release, or `restart`) running
+/// [`HOLD_IF_ASKED`]; `stage_extra` as in [`Project::write_config`]. Its
+/// first release is deployed.
+fn holding_project(hosts: usize, step: &str, stage_extra: &str) -> Project {
+    let hook = match step {
+        "hold" => format!("  hold:\n    after: create_release\n    run: \"{HOLD_IF_ASKED}\"\n"),
+        other => format!("  {other}:\n    run: \"{HOLD_IF_ASKED}\"\n"),
+    };
+    let p = Project::new(hosts);
+    p.write_config(&format!("tasks:\n{SMOKE}{hook}"), stage_extra, |_| {
+        String::new()
+    });
+    p.deploy_ok();
+    p
+}
+
+/// Commits `version` and starts a deploy; returns once it holds on host
+/// `i` (whose `HOLD` file this writes), with the deploy still running.
+fn deploy_held_on(p: &Project, i: usize, version: &str) -> std::process::Child {
+    let d = p.hosts()[i].clone();
+    fs::write(d.join("HOLD"), "").unwrap();
+    commit(&p.repo, "VERSION", version);
+    let deploy = spawn_deploy(p, &["deploy", "staging"]);
+    wait_until(&format!("fleet-{} holds", i + 1), LIMIT, || {
+        d.join("started").exists()
+    });
+    deploy
+}
+
+/// A deploy whose host `i` loses its sshd while it holds; the run's output.
+fn deploy_losing_sshd_of(p: &mut Project, i: usize) -> Output {
+    let deploy = deploy_held_on(p, i, "2\n");
+    p.fleet.hosts_mut()[i].stop();
+    wait_bounded(deploy, LIMIT)
+}
+
+/// Host `i` is reachable again and no longer holds.
+fn bring_back(p: &mut Project, i: usize) {
+    fs::remove_file(p.hosts()[i].join("HOLD")).unwrap();
+    p.fleet.restart(i);
+}
 
 fn spawn_deploy(p: &Project, args: &[&str]) -> std::process::Child {
     shipit_cmd(&p.dir, args)
@@ -399,36 +418,19 @@ fn two_deploys_started_together_one_proceeds_the_other_exits_4() {
 /// nothing, and the deploy finishes undisturbed.
 #[test]
 fn a_rollback_during_a_deploy_is_refused_by_the_lock() {
-    let p = Project::new(2);
-    p.write_config(
-        &format!(
-            "tasks:\n{SMOKE}  hold:\n    after: create_release\n    run: \"{HOLD_IF_ASKED}\"\n"
-        ),
-        "",
-        |_| String::new(),
-    );
-    p.deploy_ok();
+    let p = holding_project(2, "hold", "");
     commit(&p.repo, "VERSION", "2\n");
     p.deploy_ok();
     let before = all_on(&p);
     let first = p.hosts()[0].clone();
-    fs::write(first.join("HOLD"), "").unwrap();
-    commit(&p.repo, "VERSION", "3\n");
-    let deploy = spawn_deploy(&p, &["deploy", "staging"]);
-    wait_until("the deploy holds in staging", LIMIT, || {
-        first.join("started").exists()
-    });
+    let deploy = deploy_held_on(&p, 0, "3\n");
     let rollback = p.run(&["rollback", "staging"]);
     fs::write(first.join("gate"), "").unwrap();
     let deploy = wait_bounded(deploy, LIMIT);
 
     assert_eq!(rollback.status.code(), Some(4), "{}", text(&rollback));
-    assert!(
-        stdout(&rollback).contains("is locked on `fleet-1` by `tester`")
-            && stdout(&rollback).contains("deploy of `staging`"),
-        "{}",
-        text(&rollback)
-    );
+    assert_says(&rollback, "is locked on `fleet-1` by `tester`");
+    assert_says(&rollback, "deploy of `staging`");
     assert_eq!(deploy.status.code(), Some(0), "{}", text(&deploy));
     let after = all_on(&p);
     assert!(after[0].is_some() && after[0] != before[0] && after[1] == after[0]);
@@ -452,27 +454,9 @@ fn a_rollback_during_a_deploy_is_refused_by_the_lock() {
 /// it, and after that a deploy brings every host to one release.
 #[test]
 fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
-    let mut p = Project::new(2);
-    p.write_config(
-        &format!(
-            "tasks:\n{SMOKE}  hold:\n    after: create_release\n    run: \"{HOLD_IF_ASKED}\"\n"
-        ),
-        "",
-        |_| String::new(),
-    );
-    p.deploy_ok();
+    let mut p = holding_project(2, "hold", "");
     let before = all_on(&p);
-    let victim = p.hosts()[1].clone();
-    fs::write(victim.join("HOLD"), "").unwrap();
-    commit(&p.repo, "VERSION", "2\n");
-    let deploy = spawn_deploy(&p, &["deploy", "staging"]);
-    wait_until("fleet-2 holds in staging", LIMIT, || {
-        victim.join("started").exists()
-    });
-    p.fleet.hosts_mut()[1].stop();
-    let out = wait_bounded(deploy, LIMIT);
-
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(deploy_losing_sshd_of(&mut p, 1), 1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] hold FAILED"), "{s}");
     assert!(s.contains("staging failed on fleet-2"), "{s}");
@@ -484,10 +468,8 @@ fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
     assert_eq!(events_of(first).last().unwrap().0, "failed");
 
     // fleet-2 comes back: the dead run's lock is still there, and stale.
-    fs::remove_file(victim.join("HOLD")).unwrap();
-    p.fleet.restart(1);
-    let refused = p.deploy();
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    bring_back(&mut p, 1);
+    let refused = p.deploy_expect(4);
     let s = stdout(&refused);
     assert!(s.contains("is locked on `fleet-2`"), "{s}");
     assert!(s.contains("(stale: holder process is gone)"), "{s}");
@@ -497,8 +479,7 @@ fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
         ),
         "{s}"
     );
-    let unlock = p.run(&["unlock", "staging"]);
-    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    p.run_expect(&["unlock", "staging"], 0);
     p.deploy_ok();
     let now = all_on(&p);
     assert!(
@@ -515,25 +496,10 @@ fn an_sshd_killed_mid_staging_switches_no_host_and_the_fleet_recovers() {
 /// commands that repair it, and `shipit rollback --to` does.
 #[test]
 fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
-    let mut p = Project::new(2);
-    p.write_config(
-        &format!("tasks:\n{SMOKE}  restart:\n    run: \"{HOLD_IF_ASKED}\"\n"),
-        "",
-        |_| String::new(),
-    );
-    p.deploy_ok();
+    let mut p = holding_project(2, "restart", "");
     let old = on(&p.hosts()[0]).unwrap();
     let victim = p.hosts()[1].clone();
-    fs::write(victim.join("HOLD"), "").unwrap();
-    commit(&p.repo, "VERSION", "2\n");
-    let deploy = spawn_deploy(&p, &["deploy", "staging"]);
-    wait_until("fleet-2 holds in its restart", LIMIT, || {
-        victim.join("started").exists()
-    });
-    p.fleet.hosts_mut()[1].stop();
-    let out = wait_bounded(deploy, LIMIT);
-
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let out = expect_exit(deploy_losing_sshd_of(&mut p, 1), 5);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] restart FAILED"), "{s}");
     assert!(s.contains("fleet-2 could not be put back"), "{s}");
@@ -547,10 +513,8 @@ fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
     assert!(!locked(&p.hosts()[0]));
     assert!(events_of(&p.hosts()[0]).contains(&("failed".to_string(), new.clone())));
 
-    fs::remove_file(victim.join("HOLD")).unwrap();
-    p.fleet.restart(1);
-    let refused = p.deploy();
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    bring_back(&mut p, 1);
+    let refused = p.deploy_expect(4);
     let s = stdout(&refused);
     assert!(s.contains("(stale: holder process is gone)"), "{s}");
     assert!(
@@ -559,10 +523,8 @@ fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
         )),
         "{s}"
     );
-    let unlock = p.run(&["unlock", "staging"]);
-    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
-    let rollback = p.run(&["rollback", "staging", "--to", &old, "--force"]);
-    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    p.run_expect(&["unlock", "staging"], 0);
+    p.run_expect(&["rollback", "staging", "--to", &old, "--force"], 0);
     assert_eq!(all_on(&p), vec![Some(old.clone()), Some(old)]);
     assert_unlocked(&p);
 }
@@ -575,21 +537,10 @@ fn an_sshd_killed_mid_publish_sends_the_others_back_and_names_the_host() {
 /// host on one release.
 #[test]
 fn shipit_killed_mid_publish_is_detected_and_repaired_by_the_next_run() {
-    let p = Project::new(2);
-    p.write_config(
-        &format!("tasks:\n{SMOKE}  restart:\n    run: \"{HOLD_IF_ASKED}\"\n"),
-        "    rollout: { batch: 1 }\n",
-        |_| String::new(),
-    );
-    p.deploy_ok();
+    let p = holding_project(2, "restart", "    rollout: { batch: 1 }\n");
     let old = on(&p.hosts()[0]).unwrap();
     let canary = p.hosts()[0].clone();
-    fs::write(canary.join("HOLD"), "").unwrap();
-    commit(&p.repo, "VERSION", "2\n");
-    let mut deploy = spawn_deploy(&p, &["deploy", "staging"]);
-    wait_until("fleet-1 holds in its restart", LIMIT, || {
-        canary.join("started").exists()
-    });
+    let mut deploy = deploy_held_on(&p, 0, "2\n");
     deploy.kill().unwrap(); // SIGKILL
     deploy.wait().unwrap();
     fs::remove_file(canary.join("HOLD")).unwrap();
@@ -602,8 +553,7 @@ fn shipit_killed_mid_publish_is_detected_and_repaired_by_the_next_run() {
         "the dead run's locks stay"
     );
 
-    let refused = p.deploy();
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    let refused = p.deploy_expect(4);
     let s = stdout(&refused);
     assert!(s.contains("is locked on `fleet-1`"), "{s}");
     assert!(s.contains("(stale: holder process is gone)"), "{s}");
@@ -619,8 +569,7 @@ fn shipit_killed_mid_publish_is_detected_and_repaired_by_the_next_run() {
         "the refused run changed nothing"
     );
 
-    let unlock = p.run(&["unlock", "staging"]);
-    assert_eq!(unlock.status.code(), Some(0), "{}", text(&unlock));
+    p.run_expect(&["unlock", "staging"], 0);
     p.deploy_ok();
     let now = all_on(&p);
     assert!(
@@ -698,24 +647,23 @@ fn a_host_that_accepts_and_never_answers_fails_alone_and_changes_nothing() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// `None` when this machine does not let the tests mount (not root, or
-    /// no CAP_SYS_ADMIN in a container): the caller says so and skips.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    /// Mounts it, or fails the test saying why: a file system that really
+    /// fills up needs root (or CAP_SYS_ADMIN in a container), which
+    /// scripts/test.sh already asks for to start sshd.
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
         fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "cannot mount a tmpfs on {}: {}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
+            .unwrap_or_else(|e| panic!("this test mounts a tmpfs and cannot run `mount`: {e}"));
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs (needs root or CAP_SYS_ADMIN); mounting one on {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs(dir.to_path_buf())
     }
 }
 
@@ -745,16 +693,7 @@ fn the_disk_filling_up_during_fetch_fails_that_host_and_switches_none() {
     let repo = full.join("repo");
     let saved = full.join("repo.saved");
     fs::rename(&repo, &saved).unwrap();
-    let Some(_tmpfs) = Tmpfs::mount(&repo, "2m") else {
-        let root = Command::new("id").arg("-u").output().unwrap().stdout;
-        assert_ne!(
-            String::from_utf8_lossy(&root).trim(),
-            "0",
-            "running as root, yet mounting a tmpfs failed (see above)"
-        );
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return;
-    };
+    let _tmpfs = Tmpfs::mount(&repo, "2m");
     let cp = Command::new("cp")
         .arg("-a")
         .arg(format!("{}/.", saved.display()))
@@ -769,8 +708,7 @@ fn the_disk_filling_up_during_fetch_fails_that_host_and_switches_none() {
         .unwrap();
     fs::write(p.repo.join("assets.bin"), &blob).unwrap();
     commit(&p.repo, "VERSION", "2\n");
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] fetch FAILED"), "{s}");
     assert!(s.contains("No space left on device"), "{s}");
@@ -841,35 +779,20 @@ fn a_ledger_line_truncated_by_a_crash_is_skipped_and_reported_and_nothing_else_i
         hurt.display()
     );
 
-    let releases_out = p.run(&["releases", "staging"]);
-    assert_eq!(
-        releases_out.status.code(),
-        Some(0),
-        "{}",
-        text(&releases_out)
-    );
+    let releases_out = p.run_expect(&["releases", "staging"], 0);
     assert!(
         stderr(&releases_out).contains(&warning),
         "{}",
         text(&releases_out)
     );
-    assert!(
-        stdout(&releases_out).contains(&b),
-        "{}",
-        text(&releases_out)
-    );
+    assert_says(&releases_out, &b);
 
-    let history = p.run(&["history", "staging"]);
-    assert_eq!(history.status.code(), Some(0), "{}", text(&history));
+    let history = p.run_expect(&["history", "staging"], 0);
     assert!(stderr(&history).contains(&warning), "{}", text(&history));
-    assert!(
-        stdout(&history).contains(&a) && stdout(&history).contains(&b),
-        "{}",
-        text(&history)
-    );
+    assert_says(&history, &a);
+    assert_says(&history, &b);
 
-    let rollback = p.run(&["rollback", "staging"]);
-    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    let rollback = p.run_expect(&["rollback", "staging"], 0);
     assert!(stderr(&rollback).contains(&warning), "{}", text(&rollback));
     assert_eq!(all_on(&p), vec![Some(a.clone()), Some(a.clone())]);
 

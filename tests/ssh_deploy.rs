@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::project::{
-    commit, current, git, ledger, releases, shipit_cmd, text, wait_until, Project,
+    commit, current, expect_exit, git, ledger, releases, shipit_cmd, text, wait_until, Project,
 };
 
 const TASKS: &str = r#"linked_files: [.env]
@@ -220,8 +220,7 @@ fn a_missing_linked_file_fails_check_naming_file_and_host() {
             fs::write(d.join("shared/.env"), "X=1\n").unwrap();
         }
     }
-    let out = w.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(w.deploy(), 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let missing = w.hosts()[1].join("shared/.env");
     assert!(

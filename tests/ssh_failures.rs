@@ -5,40 +5,20 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::project::{commit, current, events, releases, shipit_cmd, text, wait_until, Project};
+use support::deploy_yml::HOOKS;
+use support::project::{
+    all_current, assert_unlocked, commit, current, events, expect_exit, releases, shipit_cmd,
+    wait_until, Project,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Hooks that record where they ran, and a smoke test that fails on a
-/// host whose deploy_to holds a `FAIL_SMOKE` file naming the release's
-/// commit (the test's switch: the previous release still passes).
-const HOOKS: &str = r#"tasks:
-  restart:
-    run: "echo \"$SHIPIT_RELEASE\" >> ../../restarts"
-  smoke_test:
-    run: "test \"$(cat ../../FAIL_SMOKE 2>/dev/null)\" != \"$(cat REVISION)\""
-"#;
 
 /// Makes the smoke test fail on host `d` for commit `sha`.
 fn fail_smoke(d: &Path, sha: &str) {
     fs::write(d.join("FAIL_SMOKE"), sha).unwrap();
-}
-
-fn assert_unlocked(p: &Project) {
-    for d in p.hosts() {
-        assert!(
-            !d.join(".shipit/lock").exists(),
-            "{} still locked",
-            d.display()
-        );
-    }
-}
-
-fn all_current(p: &Project) -> Vec<Option<String>> {
-    p.hosts().iter().map(|d| current(d)).collect()
 }
 
 fn release_of(current: &Option<String>) -> String {
@@ -62,8 +42,7 @@ fn a_host_failing_its_build_switches_no_host_and_removes_every_staged_release() 
     let before = all_current(&p);
     fs::write(fail_on.join("FAIL_BUILD"), "").unwrap();
     commit(&p.repo, "VERSION", "2\n");
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[fleet-4] build FAILED"), "{stdout}");
     assert!(stdout.contains("[fleet-4]   | build broke"), "{stdout}");
@@ -97,8 +76,7 @@ fn a_smoke_test_failing_in_the_second_batch_sends_every_switched_host_back() {
     // fleet-3 is in the second batch (fleet-3, fleet-4).
     let sha = commit(&p.repo, "VERSION", "2\n");
     fail_smoke(&p.hosts()[2], &sha);
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("batch 2/3: fleet-3, fleet-4"), "{stdout}");
     assert!(stdout.contains("[fleet-3] smoke_test FAILED"), "{stdout}");
@@ -153,8 +131,7 @@ fn a_failing_canary_stops_before_the_rest() {
     let before = all_current(&p);
     let sha = commit(&p.repo, "VERSION", "2\n");
     fail_smoke(&p.hosts()[0], &sha);
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[fleet-1] smoke_test FAILED"), "{stdout}");
     assert!(!stdout.contains("batch 2/3"), "{stdout}");
@@ -176,8 +153,7 @@ fn failures_within_max_failures_go_back_alone_and_the_run_succeeds() {
     let old = release_of(&current(&p.hosts()[0]));
     let sha = commit(&p.repo, "VERSION", "2\n");
     fail_smoke(&p.hosts()[1], &sha);
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.deploy_expect(0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("is on 3 of 4 hosts; fleet-2 failed within max_failures"),
@@ -197,8 +173,7 @@ fn failures_within_max_failures_go_back_alone_and_the_run_succeeds() {
     fail_smoke(&hosts[1], &sha);
     fail_smoke(&hosts[2], &sha);
     let before = all_current(&p);
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    p.deploy_expect(1);
     assert_eq!(all_current(&p), before);
     assert_unlocked(&p);
 }
@@ -211,8 +186,7 @@ fn a_hung_command_hits_its_timeout_and_fails_the_run() {
         "",
         |_| String::new(),
     );
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.deploy_expect(1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[fleet-1] build FAILED"), "{stdout}");
     assert!(stdout.contains("timed out after 2s"), "{stdout}");
@@ -273,23 +247,35 @@ fn hold_task(p: &Project, after: &str) -> String {
     )
 }
 
-#[test]
-fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
+/// Three hosts whose `tasks` (the `tasks:` key and any tasks under it)
+/// gain a `hold` task after `after` (see [`hold_task`]).
+fn holding_project(tasks: &str, after: &str) -> Project {
     let p = Project::new(3);
     p.write_config(
-        &format!("tasks:\n  hold:\n{}", hold_task(&p, "create_release")),
+        &format!("{tasks}  hold:\n{}", hold_task(&p, after)),
         "",
         |_| String::new(),
     );
-    // A first good deploy, with the gate open.
+    p
+}
+
+/// A first good deploy (the gate open), then a change whose deploy is
+/// interrupted while it holds: where `current` was on every host before
+/// it, and its output, checked to exit 130.
+fn deploy_then_interrupt_the_next(p: &Project) -> (Vec<Option<String>>, Output) {
     fs::write(p.dir.join("gate"), "").unwrap();
     p.deploy_ok();
     fs::remove_file(p.dir.join("gate")).unwrap();
     fs::remove_file(p.dir.join("started")).unwrap();
-    let before = all_current(&p);
+    let before = all_current(p);
     commit(&p.repo, "VERSION", "2\n");
-    let out = interrupted_deploy(&p);
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    (before, expect_exit(interrupted_deploy(p), 130))
+}
+
+#[test]
+fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
+    let p = holding_project("tasks:\n", "create_release");
+    let (before, out) = deploy_then_interrupt_the_next(&p);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted during staging"), "{stdout}");
     assert_eq!(all_current(&p), before);
@@ -302,20 +288,8 @@ fn sigterm_during_staging_leaves_the_fleet_as_it_was_and_exits_130() {
 
 #[test]
 fn sigterm_during_publish_switches_back_and_exits_130() {
-    let p = Project::new(3);
-    p.write_config(
-        &format!("{HOOKS}  hold:\n{}", hold_task(&p, "restart")),
-        "",
-        |_| String::new(),
-    );
-    fs::write(p.dir.join("gate"), "").unwrap();
-    p.deploy_ok();
-    fs::remove_file(p.dir.join("gate")).unwrap();
-    fs::remove_file(p.dir.join("started")).unwrap();
-    let before = all_current(&p);
-    commit(&p.repo, "VERSION", "2\n");
-    let out = interrupted_deploy(&p);
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let p = holding_project(HOOKS, "restart");
+    let (before, out) = deploy_then_interrupt_the_next(&p);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted during publish"), "{stdout}");
     assert_eq!(all_current(&p), before, "every switched host went back");
@@ -338,8 +312,7 @@ fn cleanup_keeps_the_rollback_target_after_failed_deploys() {
         for d in p.hosts() {
             fail_smoke(&d, &sha);
         }
-        let out = p.deploy();
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        p.deploy_expect(1);
         for d in p.hosts() {
             assert_eq!(release_of(&current(&d)), a);
         }
@@ -368,8 +341,7 @@ fn an_undo_that_cannot_verify_the_previous_release_exits_5_naming_the_host() {
     p.deploy_ok();
     fs::write(p.hosts()[1].join("BROKEN_HOST"), "").unwrap();
     commit(&p.repo, "VERSION", "2\n");
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let out = p.deploy_expect(5);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("fleet-2 could not be put back on their previous release: needs a person"),

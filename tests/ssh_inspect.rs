@@ -7,7 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::project::{commit, git, ledger, releases, shipit_cmd, text};
+use support::project::{
+    assert_says, commit, expect_exit, git, ledger, releases, shipit_cmd, stdout, text,
+};
 use support::{deploy_yml, Fleet};
 
 fn shipit_as(dir: &Path, user: &str, args: &[&str]) -> Output {
@@ -21,10 +23,6 @@ fn shipit_as(dir: &Path, user: &str, args: &[&str]) -> Output {
 
 fn shipit(dir: &Path, args: &[&str]) -> Output {
     shipit_as(dir, "tester", args)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A small application repository with one commit on `main`; its path and
@@ -93,8 +91,7 @@ fn check_passes_on_every_host_then_names_the_host_missing_a_linked_file() {
         fs::create_dir_all(h.deploy_to.join("shared")).unwrap();
         fs::write(h.deploy_to.join("shared/.env"), "PORT=1\n").unwrap();
     }
-    let out = shipit(fleet.dir(), &["check", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["check", "staging"]), 0);
     let s = stdout(&out);
     for h in fleet.hosts() {
         let n = &h.alias;
@@ -121,8 +118,7 @@ fn check_passes_on_every_host_then_names_the_host_missing_a_linked_file() {
 
     let missing = fleet.hosts()[1].deploy_to.join("shared/.env");
     fs::remove_file(&missing).unwrap();
-    let out = shipit(fleet.dir(), &["check", "staging"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["check", "staging"]), 1);
     let s = stdout(&out);
     assert!(
         s.contains(&format!(
@@ -150,8 +146,7 @@ fn check_changes_nothing_on_the_hosts() {
     let other = &fleet.hosts()[1].deploy_to;
     let before = tree(other);
 
-    let out = shipit(fleet.dir(), &["check", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["check", "staging"]), 0);
     let s = stdout(&out);
     assert!(
         s.contains(&format!(
@@ -169,17 +164,14 @@ fn check_changes_nothing_on_the_hosts() {
 #[test]
 fn releases_lists_every_host_and_flags_hosts_that_disagree() {
     let (fleet, repo, first_sha) = setup(3, SMOKE);
-    let out = shipit(fleet.dir(), &["deploy", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(fleet.dir(), &["deploy", "staging"]), 0);
     let second_sha = commit(&repo, "VERSION", "2\n");
-    let out = shipit(fleet.dir(), &["deploy", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(fleet.dir(), &["deploy", "staging"]), 0);
     let ids = releases(&fleet.hosts()[0].deploy_to);
     assert_eq!(ids.len(), 2, "{ids:?}");
     let (old, new) = (&ids[0], &ids[1]);
 
-    let out = shipit(fleet.dir(), &["releases", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["releases", "staging"]), 0);
     let s = stdout(&out);
     for h in fleet.hosts() {
         let n = &h.alias;
@@ -218,8 +210,7 @@ fn releases_lists_every_host_and_flags_hosts_that_disagree() {
     text2.push_str("{\"event\":\"verif\n");
     fs::write(&ledger2, text2).unwrap();
 
-    let out = shipit(fleet.dir(), &["releases", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["releases", "staging"]), 0);
     let s = stdout(&out);
     assert!(
         s.contains(&format!(
@@ -258,21 +249,15 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
     let (fleet, _, _) = setup(3, SMOKE);
     let dir = fleet.dir();
 
-    let out = shipit(dir, &["lock", "staging", "-m", "db maintenance"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("lock staging: held on 3 hosts by `tester`"),
-        "{}",
-        text(&out)
-    );
+    let out = expect_exit(shipit(dir, &["lock", "staging", "-m", "db maintenance"]), 0);
+    assert_says(&out, "lock staging: held on 3 hosts by `tester`");
     for h in fleet.hosts() {
         let info = fs::read_to_string(lock_dir(&h.deploy_to).join("info")).unwrap();
         assert!(info.contains("db maintenance"), "{info}");
     }
 
     // The lock outlives `shipit lock`: a deploy is refused.
-    let out = shipit(dir, &["deploy", "staging"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = expect_exit(shipit(dir, &["deploy", "staging"]), 4);
     let s = stdout(&out);
     assert!(s.contains("is locked on `fleet-"), "{}", text(&out));
     assert!(s.contains("by `tester`"), "{}", text(&out));
@@ -285,24 +270,16 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
     }
 
     // The same user frees it, and deploys work again.
-    let out = shipit(dir, &["unlock", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("[fleet-2] freed (yours)"),
-        "{}",
-        text(&out)
-    );
+    let out = expect_exit(shipit(dir, &["unlock", "staging"]), 0);
+    assert_says(&out, "[fleet-2] freed (yours)");
     for h in fleet.hosts() {
         assert!(!lock_dir(&h.deploy_to).exists());
     }
-    let out = shipit(dir, &["deploy", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(dir, &["deploy", "staging"]), 0);
 
     // Someone else may not free it without --force.
-    let out = shipit(dir, &["lock", "staging", "-m", "release freeze"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = shipit_as(dir, "someone-else", &["unlock", "staging"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    expect_exit(shipit(dir, &["lock", "staging", "-m", "release freeze"]), 0);
+    let out = expect_exit(shipit_as(dir, "someone-else", &["unlock", "staging"]), 4);
     let s = stdout(&out);
     assert!(
         s.contains("[fleet-1] refused: held by `tester`"),
@@ -319,12 +296,13 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
         assert!(lock_dir(&h.deploy_to).exists());
     }
 
-    let out = shipit_as(dir, "someone-else", &["unlock", "staging", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("unlock staging: ok — the deploy lock is free on 3 hosts"),
-        "{}",
-        text(&out)
+    let out = expect_exit(
+        shipit_as(dir, "someone-else", &["unlock", "staging", "--force"]),
+        0,
+    );
+    assert_says(
+        &out,
+        "unlock staging: ok — the deploy lock is free on 3 hosts",
     );
     for h in fleet.hosts() {
         assert!(!lock_dir(&h.deploy_to).exists());
@@ -339,8 +317,7 @@ fn a_lock_holds_deploys_until_unlocked_and_force_is_recorded() {
             "{detail}"
         );
     }
-    let out = shipit(dir, &["deploy", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect_exit(shipit(dir, &["deploy", "staging"]), 0);
 }
 
 #[test]
@@ -350,8 +327,7 @@ fn lock_is_all_or_nothing() {
     hold_lock(held, "bob", "laptop", 1, "hotfix in progress", "bobs");
     let info = fs::read_to_string(lock_dir(held).join("info")).unwrap();
 
-    let out = shipit(fleet.dir(), &["lock", "staging"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["lock", "staging"]), 4);
     let s = stdout(&out);
     assert!(
         s.contains("is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress"),
@@ -393,8 +369,7 @@ fn a_stale_lock_is_reported_as_stale_and_unlock_frees_it() {
         "ghost-token",
     );
 
-    let out = shipit(fleet.dir(), &["check", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["check", "staging"]), 0);
     let s = stdout(&out);
     assert!(
         s.contains(&format!(
@@ -405,17 +380,11 @@ fn a_stale_lock_is_reported_as_stale_and_unlock_frees_it() {
     );
     assert!(s.contains("[fleet-2] lock ok: free"), "{s}");
 
-    let out = shipit(fleet.dir(), &["deploy", "staging"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("(stale: holder process is gone)"),
-        "{}",
-        text(&out)
-    );
+    let out = expect_exit(shipit(fleet.dir(), &["deploy", "staging"]), 4);
+    assert_says(&out, "(stale: holder process is gone)");
 
     // Not the holder's user, but the holder is gone: no --force needed.
-    let out = shipit(fleet.dir(), &["unlock", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = expect_exit(shipit(fleet.dir(), &["unlock", "staging"]), 0);
     let s = stdout(&out);
     assert!(
         s.contains("[fleet-1] freed (stale): was held by `ghost`"),

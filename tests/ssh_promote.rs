@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use support::deploy_yml::yaml_str;
-use support::project::{commit, git, ledger, shipit_cmd, text, Project};
+use support::project::{commit, expect_exit, git, ledger, shipit_cmd, text, Project};
 
 struct Promo {
     p: Project,
@@ -192,8 +192,7 @@ fn promote_is_refused_when_the_staging_smoke_test_failed() {
     fs::write(w.staging()[1].join("BROKEN"), "").unwrap();
     commit(&w.p.repo, "VERSION", "2\n");
     // The new release fails on fleet-2 and so does the way back.
-    let out = w.deploy_staging();
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    expect_exit(w.deploy_staging(), 5);
     refused(
         &w.run_as("alice", &["promote", "production", "--yes"]),
         "is not verified on `staging`: on fleet-2 its smoke test has not passed",
@@ -228,8 +227,7 @@ fn signed_approvals_must_come_from_an_allowed_signer() {
     fs::write(&w.signers, format!("bob {}", good_pub)).unwrap();
     ok(&w.deploy_staging());
     // Unsigned approvals are not even recorded.
-    let out = w.run_as("bob", &["approve", "production"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = expect_exit(w.run_as("bob", &["approve", "production"]), 2);
     assert!(text(&out).contains("pass --sign-key"));
     // Signed by a key that is not bob's allowed key.
     ok(&w.run_as(

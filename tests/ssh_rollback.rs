@@ -7,26 +7,15 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use support::project::{commit, current, events, ledger, text, Project};
-
-/// A restart that records which release it started, and a smoke test that
-/// fails on a host whose deploy_to holds a `FAIL_SMOKE` file naming the
-/// release's commit.
-const HOOKS: &str = r#"tasks:
-  restart:
-    run: "echo \"$SHIPIT_RELEASE\" >> ../../restarts"
-  smoke_test:
-    run: "test \"$(cat ../../FAIL_SMOKE 2>/dev/null)\" != \"$(cat REVISION)\""
-"#;
+use support::deploy_yml::HOOKS;
+use support::project::{
+    assert_says, assert_unlocked, commit, current, events, ledger, stdout, text, Project,
+};
 
 fn project(hosts: usize) -> Project {
     let p = Project::new(hosts);
     p.write_config(HOOKS, "", |_| String::new());
     p
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// The release `current` points at on `d`.
@@ -58,16 +47,6 @@ fn deploy_first(p: &Project) -> String {
 fn assert_all_on(p: &Project, id: &str) {
     for d in p.hosts() {
         assert_eq!(on(&d), id, "{}", d.display());
-    }
-}
-
-fn assert_unlocked(p: &Project) {
-    for d in p.hosts() {
-        assert!(
-            !d.join(".shipit/lock").exists(),
-            "{} still locked",
-            d.display()
-        );
     }
 }
 
@@ -122,8 +101,7 @@ fn rollback_goes_back_to_the_previous_good_release_and_again_after_a_deploy() {
     let a = deploy_first(&p);
     let (b, _) = deploy_change(&p, "2\n");
 
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["rollback", "staging"], 0);
     let s = stdout(&out);
     for n in 1..=3 {
         assert!(
@@ -143,20 +121,14 @@ fn rollback_goes_back_to_the_previous_good_release_and_again_after_a_deploy() {
 
     // Deploy again, roll back again: the rolled-back release is skipped.
     let (c, _) = deploy_change(&p, "3\n");
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains(&format!("every host is on release {a} (was {c})")),
-        "{}",
-        text(&out)
-    );
+    let out = p.run_expect(&["rollback", "staging"], 0);
+    assert_says(&out, &format!("every host is on release {a} (was {c})"));
     assert_all_on(&p, &a);
     assert_rolled_back(&p, &c, &a);
 
     // Nothing older than the first release: refused, nothing changes.
     let before: Vec<usize> = p.hosts().iter().map(|d| events(d).len()).collect();
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.run_expect(&["rollback", "staging"], 1);
     let s = stdout(&out);
     assert!(
         s.contains(&format!(
@@ -178,31 +150,22 @@ fn rollback_to_an_older_release() {
     let (b, _) = deploy_change(&p, "2\n");
     let (c, _) = deploy_change(&p, "3\n");
 
-    let out = p.run(&["rollback", "staging", "--to", &a]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains(&format!("every host is on release {a} (was {c})")),
-        "{}",
-        text(&out)
-    );
+    let out = p.run_expect(&["rollback", "staging", "--to", &a], 0);
+    assert_says(&out, &format!("every host is on release {a} (was {c})"));
     assert_all_on(&p, &a);
     assert_rolled_back(&p, &c, &a);
     assert_unlocked(&p);
 
     // Forward again to B, which was never rolled back.
-    let out = p.run(&["rollback", "staging", "--to", &b]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.run_expect(&["rollback", "staging", "--to", &b], 0);
     assert_all_on(&p, &b);
 
     // Not a release id: bad usage. A release no host has: refused.
-    let out = p.run(&["rollback", "staging", "--to", "yesterday"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = p.run(&["rollback", "staging", "--to", "20200101T000000Z"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("release 20200101T000000Z is not on this host (on every host)"),
-        "{}",
-        text(&out)
+    p.run_expect(&["rollback", "staging", "--to", "yesterday"], 2);
+    let out = p.run_expect(&["rollback", "staging", "--to", "20200101T000000Z"], 1);
+    assert_says(
+        &out,
+        "release 20200101T000000Z is not on this host (on every host)",
     );
     assert_all_on(&p, &b);
     assert_unlocked(&p);
@@ -242,8 +205,7 @@ fn rollback_refuses_when_hosts_disagree_unless_forced() {
     text3.push_str(&lines);
     fs::write(&path, text3).unwrap();
 
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.run_expect(&["rollback", "staging"], 1);
     let s = stdout(&out);
     for line in [
         format!("hosts disagree: target is {b} on fleet-1, fleet-2 but {a} on fleet-3"),
@@ -257,14 +219,10 @@ fn rollback_refuses_when_hosts_disagree_unless_forced() {
     assert_eq!(on(d3), b);
     assert_unlocked(&p);
 
-    let out = p.run(&["rollback", "staging", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains(&format!(
-            "fleet-1, fleet-2 on release {b} (was {c}); fleet-3 on release {a} (was {b})"
-        )),
-        "{}",
-        text(&out)
+    let out = p.run_expect(&["rollback", "staging", "--force"], 0);
+    assert_says(
+        &out,
+        &format!("fleet-1, fleet-2 on release {b} (was {c}); fleet-3 on release {a} (was {b})"),
     );
     assert_eq!(on(&p.hosts()[0]), b);
     assert_eq!(on(&p.hosts()[1]), b);
@@ -289,8 +247,7 @@ fn rollback_skips_a_failed_release() {
     for d in p.hosts() {
         fs::write(d.join("FAIL_SMOKE"), &sha_c).unwrap();
     }
-    let out = p.deploy();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    p.deploy_expect(1);
     assert_all_on(&p, &b);
     let c = events(&p.hosts()[0])
         .into_iter()
@@ -313,19 +270,16 @@ fn rollback_skips_a_failed_release() {
     }
 
     // `--to` the failed release is refused without --force.
-    let out = p.run(&["rollback", "staging", "--to", &c]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stdout(&out).contains(&format!("release {c} is marked `failed` in the ledger")),
-        "{}",
-        text(&out)
+    let out = p.run_expect(&["rollback", "staging", "--to", &c], 1);
+    assert_says(
+        &out,
+        &format!("release {c} is marked `failed` in the ledger"),
     );
     assert!(stdout(&out).contains("--force rolls back to it anyway"));
     assert_all_on(&p, &b);
 
     // Current is B; C (failed, and newer anyway) is skipped: back to A.
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.run_expect(&["rollback", "staging"], 0);
     assert_all_on(&p, &a);
     assert_rolled_back(&p, &b, &a);
     assert_unlocked(&p);
@@ -346,8 +300,7 @@ fn a_target_failing_its_smoke_test_is_switched_back_on_that_host() {
     let d2 = &p.hosts()[1];
     fs::write(d2.join("FAIL_SMOKE"), &sha_a).unwrap();
 
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = p.run_expect(&["rollback", "staging"], 1);
     let s = stdout(&out);
     assert!(s.contains("[fleet-2] rollback FAILED"), "{}", text(&out));
     assert!(
@@ -391,15 +344,8 @@ fn rollback_is_refused_by_a_held_lock() {
     });
     fs::write(held.join(".shipit/lock/info"), format!("{info}\n")).unwrap();
 
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert!(
-        stdout(&out).contains(
-            "refused — stage `staging` is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress; nothing was changed"
-        ),
-        "{}",
-        text(&out)
-    );
+    let out = p.run_expect(&["rollback", "staging"], 4);
+    assert_says(&out, "refused — stage `staging` is locked on `fleet-2` by `bob` on `laptop` (pid 1) since 2026-11-24T19:01:02Z: hotfix in progress; nothing was changed");
     assert_all_on(&p, &b);
     // Ours freed, bob's left.
     assert!(!p.hosts()[0].join(".shipit/lock").exists());
@@ -408,8 +354,7 @@ fn rollback_is_refused_by_a_held_lock() {
     assert!(!events(&p.hosts()[0]).contains(&pair("rolled_back", &b)));
 
     fs::remove_dir_all(held.join(".shipit/lock")).unwrap();
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.run_expect(&["rollback", "staging"], 0);
     assert_all_on(&p, &a);
 }
 
@@ -421,8 +366,7 @@ fn rollback_needs_no_git_server() {
     let gone = p.repo.with_extension("gone");
     fs::rename(&p.repo, &gone).unwrap();
 
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.run_expect(&["rollback", "staging"], 0);
     assert_all_on(&p, &a);
     assert_rolled_back(&p, &b, &a);
     // A deploy does need it.
@@ -437,11 +381,9 @@ fn history_lists_deploys_and_the_rollback_newest_first_hosts_grouped() {
     let p = project(3);
     let a = deploy_first(&p);
     let (b, sha_b) = deploy_change(&p, "2\n");
-    let out = p.run(&["rollback", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.run_expect(&["rollback", "staging"], 0);
 
-    let out = p.run(&["history", "staging"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["history", "staging"], 0);
     let s = stdout(&out);
     let hosts = "fleet-1, fleet-2, fleet-3";
     let sha_a = ledger(&p.hosts()[0])[0]["commit"]
@@ -480,8 +422,7 @@ fn history_lists_deploys_and_the_rollback_newest_first_hosts_grouped() {
         text(&out)
     );
 
-    let out = p.run(&["history", "staging", "-n", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = p.run_expect(&["history", "staging", "-n", "2"], 0);
     let s = stdout(&out);
     assert!(
         s.contains("history staging: the newest 2 of 9 events"),

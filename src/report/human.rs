@@ -159,4 +159,43 @@ mod tests {
         let (a, _) = templates(true);
         assert!(a.contains("{prefix:.bold}"));
     }
+
+    /// Feeds a fixed run (src/report/fixtures.rs) to a reporter drawing on
+    /// an in-memory terminal. Returns each host's line just before the
+    /// summary (its last step and how it went) and what stays on the
+    /// screen once the bars are cleared: the lines printed above them.
+    fn drive(events: &[Event]) -> (String, String) {
+        let term = indicatif::InMemoryTerm::new(200, 120);
+        let mut h = Human::with_color(false);
+        h.multi =
+            MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let (last, rest) = events.split_last().expect("a run has events");
+        for e in rest {
+            h.handle(e);
+        }
+        let mut bars: Vec<String> = h
+            .bars
+            .values()
+            .map(|b| format!("{} {}", b.prefix(), b.message()))
+            .collect();
+        bars.sort();
+        assert!(matches!(last, Event::Finished(_)), "{last:?}");
+        h.handle(last);
+        (bars.join("\n"), term.contents())
+    }
+
+    /// What a person watching the terminal sees: failures, batches and
+    /// notices above the bars, and each host's bar saying its last step.
+    /// (The summary table after them is `plain::summary`, snapshot in
+    /// plain.rs.)
+    #[test]
+    fn snapshots_of_the_fixed_runs() {
+        for (name, events) in crate::report::fixtures::all() {
+            let (bars, screen) = drive(&events);
+            insta::assert_snapshot!(
+                name,
+                format!("--- bars before the summary\n{bars}\n--- screen after it\n{screen}")
+            );
+        }
+    }
 }

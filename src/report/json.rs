@@ -333,4 +333,13 @@ mod tests {
             json!({"event": "heartbeat", "schema": 1, "host": "h", "step": "build", "running_s": 31})
         );
     }
+
+    /// The exact lines of each fixed run (src/report/fixtures.rs).
+    #[test]
+    fn snapshots_of_the_fixed_runs() {
+        for (name, events) in crate::report::fixtures::all() {
+            let out: Vec<String> = events.iter().map(|e| line(&event(e))).collect();
+            insta::assert_snapshot!(name, out.join("\n"));
+        }
+    }
 }

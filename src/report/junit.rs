@@ -580,4 +580,16 @@ mod tests {
         assert_eq!(attr("a\"<&>\nb\u{7}"), "a&quot;&lt;&amp;&gt;&#10;b\u{fffd}");
         assert_eq!(text("x < y && \"z\"\n"), "x &lt; y &amp;&amp; \"z\"\n");
     }
+
+    /// The report of each fixed run (src/report/fixtures.rs).
+    #[test]
+    fn snapshots_of_the_fixed_runs() {
+        for (name, events) in crate::report::fixtures::all() {
+            let mut j = Junit::new("deploy");
+            for e in &events {
+                j.record(e);
+            }
+            insta::assert_snapshot!(name, j.render(None));
+        }
+    }
 }

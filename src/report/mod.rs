@@ -2,6 +2,8 @@
 //! was asked and what the world looks like ([`format::choose`],
 //! [`Output::choose`]).
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod format;
 pub mod human;
 pub mod json;

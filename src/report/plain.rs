@@ -319,4 +319,17 @@ mod tests {
             "{out}"
         );
     }
+
+    /// The exact lines of each fixed run (src/report/fixtures.rs), as the
+    /// reporter task writes them: each event through the printer, then
+    /// what it still holds.
+    #[test]
+    fn snapshots_of_the_fixed_runs() {
+        for (name, events) in crate::report::fixtures::all() {
+            let mut p = Printer::default();
+            let mut out: Vec<String> = events.iter().flat_map(|e| p.lines(e)).collect();
+            out.extend(p.flush());
+            insta::assert_snapshot!(name, out.join("\n"));
+        }
+    }
 }

@@ -6,6 +6,17 @@ use std::path::{Path, PathBuf};
 
 use super::Fleet;
 
+/// Tasks that record and fail on demand: `restart` appends the release id
+/// to `deploy_to/restarts`; `smoke_test` fails on a host whose deploy_to
+/// holds a `FAIL_SMOKE` file naming the release's commit (so the previous
+/// release still passes there).
+pub const HOOKS: &str = r#"tasks:
+  restart:
+    run: "echo \"$SHIPIT_RELEASE\" >> ../../restarts"
+  smoke_test:
+    run: "test \"$(cat ../../FAIL_SMOKE 2>/dev/null)\" != \"$(cat REVISION)\""
+"#;
+
 /// A `deploy.yml` with one stage, `stage`, holding every host of the fleet
 /// by alias (role `app`, its own `deploy_to`), and `ssh:` pointing at the
 /// fleet's ssh config with strict host key checking. `extra` is appended

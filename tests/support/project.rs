@@ -118,11 +118,22 @@ impl Project {
         self.run(&["deploy", "staging"])
     }
 
+    /// `shipit ARGS`, asserting that it exits with `code`.
+    #[track_caller]
+    pub fn run_expect(&self, args: &[&str], code: i32) -> Output {
+        expect_exit(self.run(args), code)
+    }
+
+    /// Deploys, asserting that it exits with `code`.
+    #[track_caller]
+    pub fn deploy_expect(&self, code: i32) -> Output {
+        expect_exit(self.deploy(), code)
+    }
+
     /// Deploys and asserts success; returns stdout.
+    #[track_caller]
     pub fn deploy_ok(&self) -> String {
-        let out = self.deploy();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout(&self.deploy_expect(0))
     }
 
     /// Each host's deploy_to, in fleet order.
@@ -184,4 +195,57 @@ pub fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A command's stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that `o` exited with `code` (the message shows both streams);
+/// returns it for more assertions.
+#[track_caller]
+pub fn expect_exit(o: Output, code: i32) -> Output {
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+    o
+}
+
+/// The release id `current` points at on `d`, if any.
+pub fn on(d: &Path) -> Option<String> {
+    current(d).map(|c| c.trim_start_matches("releases/").to_string())
+}
+
+/// Where `current` points on every host of `p`, in fleet order.
+pub fn all_current(p: &Project) -> Vec<Option<String>> {
+    p.hosts().iter().map(|d| current(d)).collect()
+}
+
+/// The release id `current` points at on every host of `p`, in fleet order.
+pub fn all_on(p: &Project) -> Vec<Option<String>> {
+    p.hosts().iter().map(|d| on(d)).collect()
+}
+
+/// Whether `d` holds the deploy lock.
+pub fn locked(d: &Path) -> bool {
+    d.join(".shipit/lock").exists()
+}
+
+/// Asserts that no host of `p` holds the deploy lock.
+#[track_caller]
+pub fn assert_unlocked(p: &Project) {
+    for d in p.hosts() {
+        assert!(!locked(&d), "{} still locked", d.display());
+    }
+}
+
+/// Asserts that `o`'s stdout contains `what` (the message shows both
+/// streams).
+#[track_caller]
+pub fn assert_says(o: &Output, what: &str) {
+    assert!(stdout(o).contains(what), "no {what:?} in:\n{}", text(o));
 }
