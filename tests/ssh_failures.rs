@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::deploy_yml::HOOKS;
 use support::project::{
-    all_current, assert_unlocked, commit, current, events, expect_exit, releases, shipit_cmd,
+    all_current, assert_unlocked, commit, current, events, expect_exit, releases, shipit_cmd, text,
     wait_until, Project,
 };
 
@@ -351,5 +351,68 @@ fn an_undo_that_cannot_verify_the_previous_release_exits_5_naming_the_host() {
         stdout.contains("smoke test of the previous release failed"),
         "{stdout}"
     );
+    assert_unlocked(&p);
+}
+
+/// An undo whose `restart` is `local: true` runs it once on the machine
+/// running shipit, after every host is back, and never on a host: the
+/// task logs where it ran (`SHIPIT_TEST_WHERE` is set for shipit only, so
+/// a run over ssh logs `a host`).
+#[test]
+fn an_undo_runs_a_local_restart_once_here_and_never_on_a_host() {
+    let p = Project::new(3);
+    let log = p.dir.join("restarts.log");
+    p.write_config(
+        &format!(
+            "tasks:\n  restart:\n    local: true\n    run: \"echo \\\"${{SHIPIT_TEST_WHERE:-a host}} {{{{ release }}}}\\\" >> '{}'\"\n  smoke_test:\n    run: \"test \\\"$(cat ../../FAIL_SMOKE 2>/dev/null)\\\" != \\\"$(cat REVISION)\\\"\"\n",
+            log.display()
+        ),
+        "",
+        |_| String::new(),
+    );
+    let deploy = || {
+        shipit_cmd(&p.dir, &["deploy", "staging"])
+            .env("SHIPIT_TEST_WHERE", "here")
+            .output()
+            .expect("shipit runs")
+    };
+    let first = deploy();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let a = release_of(&current(&p.hosts()[0]));
+    let sha = commit(&p.repo, "VERSION", "2\n");
+    fail_smoke(&p.hosts()[1], &sha);
+
+    let second = deploy();
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    let b = events(&p.hosts()[1])
+        .iter()
+        .rev()
+        .find(|(e, _)| e == "failed")
+        .map(|(_, r)| r.clone())
+        .expect("the failed release is recorded");
+    let lines: Vec<String> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("here {a}"),
+            format!("here {b}"),
+            format!("here {a}")
+        ],
+        "the first deploy's restart, the second's, and the undo's, each once and here\n{}",
+        text(&second)
+    );
+    for d in p.hosts() {
+        assert_eq!(release_of(&current(&d)), a, "{}", d.display());
+        assert_eq!(
+            events(&d).last(),
+            Some(&("verified".to_string(), a.clone())),
+            "the previous release was checked again after the local restart: {}",
+            d.display()
+        );
+    }
     assert_unlocked(&p);
 }
