@@ -200,252 +200,315 @@ impl Executor {
 
     /// Runs the nodes of `plan` for which `include` is true, in dependency
     /// order, until all have run or been skipped. After an interrupt, starts
-    /// nothing new and lets running nodes finish (or time out).
+    /// nothing new and lets running nodes finish (or time out). Never
+    /// returns half-way: every node ends recorded (see [`DrainState`]).
     pub async fn run(
         &self,
         plan: &Plan,
         include: impl Fn(usize) -> bool,
         max_failures: usize,
     ) -> RunReport {
-        // Hosts that failed in the publish phase, and those of them the run
-        // tolerates (`max_failures`).
-        let mut publish_failed: BTreeSet<usize> = BTreeSet::new();
-        let mut tolerated: BTreeSet<usize> = BTreeSet::new();
-        // Hosts with a chain on the wire, to tell them to stop on interrupt.
-        let mut busy: BTreeSet<usize> = BTreeSet::new();
-        // Barriers always take part: they hold later phases back.
-        let mut queue = Queue::new(plan, |n| plan.nodes[n].step.is_none() || include(n));
-        let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
-        let mut running: JoinSet<Vec<(usize, Option<NodeResult>)>> = JoinSet::new();
-        let mut announced_batch: Option<usize> = None;
+        let mut st = DrainState::new(plan, include, max_failures, self.interrupted());
         let mut shutdown = self.shutdown.clone();
-        let mut interrupted = self.interrupted();
-        if interrupted {
-            queue.cancel_pending();
-        }
         loop {
-            if !interrupted {
-                while let Some(n) = queue.dequeue() {
-                    let node = &plan.nodes[n];
-                    let Some(si) = node.step else {
-                        queue.finish(n, true);
-                        continue;
-                    };
-                    let step = &plan.steps[si];
-                    if let (Some(h), crate::plan::Phase::Publish) = (node.host, step.phase) {
-                        if let Some(b) = plan.batches.iter().position(|b| b.contains(&h)) {
-                            if announced_batch.is_none_or(|a| a < b) && plan.batches.len() > 1 {
-                                announced_batch = Some(b);
-                                self.events.send(Event::BatchStarted {
-                                    index: b + 1,
-                                    of: plan.batches.len(),
-                                    hosts: plan.batches[b]
-                                        .iter()
-                                        .map(|&x| plan.hosts[x].name.clone())
-                                        .collect(),
-                                });
-                            }
-                        }
-                    }
-                    let (transport, label, counter) = match node.host {
-                        Some(h) => match &self.transports[h] {
-                            Some(t) => (
-                                t.clone(),
-                                plan.hosts[h].name.clone(),
-                                Some((self.round_trips.clone(), h)),
-                            ),
-                            None => {
-                                let r = NodeResult {
-                                    ok: false,
-                                    output: None,
-                                    reason: Some("not connected".into()),
-                                    duration: Duration::ZERO,
-                                };
-                                results[n] = Some(r);
-                                queue.finish(n, false);
-                                continue;
-                            }
-                        },
-                        None => (self.local.clone(), LOCAL_LABEL.to_string(), None),
-                    };
-                    if let Action::Artifact(script) = &node.action {
-                        // Streamed in a round trip of its own.
-                        let job = RunOne {
-                            transport,
-                            label,
-                            step: step.name.clone(),
-                            script: script.clone(),
-                            stdin: self.artifact.clone(),
-                            timeout: step.timeout,
-                            events: self.events.clone(),
-                            redactor: self.redactor.clone(),
-                            counter,
-                        };
-                        let permits = self.permits.clone();
-                        running.spawn(async move {
-                            let _permit = permits.acquire_owned().await;
-                            vec![(n, Some(run_one(job).await))]
-                        });
-                        continue;
-                    }
-                    // The rest of this host's work that can go in the same
-                    // round trip: each next node depends on this one alone.
-                    let mut chain = vec![n];
-                    if let Some(h) = node.host {
-                        let mut cur = n;
-                        while let Some(d) = queue.dependents(cur).iter().copied().find(|&d| {
-                            let x = &plan.nodes[d];
-                            x.host == Some(h)
-                                && x.step.is_some()
-                                && x.deps == [cur]
-                                && !matches!(x.action, Action::Artifact(_))
-                                && queue.state(d) == NodeState::Waiting
-                        }) {
-                            queue.claim(d);
-                            chain.push(d);
-                            cur = d;
-                        }
-                    }
-                    let steps: Vec<ChainJobStep> = chain
-                        .iter()
-                        .map(|&c| {
-                            let x = &plan.nodes[c];
-                            let st = &plan.steps[x.step.expect("chains hold steps")];
-                            let stdin = match &x.action {
-                                Action::Upload { template, .. } => x
-                                    .host
-                                    .and_then(|h| self.uploads.get(&(h, *template)).cloned()),
-                                _ => None,
-                            };
-                            ChainJobStep {
-                                node: c,
-                                name: st.name.clone(),
-                                script: x.action.script().to_string(),
-                                stdin,
-                                timeout: st.timeout,
-                            }
-                        })
-                        .collect();
-                    // Only a deploy's chains stop half-way on an interrupt;
-                    // the other recipes' chains run to their end.
-                    let stop = node
-                        .host
-                        .filter(|_| plan.recipe == Recipe::Deploy)
-                        .map(|h| {
-                            busy.insert(h);
-                            commands::stop_flag(
-                                &HostPaths::new(&plan.hosts[h].deploy_to),
-                                &plan.release.id,
-                            )
-                        });
-                    let job = ChainJob {
-                        transport,
-                        label,
-                        stop,
-                        steps,
-                        events: self.events.clone(),
-                        redactor: self.redactor.clone(),
-                        counter,
-                    };
-                    let permits = self.permits.clone();
-                    running.spawn(async move {
-                        let _permit = permits.acquire_owned().await;
-                        run_chain(job).await
-                    });
-                }
+            if !st.interrupted {
+                self.start_ready(&mut st);
             }
-            if running.is_empty() {
+            if st.running.is_empty() {
                 break;
             }
             tokio::select! {
-                joined = running.join_next() => {
-                    match joined {
-                        Some(Ok(done)) => {
-                            let host = done.first().and_then(|(n, _)| plan.nodes[*n].host);
-                            if let Some(h) = host {
-                                busy.remove(&h);
-                            }
-                            let mut stopped = false;
-                            for (n, r) in done {
-                                match r {
-                                    Some(r) if !stopped => {
-                                        stopped = !r.ok;
-                                        let in_publish = plan.phase_of(n) == Some(Phase::Publish);
-                                        match (r.ok, host) {
-                                            (false, Some(h)) if in_publish => {
-                                                publish_failed.insert(h);
-                                                if publish_failed.len() <= max_failures {
-                                                    tolerated.insert(h);
-                                                    queue.finish_tolerated(n);
-                                                } else {
-                                                    queue.finish(n, false);
-                                                }
-                                            }
-                                            _ => {
-                                                queue.finish(n, r.ok);
-                                            }
-                                        }
-                                        results[n] = Some(r);
-                                    }
-                                    _ => {
-                                        stopped = true;
-                                        if queue.state(n) == NodeState::Running {
-                                            if host.is_some_and(|h| tolerated.contains(&h)) {
-                                                queue.skip_tolerated(n);
-                                            } else {
-                                                queue.skip(n);
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            // A tolerated host does nothing more in this run.
-                            if let Some(h) = host.filter(|h| tolerated.contains(h)) {
-                                for i in 0..plan.nodes.len() {
-                                    if plan.nodes[i].host == Some(h)
-                                        && matches!(queue.state(i), NodeState::Waiting | NodeState::Ready)
-                                    {
-                                        queue.skip_tolerated(i);
-                                    }
-                                }
-                            }
-                        }
-                        Some(Err(e)) => {
-                            // A panicking node is a bug; the run still ends
-                            // cleanly with the rest recorded.
-                            self.events.send(Event::Notice(format!("internal error in a step: {e}")));
-                        }
-                        None => {}
+                joined = st.running.join_next() => match joined {
+                    Some(Ok(done)) => st.finish_chain(done),
+                    // A panicking node is a bug; the run still ends cleanly
+                    // with the rest recorded.
+                    Some(Err(e)) => self
+                        .events
+                        .send(Event::Notice(format!("internal error in a step: {e}"))),
+                    None => {}
+                },
+                _ = shutdown.changed(), if !st.interrupted => self.interrupt(&mut st),
+            }
+        }
+        st.into_report()
+    }
+
+    /// Starts every node that is ready: a barrier finishes at once, a node
+    /// of a host without a connection fails at once, an artifact upload
+    /// goes in a round trip of its own, and anything else starts a chain.
+    fn start_ready(&self, st: &mut DrainState<'_>) {
+        let plan = st.plan;
+        while let Some(n) = st.queue.dequeue() {
+            let node = &plan.nodes[n];
+            let Some(si) = node.step else {
+                st.queue.finish(n, true);
+                continue;
+            };
+            let step = &plan.steps[si];
+            if let (Some(h), Phase::Publish) = (node.host, step.phase) {
+                st.announce_batch(h, &self.events);
+            }
+            let (transport, label, counter) = match node.host {
+                Some(h) => match &self.transports[h] {
+                    Some(t) => (
+                        t.clone(),
+                        plan.hosts[h].name.clone(),
+                        Some((self.round_trips.clone(), h)),
+                    ),
+                    None => {
+                        st.results[n] = Some(NodeResult {
+                            ok: false,
+                            output: None,
+                            reason: Some("not connected".into()),
+                            duration: Duration::ZERO,
+                        });
+                        st.queue.finish(n, false);
+                        continue;
                     }
+                },
+                None => (self.local.clone(), LOCAL_LABEL.to_string(), None),
+            };
+            if let Action::Artifact(script) = &node.action {
+                // Streamed in a round trip of its own.
+                let job = RunOne {
+                    transport,
+                    label,
+                    step: step.name.clone(),
+                    script: script.clone(),
+                    stdin: self.artifact.clone(),
+                    timeout: step.timeout,
+                    events: self.events.clone(),
+                    redactor: self.redactor.clone(),
+                    counter,
+                };
+                let permits = self.permits.clone();
+                st.running.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    vec![(n, Some(run_one(job).await))]
+                });
+                continue;
+            }
+            let chain = st.claim_chain(n);
+            let steps: Vec<ChainJobStep> = chain
+                .iter()
+                .map(|&c| {
+                    let x = &plan.nodes[c];
+                    let st = &plan.steps[x.step.expect("chains hold steps")];
+                    let stdin = match &x.action {
+                        Action::Upload { template, .. } => x
+                            .host
+                            .and_then(|h| self.uploads.get(&(h, *template)).cloned()),
+                        _ => None,
+                    };
+                    ChainJobStep {
+                        node: c,
+                        name: st.name.clone(),
+                        script: x.action.script().to_string(),
+                        stdin,
+                        timeout: st.timeout,
+                    }
+                })
+                .collect();
+            // Only a deploy's chains stop half-way on an interrupt; the
+            // other recipes' chains run to their end.
+            let stop = node
+                .host
+                .filter(|_| plan.recipe == Recipe::Deploy)
+                .map(|h| {
+                    st.busy.insert(h);
+                    commands::stop_flag(&HostPaths::new(&plan.hosts[h].deploy_to), &plan.release.id)
+                });
+            let job = ChainJob {
+                transport,
+                label,
+                stop,
+                steps,
+                events: self.events.clone(),
+                redactor: self.redactor.clone(),
+                counter,
+            };
+            let permits = self.permits.clone();
+            st.running.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                run_chain(job).await
+            });
+        }
+    }
+
+    /// The first interrupt: start nothing new, and tell the chains already
+    /// on a host to stop after their current step.
+    fn interrupt(&self, st: &mut DrainState<'_>) {
+        st.interrupted = true;
+        st.queue.cancel_pending();
+        for &h in &st.busy {
+            if let Some(t) = self.transports[h].clone() {
+                let flag = commands::stop_flag(
+                    &HostPaths::new(&st.plan.hosts[h].deploy_to),
+                    &st.plan.release.id,
+                );
+                tokio::spawn(async move {
+                    let _ = t
+                        .run(&format!("touch {}", quote(&flag)), None, STOP_TIMEOUT)
+                        .await;
+                });
+            }
+        }
+        self.events.send(Event::Notice(format!(
+            "interrupted: starting nothing new; waiting for {} running step(s) to finish",
+            st.running.len()
+        )));
+    }
+}
+
+/// The executor's state while it drains a plan (cargo's `DrainState`):
+/// the queue, what is running, each node's result so far, and the publish
+/// failures counted against `max_failures`. Every way out goes through
+/// [`DrainState::into_report`], so no node is left unaccounted for.
+struct DrainState<'p> {
+    plan: &'p Plan,
+    queue: Queue,
+    results: Vec<Option<NodeResult>>,
+    running: JoinSet<Vec<(usize, Option<NodeResult>)>>,
+    /// Hosts that failed in the publish phase, and those of them the run
+    /// tolerates (`max_failures`).
+    publish_failed: BTreeSet<usize>,
+    tolerated: BTreeSet<usize>,
+    max_failures: usize,
+    /// Hosts with a chain on the wire, to tell them to stop on interrupt.
+    busy: BTreeSet<usize>,
+    announced_batch: Option<usize>,
+    interrupted: bool,
+}
+
+impl<'p> DrainState<'p> {
+    fn new(
+        plan: &'p Plan,
+        include: impl Fn(usize) -> bool,
+        max_failures: usize,
+        interrupted: bool,
+    ) -> Self {
+        // Barriers always take part: they hold later phases back.
+        let mut queue = Queue::new(plan, |n| plan.nodes[n].step.is_none() || include(n));
+        if interrupted {
+            queue.cancel_pending();
+        }
+        DrainState {
+            plan,
+            queue,
+            results: vec![None; plan.nodes.len()],
+            running: JoinSet::new(),
+            publish_failed: BTreeSet::new(),
+            tolerated: BTreeSet::new(),
+            max_failures,
+            busy: BTreeSet::new(),
+            announced_batch: None,
+            interrupted,
+        }
+    }
+
+    /// Says when the first node of a new publish batch starts.
+    fn announce_batch(&mut self, host: usize, events: &EventSink) {
+        let plan = self.plan;
+        let Some(b) = plan.batches.iter().position(|b| b.contains(&host)) else {
+            return;
+        };
+        if self.announced_batch.is_none_or(|a| a < b) && plan.batches.len() > 1 {
+            self.announced_batch = Some(b);
+            events.send(Event::BatchStarted {
+                index: b + 1,
+                of: plan.batches.len(),
+                hosts: plan.batches[b]
+                    .iter()
+                    .map(|&x| plan.hosts[x].name.clone())
+                    .collect(),
+            });
+        }
+    }
+
+    /// `n` and the rest of its host's work that can go in the same round
+    /// trip: each next node depends on the one before alone.
+    fn claim_chain(&mut self, n: usize) -> Vec<usize> {
+        let plan = self.plan;
+        let mut chain = vec![n];
+        let Some(h) = plan.nodes[n].host else {
+            return chain;
+        };
+        let mut cur = n;
+        while let Some(d) = self.queue.dependents(cur).iter().copied().find(|&d| {
+            let x = &plan.nodes[d];
+            x.host == Some(h)
+                && x.step.is_some()
+                && x.deps == [cur]
+                && !matches!(x.action, Action::Artifact(_))
+                && self.queue.state(d) == NodeState::Waiting
+        }) {
+            self.queue.claim(d);
+            chain.push(d);
+            cur = d;
+        }
+        chain
+    }
+
+    /// Records a finished chain: each step's result, the first failure
+    /// stopping the rest; a publish failure within `max_failures` is
+    /// tolerated and that host does nothing more in this run.
+    fn finish_chain(&mut self, done: Vec<(usize, Option<NodeResult>)>) {
+        let plan = self.plan;
+        let host = done.first().and_then(|(n, _)| plan.nodes[*n].host);
+        if let Some(h) = host {
+            self.busy.remove(&h);
+        }
+        let mut stopped = false;
+        for (n, r) in done {
+            match r {
+                Some(r) if !stopped => {
+                    stopped = !r.ok;
+                    let in_publish = plan.phase_of(n) == Some(Phase::Publish);
+                    match (r.ok, host) {
+                        (false, Some(h)) if in_publish => {
+                            self.publish_failed.insert(h);
+                            if self.publish_failed.len() <= self.max_failures {
+                                self.tolerated.insert(h);
+                                self.queue.finish_tolerated(n);
+                            } else {
+                                self.queue.finish(n, false);
+                            }
+                        }
+                        _ => {
+                            self.queue.finish(n, r.ok);
+                        }
+                    }
+                    self.results[n] = Some(r);
                 }
-                _ = shutdown.changed(), if !interrupted => {
-                    interrupted = true;
-                    queue.cancel_pending();
-                    // Chains already on a host stop after their current step.
-                    for &h in &busy {
-                        if let Some(t) = self.transports[h].clone() {
-                            let flag = commands::stop_flag(
-                                &HostPaths::new(&plan.hosts[h].deploy_to),
-                                &plan.release.id,
-                            );
-                            tokio::spawn(async move {
-                                let _ = t
-                                    .run(&format!("touch {}", quote(&flag)), None, STOP_TIMEOUT)
-                                    .await;
-                            });
+                _ => {
+                    stopped = true;
+                    if self.queue.state(n) == NodeState::Running {
+                        if host.is_some_and(|h| self.tolerated.contains(&h)) {
+                            self.queue.skip_tolerated(n);
+                        } else {
+                            self.queue.skip(n);
                         }
                     }
-                    self.events.send(Event::Notice(format!(
-                        "interrupted: starting nothing new; waiting for {} running step(s) to finish",
-                        running.len()
-                    )));
                 }
             }
         }
-        // Nodes whose state says they ran but whose result was lost count as
-        // failed.
-        for (i, r) in results.iter_mut().enumerate() {
-            if r.is_none() && queue.state(i) == NodeState::Failed {
+        // A tolerated host does nothing more in this run.
+        if let Some(h) = host.filter(|h| self.tolerated.contains(h)) {
+            for i in 0..plan.nodes.len() {
+                if plan.nodes[i].host == Some(h)
+                    && matches!(self.queue.state(i), NodeState::Waiting | NodeState::Ready)
+                {
+                    self.queue.skip_tolerated(i);
+                }
+            }
+        }
+    }
+
+    /// The run's report. Nodes whose state says they ran but whose result
+    /// was lost count as failed.
+    fn into_report(mut self) -> RunReport {
+        for (i, r) in self.results.iter_mut().enumerate() {
+            if r.is_none() && self.queue.state(i) == NodeState::Failed {
                 *r = Some(NodeResult {
                     ok: false,
                     output: None,
@@ -455,9 +518,9 @@ impl Executor {
             }
         }
         RunReport {
-            results,
-            queue,
-            tolerated: tolerated.into_iter().collect(),
+            results: self.results,
+            queue: self.queue,
+            tolerated: self.tolerated.into_iter().collect(),
         }
     }
 }
