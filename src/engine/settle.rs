@@ -291,7 +291,8 @@ async fn restore_all(
     ok
 }
 
-/// Decides how the run ended and undoes what must be undone.
+/// Decides how the run ended and undoes what must be undone; fills each
+/// host's summary row (`states`, `host_ok`).
 #[allow(clippy::too_many_arguments)]
 pub async fn settle(
     exec: &Executor,
@@ -303,185 +304,262 @@ pub async fn settle(
     undo: &UndoCtx<'_>,
     ctx: &Ctx<'_>,
 ) -> (Outcome, String) {
-    let (res, queue) = (&report.results, &report.queue);
-    let n_hosts = plan.hosts.len();
-    let tolerated: Vec<usize> = report.tolerated.clone();
-    // An unlock that failed is retried after this; it does not fail the run,
-    // and a tolerated failure does not either.
-    let failed_hard = (0..plan.nodes.len()).any(|i| {
-        queue.state(i) == NodeState::Failed
-            && plan.nodes[i].step.is_some_and(|s| !plan.steps[s].always)
-            && !plan.nodes[i].host.is_some_and(|h| tolerated.contains(&h))
-    });
-    let interrupted = exec.interrupted();
-    let published: Vec<bool> = (0..n_hosts)
-        .map(|h| step_state(plan, queue, h, "publish") == Some(NodeState::Done))
-        .collect();
-    let release = &plan.release;
-    let names = |hs: &[usize]| {
+    let s = Settlement::read(exec, plan, report, before, undo, ctx);
+    let mut rows = Rows { states, host_ok };
+    if s.failed_hard() || s.interrupted {
+        s.undo(&mut rows).await
+    } else {
+        s.keep(&mut rows).await
+    }
+}
+
+/// Each host's summary row, filled by [`settle`].
+struct Rows<'r> {
+    states: &'r mut [Option<String>],
+    host_ok: &'r mut [bool],
+}
+
+impl Rows<'_> {
+    fn set(&mut self, h: usize, ok: bool, state: String) {
+        self.host_ok[h] = ok;
+        self.states[h] = Some(state);
+    }
+}
+
+/// What the executor's report says about the run, read once.
+struct Settlement<'a, 'c> {
+    exec: &'a Executor,
+    plan: &'a Plan,
+    report: &'a RunReport,
+    before: &'a [Before],
+    undo: &'a UndoCtx<'a>,
+    ctx: &'a Ctx<'c>,
+    interrupted: bool,
+    /// Hosts whose `current` this run moved.
+    published: Vec<bool>,
+}
+
+impl<'a, 'c> Settlement<'a, 'c> {
+    fn read(
+        exec: &'a Executor,
+        plan: &'a Plan,
+        report: &'a RunReport,
+        before: &'a [Before],
+        undo: &'a UndoCtx<'a>,
+        ctx: &'a Ctx<'c>,
+    ) -> Self {
+        let published = (0..plan.hosts.len())
+            .map(|h| step_state(plan, &report.queue, h, "publish") == Some(NodeState::Done))
+            .collect();
+        Settlement {
+            exec,
+            plan,
+            report,
+            before,
+            undo,
+            ctx,
+            interrupted: exec.interrupted(),
+            published,
+        }
+    }
+
+    /// A step failed beyond what the run tolerates. An unlock that failed
+    /// is retried after this and does not fail the run, and a failure
+    /// within `max_failures` does not either.
+    fn failed_hard(&self) -> bool {
+        let (plan, queue) = (self.plan, &self.report.queue);
+        (0..plan.nodes.len()).any(|i| {
+            queue.state(i) == NodeState::Failed
+                && plan.nodes[i].step.is_some_and(|s| !plan.steps[s].always)
+                && !plan.nodes[i]
+                    .host
+                    .is_some_and(|h| self.report.tolerated.contains(&h))
+        })
+    }
+
+    fn names(&self, hs: &[usize]) -> String {
         hs.iter()
-            .map(|&h| plan.hosts[h].name.clone())
+            .map(|&h| self.plan.hosts[h].name.clone())
             .collect::<Vec<_>>()
             .join(", ")
-    };
+    }
 
-    if !failed_hard && !interrupted {
-        // Hosts whose publish failed within max_failures go back alone.
-        let mut stuck = Vec::new();
+    /// Host `h`'s first failure in words, if it failed.
+    fn failure(&self, h: Option<usize>) -> Option<String> {
+        first_failure(self.plan, &self.report.results, &self.report.queue, h)
+            .map(|(step, r)| failed_state(step, r))
+    }
+
+    /// The run succeeded: every host is on the new release, except those
+    /// that failed within `max_failures`, which go back alone.
+    async fn keep(&self, rows: &mut Rows<'_>) -> (Outcome, String) {
+        let (plan, release) = (self.plan, &self.plan.release);
+        let n_hosts = plan.hosts.len();
+        let tolerated = &self.report.tolerated;
         if !tolerated.is_empty() {
-            ctx.set_status(&format!("switching back {}", names(&tolerated)));
+            self.ctx
+                .set_status(&format!("switching back {}", self.names(tolerated)));
         }
         let to_restore: Vec<usize> = tolerated
             .iter()
             .copied()
-            .filter(|&h| published[h])
+            .filter(|&h| self.published[h])
             .collect();
-        let restored = restore_all(exec, plan, &to_restore, before, undo).await;
-        for &h in &tolerated {
-            let why = first_failure(plan, res, queue, Some(h))
-                .map(|(step, r)| failed_state(step, r))
-                .unwrap_or_else(|| "failed".into());
-            let ok = match to_restore.iter().position(|&x| x == h) {
+        let restored = restore_all(self.exec, plan, &to_restore, self.before, self.undo).await;
+        let mut stuck = Vec::new();
+        for &h in tolerated {
+            let why = self.failure(Some(h)).unwrap_or_else(|| "failed".into());
+            let back = match to_restore.iter().position(|&x| x == h) {
                 Some(i) => restored[i],
                 None => true,
             };
-            host_ok[h] = false;
-            states[h] = Some(if ok {
+            let state = if back {
                 format!(
                     "{why}; tolerated (max_failures); {}",
-                    back_note(&before[h].current)
+                    back_note(&self.before[h].current)
                 )
             } else {
                 stuck.push(h);
                 format!("{why}; could not switch back: still on {}", release.id)
-            });
+            };
+            rows.set(h, false, state);
         }
-        for h in 0..n_hosts {
-            if tolerated.contains(&h) {
-                continue;
-            }
-            let verified = step_state(plan, queue, h, "smoke_test") == Some(NodeState::Done);
-            host_ok[h] = true;
-            states[h] = Some(format!(
+        for h in (0..n_hosts).filter(|h| !tolerated.contains(h)) {
+            let verified =
+                step_state(plan, &self.report.queue, h, "smoke_test") == Some(NodeState::Done);
+            let state = format!(
                 "on {}{}",
                 release.id,
                 if verified { " (verified)" } else { "" }
-            ));
+            );
+            rows.set(h, true, state);
         }
         if !stuck.is_empty() {
             return (
                 Outcome::RollbackIncomplete,
                 format!(
                     "{} failed within max_failures and could not be switched back: needs a person",
-                    names(&stuck)
+                    self.names(&stuck)
                 ),
             );
         }
-        let mut headline = format!(
-            "every host is on release {} (commit {})",
-            release.id,
-            short(&release.commit)
-        );
-        if !tolerated.is_empty() {
-            headline = format!(
+        let headline = if tolerated.is_empty() {
+            format!(
+                "every host is on release {} (commit {})",
+                release.id,
+                short(&release.commit)
+            )
+        } else {
+            format!(
                 "release {} (commit {}) is on {} of {} hosts; {} failed within max_failures and went back to their previous release",
                 release.id,
                 short(&release.commit),
                 n_hosts - tolerated.len(),
                 n_hosts,
-                names(&tolerated)
+                self.names(tolerated)
+            )
+        };
+        (Outcome::Success, headline)
+    }
+
+    /// The run failed or was interrupted: every host this run switched goes
+    /// back, every host it only staged loses the staged release, all at
+    /// once.
+    async fn undo(&self, rows: &mut Rows<'_>) -> (Outcome, String) {
+        let (plan, release) = (self.plan, &self.plan.release);
+        let (res, queue) = (&self.report.results, &self.report.queue);
+        let n_hosts = plan.hosts.len();
+        let (outcome, why) = if self.interrupted {
+            (Outcome::Interrupted, "interrupted")
+        } else {
+            (Outcome::Failed, "failed")
+        };
+        let failed_hosts: Vec<usize> = (0..n_hosts)
+            .filter(|&h| self.failure(Some(h)).is_some())
+            .collect();
+        let local_failure = self
+            .failure(None)
+            .map(|f| format!(" (local {f})"))
+            .unwrap_or_default();
+
+        let switched: Vec<usize> = (0..n_hosts).filter(|&h| self.published[h]).collect();
+        if !switched.is_empty() {
+            self.ctx.set_status(&format!(
+                "switching back {} to their previous release",
+                self.names(&switched)
+            ));
+        }
+        let staged: Vec<usize> = (0..n_hosts)
+            .filter(|&h| !self.published[h] && created_release(plan, res, queue, h))
+            .collect();
+        let (restored, removed) = futures::future::join(
+            restore_all(self.exec, plan, &switched, self.before, self.undo),
+            futures::future::join_all(
+                staged
+                    .iter()
+                    .map(|&h| discard(self.exec, plan, h, why)),
+            ),
+        )
+        .await;
+        let mut stuck = Vec::new();
+        for h in 0..n_hosts {
+            let mut note = match self.failure(Some(h)) {
+                Some(f) => f,
+                None if self.published[h] => "published".to_string(),
+                None => "staged, not switched".to_string(),
+            };
+            if let Some(i) = switched.iter().position(|&x| x == h) {
+                if restored[i] {
+                    note.push_str(&format!("; {}", back_note(&self.before[h].current)));
+                } else {
+                    stuck.push(h);
+                    note.push_str(&format!(
+                        "; could not switch back cleanly: check `current` (this run's release is {})",
+                        release.id
+                    ));
+                }
+            } else {
+                if let Some(i) = staged.iter().position(|&x| x == h) {
+                    note.push_str(if removed[i] {
+                        "; staged release removed"
+                    } else {
+                        "; could not remove the staged release"
+                    });
+                }
+                note.push_str(&format!("; {}", current_note(&self.before[h].current)));
+            }
+            rows.set(h, false, note);
+        }
+        if !stuck.is_empty() {
+            return (
+                Outcome::RollbackIncomplete,
+                format!(
+                    "{why} and {} could not be put back on their previous release: needs a person",
+                    self.names(&stuck)
+                ),
             );
         }
-        return (Outcome::Success, headline);
-    }
-
-    let outcome = if interrupted {
-        Outcome::Interrupted
-    } else {
-        Outcome::Failed
-    };
-    let why = if interrupted { "interrupted" } else { "failed" };
-    let failed_hosts: Vec<usize> = (0..n_hosts)
-        .filter(|&h| first_failure(plan, res, queue, Some(h)).is_some())
-        .collect();
-    let mut local_failure = String::new();
-    if let Some((step, r)) = first_failure(plan, res, queue, None) {
-        local_failure = format!(" (local {})", failed_state(step, r));
-    }
-
-    // Every host this run switched goes back; every host it only staged
-    // loses the staged release.
-    let switched: Vec<usize> = (0..n_hosts).filter(|&h| published[h]).collect();
-    if !switched.is_empty() {
-        ctx.set_status(&format!(
-            "switching back {} to their previous release",
-            names(&switched)
-        ));
-    }
-    let restored = restore_all(exec, plan, &switched, before, undo).await;
-    let mut stuck = Vec::new();
-    for h in 0..n_hosts {
-        host_ok[h] = false;
-        let mut note = match first_failure(plan, res, queue, Some(h)) {
-            Some((step, r)) => failed_state(step, r),
-            None if published[h] => "published".to_string(),
-            None => "staged, not switched".to_string(),
-        };
-        if published[h] {
-            let back = switched
-                .iter()
-                .position(|&x| x == h)
-                .is_some_and(|i| restored[i]);
-            if back {
-                note.push_str(&format!("; {}", back_note(&before[h].current)));
-            } else {
-                stuck.push(h);
-                note.push_str(&format!(
-                    "; could not switch back cleanly: check `current` (this run's release is {})",
-                    release.id
-                ));
+        let headline = match (switched.is_empty(), self.interrupted) {
+            (true, true) => {
+                "interrupted during staging; no host was switched, staged releases removed"
+                    .to_string()
             }
-        } else {
-            if created_release(plan, res, queue, h) {
-                let removed = discard(exec, plan, h, why).await;
-                note.push_str(if removed {
-                    "; staged release removed"
-                } else {
-                    "; could not remove the staged release"
-                });
-            }
-            note.push_str(&format!("; {}", current_note(&before[h].current)));
-        }
-        states[h] = Some(note);
-    }
-    if !stuck.is_empty() {
-        return (
-            Outcome::RollbackIncomplete,
-            format!(
-                "{why} and {} could not be put back on their previous release: needs a person",
-                names(&stuck)
+            (true, false) => format!(
+                "staging failed on {}{local_failure}; no host was switched, staged releases removed",
+                self.names(&failed_hosts)
             ),
-        );
+            (false, true) => format!(
+                "interrupted during publish; {} went back to their previous release",
+                self.names(&switched)
+            ),
+            (false, false) => format!(
+                "publish failed on {}{local_failure}; {} went back to their previous release",
+                self.names(&failed_hosts),
+                self.names(&switched)
+            ),
+        };
+        (outcome, headline)
     }
-    let headline = match (switched.is_empty(), interrupted) {
-        (true, true) => {
-            "interrupted during staging; no host was switched, staged releases removed".to_string()
-        }
-        (true, false) => format!(
-            "staging failed on {}{local_failure}; no host was switched, staged releases removed",
-            names(&failed_hosts)
-        ),
-        (false, true) => format!(
-            "interrupted during publish; {} went back to their previous release",
-            names(&switched)
-        ),
-        (false, false) => format!(
-            "publish failed on {}{local_failure}; {} went back to their previous release",
-            names(&failed_hosts),
-            names(&switched)
-        ),
-    };
-    (outcome, headline)
 }
 
 fn back_note(prev: &Option<String>) -> String {
