@@ -191,7 +191,7 @@ async fn deploy_phases(
     let report = exec
         .run(
             &run_plan,
-            |n| run_plan.phase_of(n) != Some(Phase::Prepare),
+            |n| !matches!(run_plan.phase_of(n), Some(Phase::Prepare | Phase::Undo)),
             max_failures,
         )
         .await;

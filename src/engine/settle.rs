@@ -494,11 +494,7 @@ impl<'a, 'c> Settlement<'a, 'c> {
             .collect();
         let (restored, removed) = futures::future::join(
             restore_all(self.exec, plan, &switched, self.before, self.undo),
-            futures::future::join_all(
-                staged
-                    .iter()
-                    .map(|&h| discard(self.exec, plan, h, why)),
-            ),
+            futures::future::join_all(staged.iter().map(|&h| discard(self.exec, plan, h, why))),
         )
         .await;
         let mut stuck = Vec::new();

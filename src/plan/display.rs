@@ -71,6 +71,7 @@ pub fn render(plan: &Plan) -> String {
                 Phase::Staging => "every host; no `current` moves unless all succeed",
                 Phase::Publish => "batch by batch",
                 Phase::Finish => "after every batch succeeded; unlock always runs",
+                Phase::Undo => "only when the run fails or is interrupted: hosts this run switched go back to the release they had (`<previous>`, read by the lock step); hosts it only staged lose the staged release",
             };
             let _ = writeln!(o, "  [{}: {}]", step.phase, note);
         }

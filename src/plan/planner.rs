@@ -8,6 +8,7 @@ use super::graph::{Node, Plan, PlanHost, Recipe};
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
 use super::step::{builtin_phase, Action, Phase, Step, StepKind, BUILTIN_STEPS};
+use super::targeting;
 use crate::config::{Batch, Config, Host, Stage, Strategy, Task};
 use crate::lock::LockHolder;
 
@@ -318,7 +319,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     }
 
     let batches = batches(hosts.len(), stage.rollout.batch, stage.rollout.canary);
-    let nodes = wire(&steps, &work, hosts.len(), &batches);
+    let mut nodes = wire(&steps, &work, hosts.len(), &batches);
+    undo_nodes(config, &hosts, release, input.env, &mut steps, &mut nodes)?;
     Ok(Plan {
         recipe: input.recipe,
         stage: stage.name.clone(),
@@ -328,6 +330,111 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         nodes,
         batches,
     })
+}
+
+/// The undo of a failed or interrupted run, as nodes of the plan (phase
+/// [`Phase::Undo`], no dependencies; the executor runs them only when the
+/// run settles as failed): `discard_staged` for hosts that were only
+/// staged, and `switch_back` (switch, ledger, the previous release's
+/// restart and smoke test on the host) for hosts that were switched. The
+/// previous release is read by the lock step, so the plan names it
+/// `<previous>`. A `local: true` restart or smoke test runs once on this
+/// machine after the hosts are back (see [`super::targeting`]).
+fn undo_nodes(
+    config: &Config,
+    hosts: &[&Host],
+    release: &ReleaseInfo,
+    env: &BTreeMap<String, String>,
+    steps: &mut Vec<Step>,
+    nodes: &mut Vec<Node>,
+) -> Result<(), PlanError> {
+    let previous = ReleaseInfo {
+        id: "<previous>".into(),
+        commit: "<its commit>".into(),
+        ..release.clone()
+    };
+    let hook_timeout = |name: &str| {
+        config
+            .task(name)
+            .map(|t| t.timeout.unwrap_or(LONG))
+            .unwrap_or_default()
+    };
+    let mut add_step = |name: &str, local: bool, timeout: Duration| {
+        steps.push(Step {
+            name: name.to_string(),
+            kind: StepKind::Builtin,
+            phase: Phase::Undo,
+            local,
+            always: false,
+            timeout,
+        });
+        steps.len() - 1
+    };
+    let discard = add_step("discard_staged", false, SHORT);
+    let back = add_step(
+        "switch_back",
+        false,
+        SHORT + hook_timeout("restart") + hook_timeout("smoke_test"),
+    );
+    let where_ = |name: &str| config.task(name).map(|t| targeting::targets(t, hosts));
+    for (i, h) in hosts.iter().enumerate() {
+        let p = HostPaths::new(&h.deploy_to);
+        let ctx = render::context(config, h, &previous, env);
+        let hook = |name: &str| -> Result<Option<commands::HookCommand>, PlanError> {
+            let Some(t) = config
+                .task(name)
+                .filter(|_| where_(name).is_some_and(|w| w.on_host(i)))
+            else {
+                return Ok(None);
+            };
+            Ok(Some(commands::HookCommand {
+                run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), &h.name)?,
+                retries: t.retries,
+                interval: t.interval,
+            }))
+        };
+        nodes.push(Node {
+            step: Some(discard),
+            host: Some(i),
+            action: Action::Shell(commands::discard_staged(&p, release, &h.name, "failed")),
+            deps: Vec::new(),
+        });
+        nodes.push(Node {
+            step: Some(back),
+            host: Some(i),
+            action: Action::Shell(commands::undo_publish(
+                &p,
+                release,
+                &h.name,
+                Some(&previous),
+                hook("restart")?.as_ref(),
+                hook("smoke_test")?.as_ref(),
+            )),
+            deps: Vec::new(),
+        });
+    }
+    for name in ["restart", "smoke_test"] {
+        let Some(t) = config
+            .task(name)
+            .filter(|_| where_(name).is_some_and(|w| w.is_local()))
+        else {
+            continue;
+        };
+        let s = add_step(name, true, t.timeout.unwrap_or(LONG));
+        let ctx = render::context(config, hosts[0], &previous, env);
+        nodes.push(Node {
+            step: Some(s),
+            host: None,
+            action: Action::Shell(render::render(
+                &t.run,
+                &ctx,
+                &format!("task `{}`", t.name),
+                "local",
+            )?),
+            deps: Vec::new(),
+        });
+    }
+    Ok(())
 }
 
 /// Lays the nodes out with their dependencies: a chain per host within a

@@ -15,6 +15,9 @@ pub enum Phase {
     Publish,
     /// Record, clean up, unlock.
     Finish,
+    /// Only when the run fails or is interrupted: put back what the run
+    /// changed on a host. Never run with the other phases.
+    Undo,
 }
 
 impl fmt::Display for Phase {
@@ -24,6 +27,7 @@ impl fmt::Display for Phase {
             Phase::Staging => "staging",
             Phase::Publish => "publish",
             Phase::Finish => "finish",
+            Phase::Undo => "undo",
         })
     }
 }
