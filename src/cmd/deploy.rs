@@ -114,21 +114,23 @@ pub async fn run_with(
     }
     let redactor = app.redactor(&config)?;
     let holder = app.lock_holder(stage, &release.id, "deploy");
-    let build = |release: &ReleaseInfo| -> anyhow::Result<(Plan, Uploads)> {
-        let plan = planner::plan(&planner::PlanInput {
-            config: &config,
-            stage,
-            recipe: Recipe::Deploy,
-            release,
-            filters: &filters,
-            env: &app.env,
-            holder: &holder,
-        })?;
-        let uploads = render_uploads(&config, &hosts, release, &app.env)?;
-        Ok((plan, uploads))
-    };
+    let build =
+        |release: &ReleaseInfo, found: Option<&HostState>| -> anyhow::Result<(Plan, Uploads)> {
+            let plan = planner::plan(&planner::PlanInput {
+                config: &config,
+                stage,
+                recipe: Recipe::Deploy,
+                release,
+                filters: &filters,
+                env: &app.env,
+                holder: &holder,
+                host_state: found,
+            })?;
+            let uploads = render_uploads(&config, &hosts, release, &app.env)?;
+            Ok((plan, uploads))
+        };
     // Everything that can fail without a host is checked before connecting.
-    let (mut plan, uploads) = build(&release)?;
+    let (mut plan, uploads) = build(&release, None)?;
 
     let (sink, rx) = EventSink::new();
     let reporter = tokio::spawn(report::drive_output(rx, app.output.clone()));
@@ -297,7 +299,11 @@ async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
 /// Rendered templates by (host, template).
 type Uploads = HashMap<(usize, usize), Vec<u8>>;
 
-type Build<'a> = dyn Fn(&ReleaseInfo) -> anyhow::Result<(Plan, Uploads)> + 'a;
+/// What each host's lock step read, by host name (the cleanup is decided
+/// from it).
+type HostState = BTreeMap<String, commands::LockReport>;
+
+type Build<'a> = dyn Fn(&ReleaseInfo, Option<&HostState>) -> anyhow::Result<(Plan, Uploads)> + 'a;
 
 /// What undoing a publish needs to rebuild the previous release's hooks.
 struct UndoCtx<'a> {
@@ -338,6 +344,8 @@ impl UndoCtx<'_> {
 struct Before {
     current: Option<String>,
     commit: Option<String>,
+    /// Everything the lock step read, when this run took the lock.
+    found: Option<commands::LockReport>,
 }
 
 /// The run proper, once connected. Never leaves a lock it took: every path
@@ -431,10 +439,17 @@ async fn deploy_phases(
             release.id
         )));
         release.id = id;
-        let (p, uploads) = build(release)?;
-        *plan = p;
-        exec.set_uploads(uploads);
     }
+    // The plan again, now with what the lock step read on each host: the
+    // cleanup is decided from it (and the release id may have changed).
+    let found: HostState = before
+        .iter()
+        .enumerate()
+        .filter_map(|(h, b)| Some((plan.hosts[h].name.clone(), b.found.clone()?)))
+        .collect();
+    let (p, uploads) = build(release, Some(&found))?;
+    *plan = p;
+    exec.set_uploads(uploads);
 
     // 3. Stage, publish, record, clean up, unlock. Each host's part of a
     // phase goes as one round trip; on success unlock rides along with the
@@ -612,10 +627,11 @@ fn collect_locks(
                         .map(|o| o.stdout_str())
                         .unwrap_or_default(),
                 );
-                existing.extend(rep.releases);
+                existing.extend(rep.releases.iter().cloned());
                 before[h] = Before {
-                    current: rep.current,
-                    commit: rep.current_commit,
+                    current: rep.current.clone(),
+                    commit: rep.current_commit.clone(),
+                    found: Some(rep),
                 };
             }
             (r, _) => {
@@ -627,6 +643,7 @@ fn collect_locks(
                     before[h] = Before {
                         current: rep.current,
                         commit: rep.current_commit,
+                        found: None,
                     };
                     match LockHolder::from_stderr(&o.stderr_str()) {
                         Some(holder) => {

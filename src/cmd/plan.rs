@@ -59,6 +59,7 @@ pub fn run(
         filters: &app.filters(),
         env: &app.env,
         holder: &holder,
+        host_state: None,
     })?;
     print!("{head}{}", redactor.apply(&display::render(&plan)));
     Ok(Outcome::Success)

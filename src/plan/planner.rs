@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::commands::{self, CheckSpec, HostPaths};
+use super::cleanup;
+use super::commands::{self, CheckSpec, HostPaths, LockReport};
 use super::graph::{Node, Plan, PlanHost, Recipe};
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
@@ -42,6 +43,10 @@ pub struct PlanInput<'a> {
     pub filters: &'a Filters,
     pub env: &'a BTreeMap<String, String>,
     pub holder: &'a LockHolder,
+    /// What the lock step read on each host, by host name: the deploy
+    /// decides its cleanup from it. `None` before the lock (`shipit plan`):
+    /// the cleanup step then only says how it will be decided.
+    pub host_state: Option<&'a BTreeMap<String, LockReport>>,
 }
 
 const SHORT: Duration = Duration::from_secs(60);
@@ -289,11 +294,23 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     t.interval,
                 ))],
                 ("record", _) => vec![Action::Shell(commands::record(&p, release))],
-                ("cleanup", _) => vec![Action::Shell(commands::cleanup(
-                    &p,
-                    config.keep_releases,
-                    &release.id,
-                ))],
+                ("cleanup", _) => vec![Action::Shell(
+                    match input.host_state.and_then(|s| s.get(&h.name)) {
+                        // The cleanup runs after this run's publish: `current`
+                        // is this run's release then.
+                        Some(found) => commands::cleanup(
+                            &p,
+                            &cleanup::to_remove(
+                                &found.releases,
+                                &found.ledger,
+                                Some(&release.id),
+                                &release.id,
+                                config.keep_releases,
+                            ),
+                        ),
+                        None => commands::cleanup_pending(config.keep_releases),
+                    },
+                )],
                 ("unlock", _) => vec![Action::Shell(commands::unlock(&p, &input.holder.token))],
                 (_, Some(t)) => {
                     let dir = if phase >= Phase::Publish {
