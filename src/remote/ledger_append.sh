@@ -7,6 +7,7 @@
 # starts a line of its own (racing writers may both add one; readers skip
 # the empty line).
 : "${deploy_to?}"
+set -e
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 mkdir -p "$deploy_to/.shipit"
 ledger="$deploy_to/.shipit/ledger.jsonl"

@@ -131,6 +131,81 @@ body!(
     GUARDED, "guarded.sh"
 );
 
+body!(
+    /// Runs the steps of one host as one script, framing each step's result.
+    CHAIN, "chain.sh"
+);
+body!(
+    /// Runs a filled script with its stdout discarded; stops if it fails.
+    QUIET, "quiet.sh"
+);
+body!(
+    /// `shipit check`'s preflight.
+    PREFLIGHT, "preflight.sh"
+);
+body!(
+    /// Prints the deploy lock's state.
+    LOCK_STATE, "lock_state.sh"
+);
+body!(
+    /// `shipit releases`: release dirs, `current`, the ledger.
+    RELEASES, "releases.sh"
+);
+body!(
+    /// Frees the deploy lock that was seen, and records it.
+    FREE_LOCK, "free_lock.sh"
+);
+body!(
+    /// A rollback's switch of `current`.
+    ROLLBACK_SWITCH, "rollback_switch.sh"
+);
+body!(
+    /// Ends the undo of a rollback early when `current` was never switched.
+    ROLLBACK_SWITCHED, "rollback_switched.sh"
+);
+body!(
+    /// Prints where `current` points (`current:`, `commit:`).
+    PROBE_CURRENT, "probe_current.sh"
+);
+body!(
+    /// Reads a promotion's target host.
+    PROMOTE_TARGET, "promote_target.sh"
+);
+
+/// Every body, for tests that check them all.
+#[cfg(test)]
+const ALL: &[Body] = &[
+    LOCK,
+    READ_CURRENT,
+    UNLOCK,
+    CHECK,
+    FETCH_GIT,
+    UPLOAD_ARTIFACT,
+    CREATE_RELEASE,
+    LEDGER_APPEND,
+    LEDGER_APPEND_RAW,
+    LINK_SHARED,
+    UPLOAD,
+    TASK,
+    PUBLISH,
+    RECORD,
+    CLEANUP,
+    CLEANUP_PENDING,
+    DISCARD_STAGED,
+    SWITCH_BACK,
+    GUARDED,
+    CHAIN,
+    QUIET,
+    PREFLIGHT,
+    LOCK_STATE,
+    RELEASES,
+    FREE_LOCK,
+    ROLLBACK_SWITCH,
+    ROLLBACK_SWITCHED,
+    PROBE_CURRENT,
+    PROMOTE_TARGET,
+];
+
 impl Body {
     /// Starts filling this body in.
     pub fn fill(self) -> Fill {
@@ -244,5 +319,122 @@ impl Fill {
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    const HOSTILE: [&str; 7] = [
+        "it's",
+        "$(touch canary)",
+        "`touch canary`",
+        "a\nb",
+        "'; touch canary #",
+        "*",
+        "",
+    ];
+
+    fn sh(script: &str, dir: &std::path::Path) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_body_is_sh_and_declares_its_inputs() {
+        for b in ALL {
+            assert!(
+                b.text.starts_with("# shellcheck shell=sh\n"),
+                "{} does not start with the shellcheck shell directive",
+                b.name
+            );
+            let inputs = b.inputs();
+            assert!(inputs.iter().all(|n| is_name(n)), "{}: {inputs:?}", b.name);
+        }
+    }
+
+    #[test]
+    fn every_body_filled_with_hostile_values_is_one_valid_script() {
+        for b in ALL {
+            for v in HOSTILE {
+                let mut f = b.fill();
+                for name in b.inputs() {
+                    f = f.set(name, v);
+                }
+                let s = f.args([v, v]).done();
+                let out = Command::new("sh")
+                    .arg("-n")
+                    .arg("-c")
+                    .arg(&s)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{} with {v:?}: {}\n{s}",
+                    b.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn values_arrive_as_one_literal_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for v in HOSTILE {
+            let s = RECORD
+                .fill()
+                .set("deploy_to", d.to_str().unwrap())
+                .set("line", v)
+                .done();
+            let out = sh(&s, d);
+            assert!(out.status.success(), "{v:?}: {out:?}");
+            let log = std::fs::read_to_string(d.join("revisions.log")).unwrap();
+            assert_eq!(log, format!("{v}\n"), "{v:?}");
+            std::fs::remove_file(d.join("revisions.log")).unwrap();
+            // Positional values too.
+            let s = LEDGER_APPEND
+                .fill()
+                .set("deploy_to", d.to_str().unwrap())
+                .args([v, v])
+                .done();
+            let out = sh(&s, d);
+            assert!(out.status.success(), "{v:?}: {out:?}");
+            let ledger = std::fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap();
+            let line = ledger.strip_suffix('\n').unwrap();
+            let (a, rest) = line.split_at(v.len());
+            assert_eq!(a, v);
+            assert!(rest.ends_with(v), "{v:?}: {ledger:?}");
+            std::fs::remove_file(d.join(".shipit/ledger.jsonl")).unwrap();
+            assert!(!d.join("canary").exists(), "{v:?} ran a command");
+        }
+    }
+
+    #[test]
+    fn a_filled_script_is_the_prologue_then_the_body_without_comments() {
+        let s = UNLOCK
+            .fill()
+            .set("deploy_to", "/srv/a b")
+            .set("token", "T")
+            .done();
+        assert!(
+            s.starts_with("deploy_to='/srv/a b'\ntoken='T'\n: \"${deploy_to?}\""),
+            "{s}"
+        );
+        assert!(!s.lines().any(|l| l.trim_start().starts_with('#')), "{s}");
+        assert!(!s.lines().any(|l| l.trim().is_empty()), "{s}");
+    }
+
+    #[test]
+    #[should_panic(expected = "not a shell variable name")]
+    fn a_name_that_is_not_a_variable_is_refused() {
+        let _ = UNLOCK.fill().set("x; rm", "v");
     }
 }
