@@ -4,9 +4,10 @@
 # refused when the lock exists), so the lock never exists without its whole
 # record. When it is held: prints the holder's record to stderr and where
 # `current` points to stdout, and exits `locked_status`. Otherwise prints
-# the names of existing releases (`release:ID`), where `current` points
-# (`current:`, `current_commit:`) and the ledger's lines (`ledger:LINE`),
-# from which the run decides what to clean up.
+# the ledger's lines (`ledger:LINE`), the names of existing releases
+# (`release:ID`) and where `current` points (`current:`,
+# `current_commit:`): the run mints a later release id and decides what to
+# clean up from them.
 : "${deploy_to?}" "${holder?}" "${locked_status?}"
 set -e
 shipit="$deploy_to/.shipit"
@@ -27,9 +28,11 @@ if [ -e "$lock" ] || ! mv -T "$tmp" "$lock" 2>/dev/null; then
   print_current
   exit "$locked_status"
 fi
+# The ledger's lines as they are (the run parses them and skips a line it
+# cannot read), first: a step's output tail, which `-v` shows, stays the
+# releases and `current`.
+if [ -f "$shipit/ledger.jsonl" ]; then sed 's/^/ledger:/' "$shipit/ledger.jsonl" || true; fi
 # Release dirs are named by shipit; the run keeps only release ids.
 # shellcheck disable=SC2012
 if [ -d "$deploy_to/releases" ]; then ls -1 "$deploy_to/releases" | sed 's/^/release:/'; fi
 print_current
-# Each line as it is; the run parses them (a line it cannot read is skipped).
-if [ -f "$shipit/ledger.jsonl" ]; then sed 's/^/ledger:/' "$shipit/ledger.jsonl" || true; fi
