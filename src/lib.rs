@@ -17,6 +17,7 @@ pub mod lock;
 pub mod outcome;
 pub mod plan;
 pub mod redact;
+pub mod remote;
 pub mod report;
-pub mod shell;
+pub use remote::shell;
 pub mod transport;

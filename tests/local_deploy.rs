@@ -360,6 +360,10 @@ fn plan_prints_demo_and_production_without_connecting() {
             );
         }
         assert!(stdout.contains("mv -fT"), "{stdout}");
+        assert!(
+            stdout.contains("releases to remove: decided after the lock step"),
+            "{stdout}"
+        );
     }
     let out = with_example(&["plan", "production"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

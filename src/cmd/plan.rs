@@ -59,6 +59,7 @@ pub fn run(
         filters: &app.filters(),
         env: &app.env,
         holder: &holder,
+        host_state: None,
     })?;
     print!("{head}{}", redactor.apply(&display::render(&plan)));
     Ok(Outcome::Success)
@@ -261,6 +262,7 @@ mod tests {
             filters: &app.filters(),
             env: &app.env,
             holder: &holder,
+            host_state: None,
         })
         .expect("a valid plan");
         format!("{head}{}", redactor.apply(&display::render(&plan)))

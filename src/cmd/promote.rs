@@ -14,12 +14,11 @@ use super::App;
 use crate::config::{Config, Host, Stage};
 use crate::gate::{self, ApprovalLine, Candidate, Decision};
 use crate::git;
-use crate::ledger::{Entry, EventKind, LEDGER_PATH};
+use crate::ledger::{Entry, EventKind};
 use crate::outcome::{GateError, Outcome, UsageError};
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::inspect::{self, HostReleases};
 use crate::plan::planner::{self, Filters};
-use crate::shell::quote;
 
 /// What TO's hosts say: where they stand, the decisions recorded there,
 /// and the allowed signers file when the gate names one.
@@ -36,22 +35,7 @@ const SIGNERS_MARK: &str = "--- signers";
 /// Reads a target host: `current`, its commit, the signers file, the
 /// ledger. Changes nothing.
 fn target_script(p: &HostPaths, signers: Option<&str>) -> String {
-    let mut s = format!(
-        "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi\nif [ -f {r} ]; then printf 'current_commit:%s\\n' \"$(cat {r})\"; fi\n",
-        c = quote(&p.at("current")),
-        r = quote(&p.at("current/REVISION"))
-    );
-    if let Some(f) = signers {
-        s.push_str(&format!(
-            "if [ -f {f} ]; then echo '{SIGNERS_MARK}'; cat {f}; else echo '{SIGNERS_MARK} missing'; fi\n",
-            f = quote(f)
-        ));
-    }
-    s.push_str(&format!(
-        "echo '{LEDGER_MARK}'\nif [ -f {l} ]; then cat {l}; fi\n",
-        l = quote(&p.at(LEDGER_PATH))
-    ));
-    s
+    crate::plan::inspect::promote_target(p, signers, SIGNERS_MARK, LEDGER_MARK)
 }
 
 fn parse_target(stdout: &str) -> Option<TargetState> {
@@ -641,6 +625,7 @@ mod tests {
         for w in [">", "rm ", "mkdir", "mv "] {
             assert!(!s.contains(w), "{w} in {s}");
         }
-        assert!(s.contains("'/srv/my app/.shipit/ledger.jsonl'"));
+        assert!(s.contains("deploy_to='/srv/my app'\n"), "{s}");
+        assert!(s.contains("signers='/etc/shipit/allowed_signers'\n"), "{s}");
     }
 }

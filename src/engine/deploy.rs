@@ -110,7 +110,11 @@ async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
 /// Rendered templates by (host, template).
 type Uploads = HashMap<(usize, usize), Vec<u8>>;
 
-type Build<'a> = dyn Fn(&ReleaseInfo) -> anyhow::Result<(Plan, Uploads)> + 'a;
+/// What each host's lock step read, by host name (the cleanup is decided
+/// from it).
+pub type HostState = BTreeMap<String, commands::LockReport>;
+
+type Build<'a> = dyn Fn(&ReleaseInfo, Option<&HostState>) -> anyhow::Result<(Plan, Uploads)> + 'a;
 
 /// The run proper, once connected. Never leaves a lock it took: every path
 /// out goes through the unlock at the end.
@@ -174,10 +178,17 @@ async fn deploy_phases(
             release.id
         )));
         release.id = id;
-        let (p, uploads) = build(release)?;
-        *plan = p;
-        exec.set_uploads(uploads);
     }
+    // The plan again, now with what the lock step read on each host: the
+    // cleanup is decided from it (and the release id may have changed).
+    let found: HostState = before
+        .iter()
+        .enumerate()
+        .filter_map(|(h, b)| Some((plan.hosts[h].name.clone(), b.found.clone()?)))
+        .collect();
+    let (p, uploads) = build(release, Some(&found))?;
+    *plan = p;
+    exec.set_uploads(uploads);
 
     // 3. Stage, publish, record, clean up, unlock. Each host's part of a
     // phase goes as one round trip; on success unlock rides along with the
@@ -234,6 +245,7 @@ impl Request<'_> {
         hosts: &[&Host],
         env: &BTreeMap<String, String>,
         release: &ReleaseInfo,
+        found: Option<&HostState>,
     ) -> anyhow::Result<(Plan, Uploads)> {
         let plan = planner::plan(&planner::PlanInput {
             config: self.config,
@@ -243,6 +255,7 @@ impl Request<'_> {
             filters: self.filters,
             env,
             holder: &self.holder,
+            host_state: found,
         })?;
         let uploads = render_uploads(self.config, hosts, release, env)?;
         Ok((plan, uploads))
@@ -268,7 +281,7 @@ pub fn prepare(req: &mut Request<'_>, env: &BTreeMap<String, String>) -> anyhow:
         }
     }
     let (_, hosts) = planner::select_hosts(req.config, req.stage, req.filters)?;
-    req.build(&hosts, env, &req.release)?;
+    req.build(&hosts, env, &req.release, None)?;
     Ok(())
 }
 
@@ -281,7 +294,7 @@ pub async fn run(
     let started = Instant::now();
     let stage = req.stage;
     let (_, hosts) = planner::select_hosts(req.config, stage, req.filters)?;
-    let (mut plan, uploads) = req.build(&hosts, ctx.env, &req.release)?;
+    let (mut plan, uploads) = req.build(&hosts, ctx.env, &req.release, None)?;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     events.send(Event::RunStarted {
         recipe: "deploy".into(),
@@ -320,7 +333,7 @@ pub async fn run(
         env: ctx.env,
     };
     let mut release = req.release.clone();
-    let build = |r: &ReleaseInfo| req.build(&hosts, ctx.env, r);
+    let build = |r: &ReleaseInfo, found: Option<&HostState>| req.build(&hosts, ctx.env, r, found);
     let outcome = deploy_phases(
         &mut session.exec,
         &mut plan,

@@ -33,6 +33,8 @@ pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Before {
     pub current: Option<String>,
     pub commit: Option<String>,
+    /// Everything the lock step read, when this run took the lock.
+    pub found: Option<commands::LockReport>,
 }
 
 /// How often a deploy with `--wait-lock` tries the lock again.
@@ -179,10 +181,11 @@ pub fn collect_locks(
                         .map(|o| o.stdout_str())
                         .unwrap_or_default(),
                 );
-                existing.extend(rep.releases);
+                existing.extend(rep.releases.iter().cloned());
                 before[h] = Before {
-                    current: rep.current,
-                    commit: rep.current_commit,
+                    current: rep.current.clone(),
+                    commit: rep.current_commit.clone(),
+                    found: Some(rep),
                 };
             }
             (r, _) => {
@@ -194,6 +197,7 @@ pub fn collect_locks(
                     before[h] = Before {
                         current: rep.current,
                         commit: rep.current_commit,
+                        found: None,
                     };
                     match LockHolder::from_stderr(&o.stderr_str()) {
                         Some(holder) => {

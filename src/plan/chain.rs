@@ -5,7 +5,8 @@
 //! The script is fed to `sh -s` on stdin (no argument-length limit, and
 //! template contents can travel inside it). Each step runs as its own
 //! `sh -c` with stdin from a file or `/dev/null`, its stdout and stderr
-//! captured to files, under `timeout` when the host has it. Frames:
+//! captured to files, under `timeout` when the host has it (the script is
+//! `src/remote/chain.sh`). Frames:
 //!
 //! ```text
 //! \x1eS <id>\n                                  step <id> started
@@ -17,7 +18,7 @@
 
 use std::time::Duration;
 
-use crate::shell::quote;
+use crate::remote;
 
 /// The status `timeout` exits with when the limit was hit.
 pub const TIMEOUT_STATUS: i32 = 124;
@@ -41,47 +42,27 @@ fn limit(d: Duration) -> String {
     format!("{}", d.as_secs().max(1))
 }
 
-/// The chain's script. When the file `stop` exists, no further step starts
-/// (the run was interrupted; the step running then finishes).
+/// The chain's script (`chain.sh`). When the file `stop` exists, no further
+/// step starts (the run was interrupted; the step running then finishes).
 pub fn script(stop: Option<&str>, steps: &[ChainStep<'_>]) -> String {
-    let mut s = String::from(
-        "t=$(mktemp -d \"${TMPDIR:-/tmp}/shipit.XXXXXX\") || { echo 'shipit: cannot create a temporary directory on the host' >&2; exit 97; }\n\
-         trap 'rm -rf \"$t\"' EXIT\n\
-         if command -v timeout >/dev/null 2>&1; then to='timeout -k 5'; else to=''; fi\n",
-    );
-    for st in steps {
-        if let Some(flag) = stop {
-            s.push_str(&format!("if [ -e {} ]; then exit 0; fi\n", quote(flag)));
-        }
-        s.push_str(&format!("printf '\\036S %s\\n' {}\n", st.id));
-        let input = match st.stdin {
-            Some(data) => {
-                s.push_str(&format!(
-                    "printf '%s' {} > \"$t/i\"\n",
-                    quote(&String::from_utf8_lossy(data))
-                ));
-                "\"$t/i\""
-            }
-            None => "/dev/null",
+    let args = steps.iter().flat_map(|st| {
+        let (has_input, input) = match st.stdin {
+            Some(data) => ("yes", String::from_utf8_lossy(data).into_owned()),
+            None => ("no", String::new()),
         };
-        s.push_str(&format!(
-            "$to${{to:+ {}}} sh -c {} <{} >\"$t/o\" 2>\"$t/e\"\n",
+        [
+            st.id.to_string(),
             limit(st.timeout),
-            quote(st.script),
-            input
-        ));
-        // Most steps print nothing: `[ -s ]` is a builtin, so they cost no
-        // `wc` or `cat` process (hundreds of hosts share the host CPU).
-        s.push_str(&format!(
-            "rc=$?\n{}\n{}\nprintf '\\036E %s %s %s %s\\n' {} \"$rc\" \"$ol\" \"$el\"\n{}\n{}\n[ \"$rc\" -eq 0 ] || exit 0\n",
-            "if [ -s \"$t/o\" ]; then ol=$(wc -c <\"$t/o\"); else ol=0; fi",
-            "if [ -s \"$t/e\" ]; then el=$(wc -c <\"$t/e\"); else el=0; fi",
-            st.id,
-            "if [ \"$ol\" -gt 0 ]; then cat \"$t/o\"; fi",
-            "if [ \"$el\" -gt 0 ]; then cat \"$t/e\"; fi",
-        ));
-    }
-    s
+            has_input.to_string(),
+            input,
+            st.script.to_string(),
+        ]
+    });
+    remote::CHAIN
+        .fill()
+        .set("stop", stop.unwrap_or_default())
+        .args(args)
+        .done()
 }
 
 /// What the frames say.

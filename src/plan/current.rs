@@ -2,7 +2,7 @@
 //! deploy (`shipit run`): the script that asks and the parser of its answer.
 
 use super::commands::HostPaths;
-use crate::shell::quote;
+use crate::remote;
 
 /// The release `current` points at on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +16,10 @@ pub struct Current {
 /// Prints `current:<link target>` and `commit:<REVISION>` when they exist;
 /// changes nothing.
 pub fn probe(p: &HostPaths) -> String {
-    let c = quote(&p.at("current"));
-    format!(
-        "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi\n\
-         if [ -f {c}/REVISION ]; then printf 'commit:%s\\n' \"$(cat {c}/REVISION)\"; fi\n"
-    )
+    remote::PROBE_CURRENT
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .done()
 }
 
 /// Reads [`probe`]'s output; `None` when there is no `current`.
@@ -48,8 +47,9 @@ mod tests {
     #[test]
     fn probe_reads_the_link_and_revision() {
         let s = probe(&HostPaths::new("/srv/my app"));
-        assert!(s.contains("readlink '/srv/my app/current'"), "{s}");
-        assert!(s.contains("cat '/srv/my app/current'/REVISION"), "{s}");
+        assert!(s.starts_with("deploy_to='/srv/my app'\n"), "{s}");
+        assert!(s.contains("readlink \"$c\""), "{s}");
+        assert!(s.contains("cat \"$c/REVISION\""), "{s}");
     }
 
     #[test]

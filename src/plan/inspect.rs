@@ -1,17 +1,17 @@
 //! The scripts of the commands that look at a stage outside a deploy
 //! (`check`, `releases`, `unlock`), and the parsers of what they print.
 //!
-//! Pure, like [`super::commands`]: every value is quoted with
-//! [`crate::shell::quote`]. The scripts print facts as `key:value` lines
+//! Pure, like [`super::commands`]: the scripts are `.sh` files of
+//! [`crate::remote`], every value quoted. The scripts print facts as `key:value` lines
 //! (the ledger last, verbatim); deciding what is a problem happens here, in
 //! Rust, where tests can read it.
 
 use crate::config::{Config, Strategy};
-use crate::ledger::{self, Entry, EventKind, LEDGER_PATH};
+use crate::ledger::{self, Entry, EventKind};
 use crate::lock::LockHolder;
-use crate::shell::{join, quote};
+use crate::remote;
 
-use super::commands::{self, CheckSpec, HostPaths, LOCK_DIR, MIN_FREE_KB};
+use super::commands::{self, CheckSpec, HostPaths, MIN_FREE_KB};
 use super::release::is_release_id;
 
 /// What `shipit check` verifies for `config`: the same as the deploy's
@@ -33,26 +33,6 @@ pub fn check_spec(config: &Config) -> CheckSpec<'_> {
             .filter(|f| !template_dests.contains(f))
             .collect(),
     }
-}
-
-/// Prints the lock's state: `lock:free`, or `lock:held` and the record's
-/// lines as `lockinfo:...`.
-fn lock_state_lines(p: &HostPaths) -> Vec<String> {
-    let lock = p.at(LOCK_DIR);
-    vec![format!(
-        "if [ -e {l} ]; then echo lock:held; if [ -f {i} ]; then sed 's/^/lockinfo:/' {i}; fi; else echo lock:free; fi",
-        l = quote(&lock),
-        i = quote(&join(&lock, "info"))
-    )]
-}
-
-fn script(lines: &[String]) -> String {
-    let mut s = String::new();
-    for l in lines {
-        s.push_str(l);
-        s.push('\n');
-    }
-    s
 }
 
 /// The commands a deploy needs on the host.
@@ -81,48 +61,12 @@ fn tool_check(name: &str) -> &'static str {
 /// exist yet, its nearest existing parent is examined instead. Exits 0
 /// whenever it ran to its end; read the verdict with [`parse_preflight`].
 pub fn preflight(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
-    let d = quote(&p.deploy_to);
-    let mut l = vec![
-        format!(
-            "if [ -e {d} ] && [ ! -d {d} ]; then echo deploy_to:not_dir; elif [ -d {d} ]; then echo deploy_to:exists; else echo deploy_to:missing; fi"
-        ),
-        format!("base={d}"),
-        "while [ ! -d \"$base\" ]; do base=$(dirname -- \"$base\"); done".to_string(),
-        "printf 'base:%s\\n' \"$base\"".to_string(),
-        "if [ -w \"$base\" ] && [ -x \"$base\" ]; then echo base_writable:yes; else echo base_writable:no; fi"
-            .to_string(),
-    ];
-    // The dirs a deploy writes into, those that exist.
-    for rel in [".", "releases", "shared", ".shipit"] {
-        let path = if rel == "." {
-            p.deploy_to.clone()
-        } else {
-            p.at(rel)
-        };
-        l.push(format!(
-            "if [ -d {q} ] && {{ [ ! -w {q} ] || [ ! -x {q} ]; }}; then echo not_writable:{rel}; fi",
-            q = quote(&path)
-        ));
-    }
-    for t in tools(spec) {
-        l.push(format!(
-            "if command -v {t} >/dev/null 2>&1; then printf 'tool:{t}:%s\\n' \"$(command -v {t})\"; else echo missing_tool:{t}; fi"
-        ));
-    }
-    l.push(
-        "printf 'free_kb:%s\\n' \"$(df -Pk \"$base\" 2>/dev/null | awk 'NR==2 {print $4}')\""
-            .to_string(),
-    );
-    for f in &spec.linked_files {
-        l.push(format!(
-            "if [ ! -e {q} ]; then printf 'missing_file:%s\\n' {f}; fi",
-            q = quote(&p.at(&format!("shared/{f}"))),
-            f = quote(f)
-        ));
-    }
-    l.extend(lock_state_lines(p));
-    l.push("exit 0".to_string());
-    script(&l)
+    remote::PREFLIGHT
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .set("tools", &tools(spec).join(" "))
+        .args(&spec.linked_files)
+        .done()
 }
 
 /// The deploy lock on a host, as a script saw it.
@@ -362,25 +306,11 @@ pub const LEDGER_MARK: &str = "--- ledger";
 /// `shipit releases`: the release dirs (with their `REVISION`), where
 /// `current` points, then the ledger as it is. Reads only.
 pub fn releases(p: &HostPaths) -> String {
-    script(&[
-        format!(
-            "if [ -d {d} ]; then echo deploy_to:exists; else echo deploy_to:missing; fi",
-            d = quote(&p.deploy_to)
-        ),
-        format!(
-            "if [ -d {r} ]; then for r in {r}/*; do if [ -d \"$r\" ]; then printf 'release:%s:%s\\n' \"${{r##*/}}\" \"$(head -n 1 \"$r/REVISION\" 2>/dev/null)\"; fi; done; fi",
-            r = quote(&p.at("releases"))
-        ),
-        format!(
-            "if [ -L {c} ]; then printf 'current:%s\\n' \"$(readlink {c})\"; fi",
-            c = quote(&p.at("current"))
-        ),
-        format!("echo '{LEDGER_MARK}'"),
-        format!(
-            "if [ -f {l} ]; then cat {l}; fi",
-            l = quote(&p.at(LEDGER_PATH))
-        ),
-    ])
+    remote::RELEASES
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .set("ledger_mark", LEDGER_MARK)
+        .done()
 }
 
 /// A host's releases, as [`releases`] found them.
@@ -509,7 +439,10 @@ pub fn disagreements(hosts: &[(&str, &HostReleases)]) -> Vec<String> {
 
 /// Reads the lock's state (for `unlock`). Reads only.
 pub fn lock_state(p: &HostPaths) -> String {
-    script(&lock_state_lines(p))
+    remote::LOCK_STATE
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .done()
 }
 
 /// Reads [`lock_state`]'s output; `None` when it is not complete.
@@ -524,27 +457,35 @@ pub fn parse_lock(stdout: &str) -> Option<LockState> {
 /// `result:changed` (the lock changed hands meanwhile and was left alone),
 /// and `ledger:failed` when the record could not be written.
 pub fn free_lock(p: &HostPaths, token: Option<&str>, record: Option<&Entry>) -> String {
-    let lock = p.at(LOCK_DIR);
-    let l = quote(&lock);
-    let matches = match token {
-        Some(t) => format!(
-            "grep -qF {} {} 2>/dev/null",
-            quote(t),
-            quote(&join(&lock, "info"))
-        ),
-        None => "true".to_string(),
-    };
-    let mut freed = format!("rm -rf {l} && echo result:freed");
-    if let Some(e) = record {
-        // A subshell of its own so that `set -e` works inside it.
-        freed.push_str(&format!(
-            "\n  ( set -e\n{}\n  )\n  if [ $? -ne 0 ]; then echo ledger:failed; fi",
-            commands::ledger_append(p, std::slice::from_ref(e))
-        ));
-    }
-    script(&[format!(
-        "if [ ! -e {l} ]; then echo result:already_free\nelif {matches}; then\n  {freed}\nelse echo result:changed; fi"
-    )])
+    let record = record
+        .map(|e| commands::ledger_append(p, std::slice::from_ref(e)))
+        .unwrap_or_default();
+    remote::FREE_LOCK
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .set("token", token.unwrap_or_default())
+        .set("any_holder", if token.is_some() { "no" } else { "yes" })
+        .set("record", &record)
+        .done()
+}
+
+/// Reads a promotion's target host (changes nothing): `current:` and
+/// `current_commit:` lines, then, when `signers` names the allowed signers
+/// file, `signers_mark` and its content (or `signers_mark missing`), then
+/// `ledger_mark` and the ledger.
+pub fn promote_target(
+    p: &HostPaths,
+    signers: Option<&str>,
+    signers_mark: &str,
+    ledger_mark: &str,
+) -> String {
+    remote::PROMOTE_TARGET
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .set("signers", signers.unwrap_or_default())
+        .set("signers_mark", signers_mark)
+        .set("ledger_mark", ledger_mark)
+        .done()
 }
 
 /// What [`free_lock`] did.
@@ -612,6 +553,8 @@ mod tests {
     }
 
     use crate::ledger::test_entry as entry;
+    use crate::ledger::LEDGER_PATH;
+    use crate::plan::commands::LOCK_DIR;
 
     fn listing(path: &Path) -> Vec<String> {
         let mut v = walk(path);
@@ -648,14 +591,15 @@ stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n";
     fn preflight_quotes_paths_and_never_writes() {
         let p = HostPaths::new("/srv/my app/$(touch x)");
         let s = preflight(&p, &spec());
-        assert!(s.contains("'/srv/my app/$(touch x)/shared/.env'"), "{s}");
+        assert!(s.starts_with("deploy_to='/srv/my app/$(touch x)'\n"), "{s}");
+        assert!(s.contains("tools='git tar'\n"), "{s}");
+        assert!(s.contains("set -- '.env'"), "{s}");
         assert!(!s.contains(" /srv/my app"), "{s}");
         for word in ["mkdir", "rm ", "touch ", ">>", "mv ", "ln "] {
-            let unquoted = s.replace("'/srv/my app/$(touch x)", "");
+            let unquoted = s.replace("'/srv/my app/$(touch x)'", "");
             assert!(!unquoted.contains(word), "`{word}` in\n{s}");
         }
         assert!(s.contains("df -Pk \"$base\""), "{s}");
-        assert!(s.contains("command -v git"), "{s}");
         assert!(!s.contains("sha256sum"), "{s}");
         let copy = preflight(
             &p,
@@ -665,8 +609,7 @@ stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n";
                 linked_files: vec![],
             },
         );
-        assert!(!copy.contains("git"), "{copy}");
-        assert!(copy.contains("command -v sha256sum"), "{copy}");
+        assert!(copy.contains("tools='tar sha256sum'\n"), "{copy}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! of (step x host) nodes, and the shell commands each node runs.
 
 pub mod chain;
+pub mod cleanup;
 pub mod commands;
 pub mod current;
 pub mod display;

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::commands::{self, CheckSpec, HostPaths};
+use super::cleanup;
+use super::commands::{self, CheckSpec, HostPaths, LockReport};
 use super::graph::{Node, Plan, PlanHost, Recipe};
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
@@ -43,6 +44,10 @@ pub struct PlanInput<'a> {
     pub filters: &'a Filters,
     pub env: &'a BTreeMap<String, String>,
     pub holder: &'a LockHolder,
+    /// What the lock step read on each host, by host name: the deploy
+    /// decides its cleanup from it. `None` before the lock (`shipit plan`):
+    /// the cleanup step then only says how it will be decided.
+    pub host_state: Option<&'a BTreeMap<String, LockReport>>,
 }
 
 const SHORT: Duration = Duration::from_secs(60);
@@ -290,11 +295,23 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     t.interval,
                 ))],
                 ("record", _) => vec![Action::Shell(commands::record(&p, release))],
-                ("cleanup", _) => vec![Action::Shell(commands::cleanup(
-                    &p,
-                    config.keep_releases,
-                    &release.id,
-                ))],
+                ("cleanup", _) => vec![Action::Shell(
+                    match input.host_state.and_then(|s| s.get(&h.name)) {
+                        // The cleanup runs after this run's publish: `current`
+                        // is this run's release then.
+                        Some(found) => commands::cleanup(
+                            &p,
+                            &cleanup::to_remove(
+                                &found.releases,
+                                &found.ledger,
+                                Some(&release.id),
+                                &release.id,
+                                config.keep_releases,
+                            ),
+                        ),
+                        None => commands::cleanup_pending(config.keep_releases),
+                    },
+                )],
                 ("unlock", _) => vec![Action::Shell(commands::unlock(&p, &input.holder.token))],
                 (_, Some(t)) => {
                     let dir = if phase >= Phase::Publish {
@@ -543,5 +560,81 @@ mod tests {
         assert_eq!(b[1].len(), 4);
         assert_eq!(b.iter().map(|x| x.len()).sum::<usize>(), 13);
         assert_eq!(batches(2, Batch::All, 5), vec![vec![0, 1]]);
+    }
+
+    #[test]
+    fn the_cleanup_is_decided_from_what_the_lock_step_read() {
+        use crate::ledger::{test_entry, EventKind};
+        let yml = "application: shop\nrepository: /tmp/x\nkeep_releases: 1\n\
+stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n      - { host: b, deploy_to: /srv/b }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploy.yml");
+        std::fs::write(&path, yml).unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let release = ReleaseInfo {
+            id: "20260101T000009Z".into(),
+            commit: "c".into(),
+            reference: "main".into(),
+            user: "alice".into(),
+            application: "shop".into(),
+            stage: "s".into(),
+            build_url: None,
+            digest: None,
+        };
+        let holder = LockHolder {
+            user: "alice".into(),
+            machine: "m".into(),
+            pid: 1,
+            time: "t".into(),
+            stage: "s".into(),
+            message: "deploy".into(),
+            token: "T".into(),
+        };
+        let (old, target, failed) = ("20260101T000001Z", "20260101T000002Z", "20260101T000003Z");
+        let found = BTreeMap::from([(
+            "a".to_string(),
+            LockReport {
+                releases: vec![old.into(), target.into(), failed.into()],
+                current: Some(target.into()),
+                current_commit: None,
+                ledger: vec![
+                    test_entry(EventKind::Verified, old),
+                    test_entry(EventKind::Verified, target),
+                    test_entry(EventKind::Failed, failed),
+                ],
+            },
+        )]);
+        let (env, filters) = (BTreeMap::new(), Filters::default());
+        let input = |host_state| PlanInput {
+            config: &config,
+            stage: "s",
+            recipe: Recipe::Deploy,
+            release: &release,
+            filters: &filters,
+            env: &env,
+            holder: &holder,
+            host_state,
+        };
+        let cleanup = |plan: &Plan, host: usize| {
+            let s = plan.step_index("cleanup").unwrap();
+            plan.nodes_of_step(s)
+                .find(|(_, n)| n.host == Some(host))
+                .map(|(_, n)| n.action.script().to_string())
+                .unwrap()
+        };
+        let after = plan(&input(Some(&found))).unwrap();
+        // On `a`, the failed release and the good one beyond keep go; the
+        // rollback target stays. Nothing is known of `b`: nothing goes.
+        let a = cleanup(&after, 0);
+        assert!(a.contains(&format!("set -- '{failed}' '{old}'\n")), "{a}");
+        assert!(
+            cleanup(&after, 1).contains("none is removed"),
+            "{}",
+            cleanup(&after, 1)
+        );
+        let before = plan(&input(None)).unwrap();
+        let pending = cleanup(&before, 0);
+        assert!(pending.contains("decided after the lock step"), "{pending}");
+        assert!(!pending.contains("rm "), "{pending}");
     }
 }

@@ -3,13 +3,14 @@
 //! the scripts that switch a host, and the ones that switch it back when
 //! the target fails its restart or smoke test.
 //!
-//! Pure, like [`super::commands`]: every value is quoted with
-//! [`crate::shell::quote`], and the decisions are functions tests can call.
+//! Pure, like [`super::commands`]: the scripts are `.sh` files of
+//! [`crate::remote`], every value quoted, and the decisions (the target
+//! above all) are functions tests can call.
 
 use std::time::Duration;
 
 use crate::ledger::EventKind;
-use crate::shell::quote;
+use crate::remote;
 
 use super::commands::{self, HostPaths};
 use super::graph::{Node, Plan, PlanHost, Recipe};
@@ -29,40 +30,23 @@ pub const TASK_TIMEOUT: Duration = Duration::from_secs(600);
 /// and, under it, prints the host's state as [`inspect::releases`] does:
 /// one round trip. Read it with [`inspect::parse_releases`].
 pub fn lock_and_read(p: &HostPaths, holder_json: &str) -> String {
-    format!(
-        "(\n{}) >/dev/null || exit $?\n{}",
-        commands::lock(p, holder_json),
-        inspect::releases(p)
-    )
+    remote::QUIET
+        .fill()
+        .set("script", &commands::lock(p, holder_json))
+        .done()
+        + &inspect::releases(p)
 }
 
 /// Switches `current` from `from` to `to` atomically (temp link + rename,
 /// as a publish does), after making sure `to` is there and `current` is
 /// still `from`.
 pub fn switch(p: &HostPaths, from: &str, to: &str) -> String {
-    let current = p.at("current");
-    let tmp = p.at(&format!(".current.{to}"));
-    [
-        "set -e".to_string(),
-        format!(
-            "if [ ! -d {} ]; then echo {} >&2; exit 1; fi",
-            quote(&p.release(to)),
-            quote(&format!("release {to} is not on this host"))
-        ),
-        format!("cur=$(readlink {} 2>/dev/null || true)", quote(&current)),
-        format!(
-            "if [ \"${{cur##*/}}\" != {f} ]; then echo \"current is no longer \"{f}\" (it points at $cur)\" >&2; exit 1; fi",
-            f = quote(from)
-        ),
-        format!(
-            "ln -sfn {} {}",
-            quote(&format!("releases/{to}")),
-            quote(&tmp)
-        ),
-        format!("mv -fT {} {}", quote(&tmp), quote(&current)),
-        String::new(),
-    ]
-    .join("\n")
+    remote::ROLLBACK_SWITCH
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .set("from", from)
+        .set("to", to)
+        .done()
 }
 
 /// `revisions.log`'s line for a rollback, in Capistrano's wording.
@@ -90,29 +74,24 @@ pub fn record(
     if smoked {
         entries.push(commands::entry(to, host, EventKind::Verified));
     }
-    [
-        "set -e".to_string(),
-        commands::ledger_append(p, &entries),
-        format!(
-            "printf '%s\\n' {} >> {}",
-            quote(&revisions_line(&to.user, &to.id)),
-            quote(&p.at("revisions.log"))
-        ),
-        String::new(),
-    ]
-    .join("\n")
+    commands::ledger_append(p, &entries)
+        + &remote::RECORD
+            .fill()
+            .set("deploy_to", &p.deploy_to)
+            .set("line", &revisions_line(&to.user, &to.id))
+            .done()
 }
 
 /// Undo of a host's rollback: when `current` points at `to`, points it back
 /// at `from` and records `failed` for `to` ([`commands::switch_back`]);
 /// otherwise (it was never switched) leaves it and says so on stdout.
 pub fn switch_back(p: &HostPaths, to: &ReleaseInfo, host: &str, from: &str) -> String {
-    format!(
-        "cur=$(readlink {} 2>/dev/null || true)\nif [ \"${{cur##*/}}\" != {} ]; then echo 'current was not switched; left as it is'; exit 0; fi\n{}",
-        quote(&p.at("current")),
-        quote(&to.id),
-        commands::switch_back(p, to, host, Some(from))
-    )
+    remote::ROLLBACK_SWITCHED
+        .fill()
+        .set("deploy_to", &p.deploy_to)
+        .set("to", &to.id)
+        .done()
+        + &commands::switch_back(p, to, host, Some(from))
 }
 
 /// A user task (`restart`, `smoke_test`) as it runs on one host: its
@@ -332,18 +311,10 @@ mod tests {
         let names: Vec<&str> = steps(&w).iter().map(|s| s.name).collect();
         assert_eq!(names, [SWITCH, "restart", "smoke_test", RECORD, UNLOCK]);
         let s = &steps(&w)[0].script;
-        assert!(
-            s.contains(&format!(
-                "ln -sfn 'releases/{A}' '/srv/my app/$(x)/.current.{A}'"
-            )),
-            "{s}"
-        );
-        assert!(
-            s.contains(&format!(
-                "mv -fT '/srv/my app/$(x)/.current.{A}' '/srv/my app/$(x)/current'"
-            )),
-            "{s}"
-        );
+        assert!(s.starts_with("deploy_to='/srv/my app/$(x)'\n"), "{s}");
+        assert!(s.contains(&format!("to='{A}'\n")), "{s}");
+        assert!(s.contains("ln -sfn \"releases/$to\" \"$tmp\""), "{s}");
+        assert!(s.contains("mv -fT \"$tmp\" \"$deploy_to/current\""), "{s}");
         let r = &steps(&w)[3].script;
         assert!(r.contains("\"event\":\"rolled_back\""), "{r}");
         assert!(r.contains(&format!("\"detail\":\"to {A}\"")), "{r}");

@@ -1,0 +1,14 @@
+# shellcheck shell=sh
+# Fills a new release dir from the release's archive `releases/.ID.tar`
+# (first written from the host's git mirror when `export` is `git`, else
+# already uploaded), then writes REVISION. The `staged` ledger line follows
+# (ledger_append.sh).
+: "${deploy_to?}" "${release?}" "${commit?}" "${export?}"
+set -e
+rel="$deploy_to/releases/$release"
+tar="$deploy_to/releases/.$release.tar"
+if [ -e "$rel" ]; then echo "release dir $rel already exists" >&2; exit 1; fi
+mkdir -p "$rel"
+if [ "$export" = git ]; then git --git-dir="$deploy_to/repo" archive --format=tar -o "$tar" "$commit"; fi
+tar -x -f "$tar" -C "$rel" && rm -f "$tar"
+printf '%s\n' "$commit" > "$rel/REVISION"
