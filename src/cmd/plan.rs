@@ -3,11 +3,10 @@
 use std::fmt::Write;
 
 use crate::cli::PlanRecipe;
-use crate::config::{Config, Host, Stage};
+use crate::config::{Config, Stage};
 use crate::outcome::{Outcome, UsageError};
-use crate::plan::commands::HostPaths;
 use crate::plan::rollback as rb;
-use crate::plan::{display, planner, render, Recipe, ReleaseInfo};
+use crate::plan::{display, planner, Recipe, ReleaseInfo};
 
 use super::App;
 
@@ -19,50 +18,72 @@ pub fn run(
 ) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
     // Validate the stage and filters before resolving anything.
-    let (st, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
-    let redactor = app.redactor(&config)?;
-    let mut head = String::new();
-    let mut release = match recipe {
-        PlanRecipe::Rollback => {
-            print!(
-                "{}",
-                redactor.apply(&rollback_plan(app, &config, stage, &hosts))
-            );
-            return Ok(Outcome::Success);
-        }
-        PlanRecipe::Promote => {
-            head = promote_head(&config, st)?;
-            // The commit and digest are the candidate's, read from the
-            // source stage when promoting.
-            let mut r = app.release_info(&config, stage, revision)?;
-            r.commit = "<candidate>".into();
-            r.reference = "the candidate".into();
-            if config.strategy == crate::config::Strategy::Copy {
-                r.digest = Some("<candidate-digest>".into());
-            }
-            r
-        }
+    planner::select_hosts(&config, stage, &app.filters())?;
+    let release = match recipe {
+        // A rollback needs no commit: it reads each host's ledger.
+        PlanRecipe::Rollback => ReleaseInfo {
+            id: "<rollback>".into(),
+            commit: String::new(),
+            reference: String::new(),
+            user: app.user(),
+            application: config.application.clone(),
+            stage: stage.to_string(),
+            build_url: None,
+            digest: None,
+        },
+        PlanRecipe::Promote => app.release_info(&config, stage, revision)?,
         PlanRecipe::Deploy => {
             let mut r = app.release_info(&config, stage, revision)?;
             app.artifact(&config, &mut r)?;
             r
         }
     };
-    let recipe = Recipe::Deploy;
+    print!("{}", text(app, &config, stage, recipe, release)?);
+    Ok(Outcome::Success)
+}
+
+/// The plan's text for `release` (resolved by the caller), redacted:
+/// for a promotion, what it checks and the deploy of the candidate; for a
+/// rollback, each host's rounds with the target as a placeholder.
+pub fn text(
+    app: &App,
+    config: &Config,
+    stage: &str,
+    recipe: PlanRecipe,
+    mut release: ReleaseInfo,
+) -> anyhow::Result<String> {
+    let (st, hosts) = planner::select_hosts(config, stage, &app.filters())?;
+    let redactor = app.redactor(config)?;
+    let head = match recipe {
+        PlanRecipe::Rollback => {
+            let holder = app.lock_holder(stage, "<rollback>", "rollback");
+            let text = rb::preview(config, stage, &hosts, &app.env, &holder)?;
+            return Ok(redactor.apply(&text).into_owned());
+        }
+        PlanRecipe::Promote => {
+            // The commit and digest are the candidate's, read from the
+            // source stage when promoting.
+            release.commit = "<candidate>".into();
+            release.reference = "the candidate".into();
+            release.digest = (config.strategy == crate::config::Strategy::Copy)
+                .then(|| "<candidate-digest>".into());
+            promote_head(config, st)?
+        }
+        PlanRecipe::Deploy => String::new(),
+    };
     release.stage = stage.to_string();
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
-        config: &config,
+        config,
         stage,
-        recipe,
+        recipe: Recipe::Deploy,
         release: &release,
         filters: &app.filters(),
         env: &app.env,
         holder: &holder,
         host_state: None,
     })?;
-    print!("{head}{}", redactor.apply(&display::render(&plan)));
-    Ok(Outcome::Success)
+    Ok(format!("{head}{}", redactor.apply(&display::render(&plan))))
 }
 
 /// What `promote` checks before it deploys.
@@ -116,72 +137,6 @@ fn promote_head(config: &Config, st: &Stage) -> anyhow::Result<String> {
     Ok(o)
 }
 
-/// The rollback's scripts per host, with its target as a placeholder: it is
-/// chosen when the rollback runs, from each host's ledger.
-fn rollback_plan(app: &App, config: &Config, stage: &str, hosts: &[&Host]) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "rollback `{stage}`: {} host{}; each host's target is the newest release older than `current` whose last ledger event is `verified`; hosts must agree (or --force); no fetch, no upload",
-        hosts.len(),
-        if hosts.len() == 1 { "" } else { "s" }
-    );
-    let holder = app.lock_holder(stage, "<rollback>", "rollback");
-    let holder_json = serde_json::to_string(&holder).unwrap_or_default();
-    for h in hosts {
-        let p = HostPaths::new(&h.deploy_to);
-        let mk = |id: &str| ReleaseInfo {
-            id: id.into(),
-            commit: "<its-commit>".into(),
-            reference: String::new(),
-            user: app.user(),
-            application: config.application.clone(),
-            stage: stage.into(),
-            build_url: None,
-            digest: None,
-        };
-        let (from, to) = (mk("<current>"), mk("<target>"));
-        let task = |name: &str, r: &ReleaseInfo| {
-            let t = config.task(name).filter(|t| h.has_any_role(&t.roles))?;
-            let ctx = render::context(config, h, r, &app.env);
-            let run = render::render(&t.run, &ctx, name, &h.name).ok()?;
-            Some(rb::TaskRun {
-                run,
-                retries: t.retries,
-                interval: t.interval,
-                timeout: t.timeout.unwrap_or(std::time::Duration::from_secs(600)),
-            })
-        };
-        let w = rb::HostRollback {
-            paths: &p,
-            host: &h.name,
-            from: &from,
-            to: &to,
-            restart: task("restart", &to),
-            smoke_test: task("smoke_test", &to),
-            restart_back: task("restart", &from),
-            smoke_test_back: task("smoke_test", &from),
-            token: &holder.token,
-        };
-        let _ = writeln!(o, "\non {} (deploy_to {}):", h.name, h.deploy_to);
-        let _ = writeln!(
-            o,
-            "  1. lock and read the host's releases and ledger (one round trip)"
-        );
-        for line in rb::lock_and_read(&p, &holder_json).lines() {
-            let _ = writeln!(o, "        | {line}");
-        }
-        let _ = writeln!(o, "  2. switch, restart, smoke test, record, unlock (one round trip; stops at the first failure, then switches back)");
-        for st in rb::steps(&w) {
-            let _ = writeln!(o, "     {}  (timeout {}s)", st.name, st.timeout.as_secs());
-            for line in st.script.lines() {
-                let _ = writeln!(o, "        | {line}");
-            }
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -226,46 +181,15 @@ mod tests {
     }
 
     /// What `run` prints, for a release given rather than resolved from
-    /// git and the clock (`App::release_info`, `App::artifact`): the same
-    /// steps as `run`, without the I/O.
+    /// git and the clock (`App::release_info`, `App::artifact`).
     fn plan_text(
         app: &App,
         config: &Config,
         stage: &str,
         recipe: PlanRecipe,
-        mut release: ReleaseInfo,
+        release: ReleaseInfo,
     ) -> String {
-        let (st, hosts) = planner::select_hosts(config, stage, &app.filters()).expect("stage");
-        let redactor = app.redactor(config).expect("templates readable");
-        let head = match recipe {
-            PlanRecipe::Rollback => {
-                return redactor
-                    .apply(&rollback_plan(app, config, stage, &hosts))
-                    .into_owned();
-            }
-            PlanRecipe::Promote => {
-                release.commit = "<candidate>".into();
-                release.reference = "the candidate".into();
-                release.digest = (config.strategy == crate::config::Strategy::Copy)
-                    .then(|| "<candidate-digest>".into());
-                promote_head(config, st).expect("a stage with promote_from")
-            }
-            PlanRecipe::Deploy => String::new(),
-        };
-        release.stage = stage.to_string();
-        let holder = app.lock_holder(stage, &release.id, "deploy");
-        let plan = planner::plan(&planner::PlanInput {
-            config,
-            stage,
-            recipe: Recipe::Deploy,
-            release: &release,
-            filters: &app.filters(),
-            env: &app.env,
-            holder: &holder,
-            host_state: None,
-        })
-        .expect("a valid plan");
-        format!("{head}{}", redactor.apply(&display::render(&plan)))
+        text(app, config, stage, recipe, release).expect("a valid plan")
     }
 
     /// The release `run` would make at the app's clock, of [`COMMIT`].
@@ -372,5 +296,46 @@ stages:
     fn a_production_like_configs_plans() {
         let c = config(PRODUCTION_LIKE, "deploy.yml");
         snapshot_all(&c, &["production"], &RECIPES);
+    }
+
+    /// A `local: true` restart runs once on this machine during a deploy's
+    /// undo, and a rollback does not run it: neither plan shows it on a
+    /// host.
+    #[test]
+    fn a_local_restart_is_never_planned_on_a_host() {
+        let text = PRODUCTION_LIKE.replace(
+            r#"restart:    { roles: [app], run: "sudo systemctl restart shop" }"#,
+            r#"restart:    { local: true, run: "bin/lb-restart {{ release }}" }"#,
+        );
+        assert_ne!(text, PRODUCTION_LIKE);
+        let c = config(&text, "deploy.yml");
+        let app = app("production");
+        let rollback = plan_text(
+            &app,
+            &c,
+            "production",
+            PlanRecipe::Rollback,
+            release_for(&app, &c, "production"),
+        );
+        assert!(rollback.contains(
+            "note: task `restart` runs on this machine (`local: true`); rollback does not run it"
+        ));
+        assert!(!rollback.contains("lb-restart"), "{rollback}");
+        assert!(!rollback.contains("     restart  (timeout"), "{rollback}");
+        let deploy = plan_text(
+            &app,
+            &c,
+            "production",
+            PlanRecipe::Deploy,
+            release_for(&app, &c, "production"),
+        );
+        let undo = &deploy[deploy.find("[undo:").expect("the plan shows its undo")..];
+        // Once, on this machine, for the release the hosts go back to.
+        assert_eq!(undo.matches("lb-restart").count(), 1, "{undo}");
+        assert!(undo.contains("bin/lb-restart <previous>"), "{undo}");
+        assert!(
+            undo.contains("restart  (timeout 600s, on the shipit machine)"),
+            "{undo}"
+        );
     }
 }

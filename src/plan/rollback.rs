@@ -7,16 +7,22 @@
 //! [`crate::remote`], every value quoted, and the decisions (the target
 //! above all) are functions tests can call.
 
+use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::time::Duration;
 
+use crate::config::{Config, Host};
 use crate::ledger::EventKind;
+use crate::lock::LockHolder;
 use crate::remote;
 
 use super::commands::{self, HostPaths};
 use super::graph::{Node, Plan, PlanHost, Recipe};
 use super::inspect;
 use super::release::ReleaseInfo;
+use super::render::{self, RenderError};
 use super::step::{Action, Phase, Step, StepKind};
+use super::targeting;
 
 /// The time limit of the switch, record and unlock steps.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -260,6 +266,100 @@ pub fn chain_plan(
         nodes,
         batches: Vec::new(),
     }
+}
+
+/// What `shipit plan STAGE rollback` shows: per host, the rounds the
+/// rollback sends (lock and read; switch, restart, smoke test, record,
+/// unlock; and, only when the target fails there, the way back), with the
+/// target as a placeholder (it is chosen from each host's ledger when the
+/// rollback runs). Where `restart` and `smoke_test` run is decided by
+/// [`super::targeting`], as the rollback itself decides it.
+pub fn preview(
+    config: &Config,
+    stage: &str,
+    hosts: &[&Host],
+    env: &BTreeMap<String, String>,
+    holder: &LockHolder,
+) -> Result<String, RenderError> {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "rollback `{stage}`: {} host{}; each host's target is the newest release older than `current` whose last ledger event is `verified`; hosts must agree (or --force); no fetch, no upload",
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" }
+    );
+    let where_ = |name: &str| config.task(name).map(|t| targeting::targets(t, hosts));
+    for name in ["restart", "smoke_test"] {
+        if where_(name).is_some_and(|w| w.is_local()) {
+            let _ = writeln!(
+                o,
+                "note: task `{name}` runs on this machine (`local: true`); rollback does not run it"
+            );
+        }
+    }
+    let holder_json = serde_json::to_string(holder).unwrap_or_default();
+    for (i, h) in hosts.iter().enumerate() {
+        let p = HostPaths::new(&h.deploy_to);
+        let mk = |id: &str| ReleaseInfo {
+            id: id.into(),
+            commit: "<its-commit>".into(),
+            reference: String::new(),
+            user: holder.user.clone(),
+            application: config.application.clone(),
+            stage: stage.into(),
+            build_url: None,
+            digest: None,
+        };
+        let (from, to) = (mk("<current>"), mk("<target>"));
+        let task = |name: &str, r: &ReleaseInfo| -> Result<Option<TaskRun>, RenderError> {
+            let Some(t) = config
+                .task(name)
+                .filter(|_| where_(name).is_some_and(|w| w.on_host(i)))
+            else {
+                return Ok(None);
+            };
+            let ctx = render::context(config, h, r, env);
+            Ok(Some(TaskRun {
+                run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), &h.name)?,
+                retries: t.retries,
+                interval: t.interval,
+                timeout: t.timeout.unwrap_or(TASK_TIMEOUT),
+            }))
+        };
+        let w = HostRollback {
+            paths: &p,
+            host: &h.name,
+            from: &from,
+            to: &to,
+            restart: task("restart", &to)?,
+            smoke_test: task("smoke_test", &to)?,
+            restart_back: task("restart", &from)?,
+            smoke_test_back: task("smoke_test", &from)?,
+            token: &holder.token,
+        };
+        let _ = writeln!(o, "\non {} (deploy_to {}):", h.name, h.deploy_to);
+        let _ = writeln!(
+            o,
+            "  1. lock and read the host's releases and ledger (one round trip)"
+        );
+        for line in lock_and_read(&p, &holder_json).lines() {
+            let _ = writeln!(o, "        | {line}");
+        }
+        let rounds = [
+            ("2. switch, restart, smoke test, record, unlock (one round trip; stops at the first failure)", steps(&w)),
+            ("3. undo, only when the target's restart or smoke test failed: switch back, restart and smoke-test `<current>` again, unlock (one round trip)", undo_steps(&w)),
+        ];
+        for (what, round) in rounds {
+            let _ = writeln!(o, "  {what}");
+            for st in round {
+                let _ = writeln!(o, "     {}  (timeout {}s)", st.name, st.timeout.as_secs());
+                for line in st.script.lines() {
+                    let _ = writeln!(o, "        | {line}");
+                }
+            }
+        }
+    }
+    Ok(o)
 }
 
 #[cfg(test)]
