@@ -168,7 +168,8 @@ fn assert_documented(events: &[Value]) {
             ),
             "output" => assert_keys(e, &["host", "step", "stdout", "stderr"]),
             "batch_started" => assert_keys(e, &["index", "of", "hosts"]),
-            "notice" => assert_keys(e, &["message"]),
+            "notice" | "warning" => assert_keys(e, &["message"]),
+            "report" => assert_keys(e, &["host", "text"]),
             "heartbeat" => assert_keys(e, &["host", "step", "running_s"]),
             "summary" => {
                 assert_keys(

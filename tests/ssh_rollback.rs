@@ -431,3 +431,65 @@ fn history_lists_deploys_and_the_rollback_newest_first_hosts_grouped() {
     );
     assert!(!s.contains("rolled_back"), "{s}");
 }
+
+/// A Jenkins job runs `rollback` as it runs `deploy`: JSON lines ending in
+/// a summary with the exit code, and a JUnit report Jenkins accepts, for a
+/// rollback that works and one that is refused.
+#[test]
+fn rollback_speaks_json_and_junit() {
+    let p = project(2);
+    let (a, _) = deploy_change(&p, "1\n");
+    let (b, _) = deploy_change(&p, "2\n");
+
+    let out = p.run(&["rollback", "staging", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let events = support::report::json_events(&out);
+    assert_eq!(events[0]["event"], "run_started");
+    assert_eq!(events[0]["recipe"], "rollback");
+    let switched: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "step_finished" && e["step"] == "switch")
+        .map(|e| e["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(switched.len(), 2, "each host's switch is a step event");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["ok"], true);
+    for h in summary["hosts"].as_array().unwrap() {
+        assert_eq!(h["state"], format!("on {a} (was {b})"), "{h}");
+        assert_eq!(h["commands"], 2, "lock and read, then one chain: {h}");
+    }
+    assert_all_on(&p, &a);
+
+    // Refused: nothing older than `a` is good. Still one summary, exit 1.
+    let junit = p.dir.join("reports/rollback.xml");
+    let out = p.run(&[
+        "rollback",
+        "staging",
+        "--format",
+        "json",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = support::report::json_events(&out);
+    let summary = events.last().unwrap();
+    assert_eq!(summary["ok"], false);
+    assert!(
+        summary["headline"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused — no release to roll back to"),
+        "{summary}"
+    );
+    let xml = support::report::valid_junit(&junit);
+    assert!(
+        xml.contains("testsuite name=\"shipit.rollback.staging.fleet-1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure"),
+        "a refused rollback fails the build: {xml}"
+    );
+    assert_all_on(&p, &a);
+    assert_unlocked(&p);
+}

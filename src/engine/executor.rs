@@ -302,6 +302,7 @@ impl Executor {
                     };
                     ChainJobStep {
                         node: c,
+                        quiet: st.quiet,
                         name: st.name.clone(),
                         script: x.action.script().to_string(),
                         stdin,
@@ -606,6 +607,8 @@ async fn run_one(job: RunOne) -> NodeResult {
 
 struct ChainJobStep {
     node: usize,
+    /// Keep no output tail when it succeeds (see `plan::Step::quiet`).
+    quiet: bool,
     name: String,
     script: String,
     stdin: Option<Vec<u8>>,
@@ -631,8 +634,10 @@ fn finished(
     reason: Option<String>,
     duration: Duration,
 ) -> NodeResult {
-    // Successful steps keep their tail too: `-v` and JSON show it.
+    // Successful steps keep their tail too: `-v` and JSON show it, unless
+    // their output is data for shipit.
     let tail_lines = match &output {
+        Some(_) if ok && job.steps[i].quiet => Vec::new(),
         Some(o) => tail(o, &job.redactor),
         None => Vec::new(),
     };

@@ -215,6 +215,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             local,
             always: name == "unlock",
             timeout,
+            quiet: name == "lock",
         });
         let mut per_host = Vec::new();
         if local {
@@ -384,6 +385,7 @@ fn undo_nodes(
             local,
             always: false,
             timeout,
+            quiet: false,
         });
         steps.len() - 1
     };

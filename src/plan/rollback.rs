@@ -244,6 +244,7 @@ pub fn chain_plan(
                         local: false,
                         always: false,
                         timeout: s.timeout,
+                        quiet: s.name == "lock",
                     });
                     steps.len() - 1
                 }

@@ -101,4 +101,7 @@ pub struct Step {
     pub always: bool,
     /// The time limit of one node of this step.
     pub timeout: Duration,
+    /// Its output is data for shipit (the lock step's report of releases
+    /// and ledger), not for people: not shown when the step succeeds.
+    pub quiet: bool,
 }

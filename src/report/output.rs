@@ -14,7 +14,7 @@ use crate::engine::Event;
 /// `--format json` keeps stdout valid JSON lines and `--junit` sees every
 /// step. Others refuse those flags (exit 2) rather than mix free text into
 /// a JSON stream.
-pub const REPORTED_COMMANDS: [&str; 4] = ["deploy", "exec", "run", "promote"];
+pub const REPORTED_COMMANDS: [&str; 5] = ["deploy", "exec", "run", "promote", "rollback"];
 
 /// How much a run says (`-q`, `-v`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,5 +10,6 @@ pub mod deploy_yml;
 pub mod fleet;
 pub mod procs;
 pub mod project;
+pub mod report;
 
 pub use fleet::{Fleet, FleetHost};
