@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod gate;
 pub mod git;
+pub mod ids;
 pub mod ledger;
 pub mod lock;
 pub mod outcome;

@@ -130,12 +130,12 @@ impl App {
         let reference = revision.unwrap_or(&config.branch);
         let resolved = git::resolve(&config.repository, reference)?;
         Ok(ReleaseInfo {
-            id: release::release_id(self.now),
-            commit: resolved.commit,
+            id: release::release_id(self.now).into(),
+            commit: resolved.commit.into(),
             reference: reference.to_string(),
             user: self.user(),
             application: config.application.clone(),
-            stage: stage.to_string(),
+            stage: stage.into(),
             build_url: self.env.get("BUILD_URL").cloned(),
             digest: None,
         })

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::cli::PlanRecipe;
 use crate::config::{Config, Stage};
+use crate::ids::Commit;
 use crate::outcome::{Outcome, UsageError};
 use crate::plan::rollback as rb;
 use crate::plan::{display, planner, Recipe, ReleaseInfo};
@@ -23,11 +24,11 @@ pub fn run(
         // A rollback needs no commit: it reads each host's ledger.
         PlanRecipe::Rollback => ReleaseInfo {
             id: "<rollback>".into(),
-            commit: String::new(),
+            commit: Commit::default(),
             reference: String::new(),
             user: app.user(),
             application: config.application.clone(),
-            stage: stage.to_string(),
+            stage: stage.into(),
             build_url: None,
             digest: None,
         },
@@ -71,7 +72,7 @@ pub fn text(
         }
         PlanRecipe::Deploy => String::new(),
     };
-    release.stage = stage.to_string();
+    release.stage = stage.into();
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
         config,
@@ -195,7 +196,7 @@ mod tests {
     /// The release `run` would make at the app's clock, of [`COMMIT`].
     fn release_for(app: &App, config: &Config, stage: &str) -> ReleaseInfo {
         ReleaseInfo {
-            id: release::release_id(app.now),
+            id: release::release_id(app.now).into(),
             commit: COMMIT.into(),
             reference: config.branch.clone(),
             user: app.user(),

@@ -41,12 +41,12 @@ pub fn targets(task: &Task, hosts: &[&Host]) -> Vec<usize> {
 
 fn release_for(app: &App, config: &Config, stage: &str, c: &Current) -> ReleaseInfo {
     ReleaseInfo {
-        id: c.release.clone(),
-        commit: c.commit.clone(),
+        id: c.release.clone().into(),
+        commit: c.commit.clone().into(),
         reference: config.branch.clone(),
         user: app.user(),
         application: config.application.clone(),
-        stage: stage.to_string(),
+        stage: stage.into(),
         build_url: app.env.get("BUILD_URL").cloned(),
         digest: None,
     }
@@ -175,8 +175,8 @@ impl HostJob {
             return self.fail(&step, &why, 1);
         };
         let release = ReleaseInfo {
-            id: cur.release,
-            commit: cur.commit,
+            id: cur.release.into(),
+            commit: cur.commit.into(),
             ..self.release.clone()
         };
         let ctx = render::context(&self.config, &self.host, &release, &self.env);

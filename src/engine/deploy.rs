@@ -177,7 +177,7 @@ async fn deploy_phases(
             "release id is {id}: {} is not later than a release already on a host",
             release.id
         )));
-        release.id = id;
+        release.id = id.into();
     }
     // The plan again, now with what the lock step read on each host: the
     // cleanup is decided from it (and the release id may have changed).
@@ -299,8 +299,8 @@ pub async fn run(
     events.send(Event::RunStarted {
         recipe: "deploy".into(),
         stage: stage.to_string(),
-        release: req.release.id.clone(),
-        commit: req.release.commit.clone(),
+        release: req.release.id.to_string(),
+        commit: req.release.commit.to_string(),
         reference: req.release.reference.clone(),
         hosts: names.clone(),
     });
@@ -363,8 +363,8 @@ pub async fn run(
     events.send(Event::Finished(Summary {
         recipe: "deploy".into(),
         stage: stage.to_string(),
-        release: req.release.id.clone(),
-        commit: req.release.commit.clone(),
+        release: req.release.id.to_string(),
+        commit: req.release.commit.to_string(),
         ok: outcome == Outcome::Success,
         headline,
         hosts: names

@@ -140,12 +140,12 @@ impl Run<'_, '_> {
 
     fn release_info(&self, id: &str, commit: &str, digest: Option<String>) -> ReleaseInfo {
         ReleaseInfo {
-            id: id.to_string(),
-            commit: commit.to_string(),
+            id: id.into(),
+            commit: commit.into(),
             reference: self.req.config.branch.clone(),
             user: self.req.holder.user.clone(),
             application: self.req.config.application.clone(),
-            stage: self.req.stage.to_string(),
+            stage: self.req.stage.into(),
             build_url: self.ctx.env.get("BUILD_URL").cloned(),
             digest,
         }

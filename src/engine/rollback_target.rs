@@ -978,7 +978,7 @@ mod tests {
     fn rel(id: &str) -> ReleaseInfo {
         ReleaseInfo {
             id: id.into(),
-            commit: format!("c-{id}"),
+            commit: format!("c-{id}").into(),
             reference: "main".into(),
             user: "alice".into(),
             application: "shop".into(),

@@ -154,8 +154,8 @@ async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> bool {
 /// The release host `h` had before this run, as a release to restore.
 fn previous(plan: &Plan, before: &Before) -> Option<ReleaseInfo> {
     before.current.as_ref().map(|id| ReleaseInfo {
-        id: id.clone(),
-        commit: before.commit.clone().unwrap_or_default(),
+        id: id.clone().into(),
+        commit: before.commit.clone().unwrap_or_default().into(),
         ..plan.release.clone()
     })
 }

@@ -198,11 +198,11 @@ pub fn ledger_append_raw(p: &HostPaths, line: &str) -> String {
 pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
     Entry {
         event,
-        release: r.id.clone(),
-        commit: r.commit.clone(),
+        release: r.id.to_string(),
+        commit: r.commit.to_string(),
         digest: r.digest.clone(),
         application: r.application.clone(),
-        stage: r.stage.clone(),
+        stage: r.stage.to_string(),
         host: host.to_string(),
         user: r.user.clone(),
         build_url: r.build_url.clone(),

@@ -1,20 +1,21 @@
 //! What identifies one run: the release id, the commit, who runs it.
 
+use crate::ids::{Commit, ReleaseId, StageName};
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, Utc};
 
 /// Minted once per run; the same on every host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseInfo {
     /// `20261124T190102Z`.
-    pub id: String,
+    pub id: ReleaseId,
     /// The full SHA every host deploys.
-    pub commit: String,
+    pub commit: Commit,
     /// What the user asked for (branch, tag or `--revision`).
     pub reference: String,
     /// Who runs shipit.
     pub user: String,
     pub application: String,
-    pub stage: String,
+    pub stage: StageName,
     /// Jenkins' `BUILD_URL`, when set.
     pub build_url: Option<String>,
     /// Strategy copy: the archive's digest (`sha256:<hex>`).
