@@ -8,12 +8,36 @@ use crate::config::TransportKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipe {
     Deploy,
+    /// `shipit check`: preflight on every host, changing nothing.
+    Check,
+    /// `shipit releases`: each host's releases and ledger.
+    Releases,
+    /// `shipit history`: the stage's ledger.
+    History,
+    /// `shipit lock`: take the deploy lock by hand.
+    Lock,
+    /// `shipit unlock`: free the deploy lock.
+    Unlock,
+    /// `shipit approve`: record a decision on TO's hosts.
+    Approve,
+    /// `shipit exec`: a command on every host.
+    Exec,
+    /// `shipit run`: one task on its hosts.
+    Run,
 }
 
 impl std::fmt::Display for Recipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Recipe::Deploy => "deploy",
+            Recipe::Check => "check",
+            Recipe::Releases => "releases",
+            Recipe::History => "history",
+            Recipe::Lock => "lock",
+            Recipe::Unlock => "unlock",
+            Recipe::Approve => "approve",
+            Recipe::Exec => "exec",
+            Recipe::Run => "run",
         })
     }
 }
