@@ -81,6 +81,19 @@ pub fn tail(out: &CommandOutput, redactor: &Redactor) -> Vec<String> {
         .collect()
 }
 
+/// A command's whole output as redacted lines, without trailing blank
+/// lines (what an `Output` event carries).
+pub fn output_lines(text: &str, redactor: &Redactor) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .map(|l| redactor.apply(l).into_owned())
+        .collect();
+    while v.last().is_some_and(|l| l.trim().is_empty()) {
+        v.pop();
+    }
+    v
+}
+
 /// Runs nodes of one plan. Holds the transports (index = plan host) and
 /// counts the commands sent to each host.
 pub struct Executor {
@@ -305,6 +318,7 @@ impl Executor {
                                 script: x.action.script().to_string(),
                                 stdin,
                                 timeout: st.timeout,
+                                output: st.output,
                             }
                         })
                         .collect();
@@ -524,6 +538,8 @@ struct ChainJobStep {
     script: String,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    /// Send the step's whole output as an `Output` event.
+    output: bool,
 }
 
 struct ChainJob {
@@ -550,6 +566,14 @@ fn finished(
         Some(o) => tail(o, &job.redactor),
         None => Vec::new(),
     };
+    if let (true, Some(o)) = (job.steps[i].output, &output) {
+        job.events.send(Event::Output {
+            host: job.label.clone(),
+            step: job.steps[i].name.clone(),
+            stdout: output_lines(&o.stdout_str(), &job.redactor),
+            stderr: output_lines(&o.stderr_str(), &job.redactor),
+        });
+    }
     job.events.send(Event::StepFinished {
         host: job.label.clone(),
         step: job.steps[i].name.clone(),
@@ -679,4 +703,105 @@ async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
         .zip(results)
         .map(|(s, r)| (s.node, r))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Host, TransportKind};
+    use crate::plan::host_step::{self, HostStep};
+    use crate::plan::Recipe;
+    use crate::transport::local::LocalTransport;
+    use std::collections::BTreeMap;
+
+    fn host(dir: &std::path::Path) -> Host {
+        Host {
+            name: "box".into(),
+            roles: vec![],
+            transport: TransportKind::Local,
+            deploy_to: dir.to_string_lossy().into_owned(),
+            user: None,
+            port: None,
+            vars: Default::default(),
+        }
+    }
+
+    fn step(output: bool) -> HostStep {
+        HostStep {
+            recipe: Recipe::Exec,
+            stage: "staging".into(),
+            name: "exec".into(),
+            timeout: Duration::from_secs(30),
+            output,
+        }
+    }
+
+    async fn run(plan: &Plan, redactor: Redactor) -> (RunReport, Vec<Event>) {
+        let (sink, mut rx) = EventSink::new();
+        let (_tx, shutdown) = watch::channel(false);
+        let t: Arc<dyn Transport> = Arc::new(LocalTransport::new("box"));
+        let mut ex = Executor::new(
+            vec![Some(t.clone())],
+            t,
+            HashMap::new(),
+            sink,
+            redactor,
+            4,
+            shutdown,
+        );
+        let report = ex.run(plan, |_| true, 0).await;
+        drop(ex);
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (report, events)
+    }
+
+    #[test]
+    fn output_lines_are_redacted_and_trimmed() {
+        let env: BTreeMap<String, String> =
+            [("API_TOKEN".to_string(), "s3cr3t".to_string())].into();
+        let r = Redactor::for_env(&[], &env);
+        assert_eq!(
+            output_lines("a s3cr3t b\n\nc\n\n", &r),
+            vec!["a [redacted] b", "", "c"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_whose_output_is_the_point_sends_it_before_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path());
+        let env: BTreeMap<String, String> =
+            [("API_TOKEN".to_string(), "s3cr3t".to_string())].into();
+        let plan = host_step::on_every_host(&step(true), &[&h], |_| {
+            "echo hello; echo 'oops s3cr3t' >&2; exit 3".into()
+        });
+        let (report, events) = run(&plan, Redactor::for_env(&[], &env)).await;
+        assert!(!report.results[0].as_ref().unwrap().ok);
+        let kinds: Vec<&Event> = events
+            .iter()
+            .filter(|e| !matches!(e, Event::StepStarted { .. }))
+            .collect();
+        assert_eq!(
+            kinds[0],
+            &Event::Output {
+                host: "box".into(),
+                step: "exec".into(),
+                stdout: vec!["hello".into()],
+                stderr: vec!["oops [redacted]".into()],
+            }
+        );
+        assert!(
+            matches!(kinds[1], Event::StepFinished { outcome: StepOutcome::Failed(why), .. } if why == "exit 3"),
+            "{kinds:?}"
+        );
+
+        // Without `output`, no Output event.
+        let plan = host_step::on_every_host(&step(false), &[&h], |_| "echo hi".into());
+        let (report, events) = run(&plan, Redactor::default()).await;
+        assert!(report.results[0].as_ref().unwrap().ok);
+        assert!(!events.iter().any(|e| matches!(e, Event::Output { .. })));
+    }
 }

@@ -209,6 +209,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             local,
             always: name == "unlock",
             timeout,
+            output: false,
         });
         let mut per_host = Vec::new();
         if local {

@@ -97,4 +97,7 @@ pub struct Step {
     pub always: bool,
     /// The time limit of one node of this step.
     pub timeout: Duration,
+    /// Its output is the point (`exec`, `run`): the executor sends the whole
+    /// redacted stdout and stderr as an `Output` event before the step's end.
+    pub output: bool,
 }
