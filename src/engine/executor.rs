@@ -322,12 +322,9 @@ impl Executor {
                             }
                         })
                         .collect();
-                    let stop = node.host.map(|h| {
+                    let stop = node.host.and_then(|h| {
                         busy.insert(h);
-                        commands::stop_flag(
-                            &HostPaths::new(&plan.hosts[h].deploy_to),
-                            &plan.release.id,
-                        )
+                        stop_flag(plan, h)
                     });
                     let job = ChainJob {
                         transport,
@@ -414,11 +411,7 @@ impl Executor {
                     queue.cancel_pending();
                     // Chains already on a host stop after their current step.
                     for &h in &busy {
-                        if let Some(t) = self.transports[h].clone() {
-                            let flag = commands::stop_flag(
-                                &HostPaths::new(&plan.hosts[h].deploy_to),
-                                &plan.release.id,
-                            );
+                        if let (Some(t), Some(flag)) = (self.transports[h].clone(), stop_flag(plan, h)) {
                             tokio::spawn(async move {
                                 let _ = t
                                     .run(&format!("touch {}", quote(&flag)), None, STOP_TIMEOUT)
@@ -451,6 +444,20 @@ impl Executor {
             tolerated: tolerated.into_iter().collect(),
         }
     }
+}
+
+/// Host `h`'s stop flag (see [`commands::stop_flag`]), for plans that
+/// create a release. A plan without a release id (`check`, `exec`, ...)
+/// has none: interrupting it writes nothing under `deploy_to`, and its
+/// running steps finish (each within its time limit).
+fn stop_flag(plan: &Plan, h: usize) -> Option<String> {
+    if plan.release.id.is_empty() {
+        return None;
+    }
+    Some(commands::stop_flag(
+        &HostPaths::new(&plan.hosts[h].deploy_to),
+        &plan.release.id,
+    ))
 }
 
 struct RunOne {
@@ -803,5 +810,17 @@ mod tests {
         let (report, events) = run(&plan, Redactor::default()).await;
         assert!(report.results[0].as_ref().unwrap().ok);
         assert!(!events.iter().any(|e| matches!(e, Event::Output { .. })));
+    }
+
+    #[test]
+    fn plans_without_a_release_have_no_stop_flag() {
+        let h = host(std::path::Path::new("/srv/app"));
+        let mut plan = host_step::on_every_host(&step(false), &[&h], |_| "true".into());
+        assert_eq!(stop_flag(&plan, 0), None);
+        plan.release.id = "20261124T190102Z".into();
+        assert_eq!(
+            stop_flag(&plan, 0).as_deref(),
+            Some("/srv/app/.shipit/stop-20261124T190102Z")
+        );
     }
 }
