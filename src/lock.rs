@@ -1,6 +1,27 @@
 //! The deploy lock's record: who holds it, since when, why.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+
 use serde::{Deserialize, Serialize};
+
+/// Whether a process with this pid runs on this machine. When that cannot
+/// be told, says it does: a lock is never called stale without evidence.
+pub fn pid_alive(pid: u32) -> bool {
+    if Path::new("/proc/self").exists() {
+        return Path::new(&format!("/proc/{pid}")).exists();
+    }
+    // `ps -p` sees every user's processes (`kill -0` fails on those it may
+    // not signal).
+    Command::new("ps")
+        .args(["-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(true)
+}
 
 /// Starts the token of a lock taken with `shipit lock`.
 pub const BY_HAND_TOKEN_PREFIX: &str = "by-hand:";
@@ -109,6 +130,15 @@ impl LockHolder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pid_alive_tells_running_from_gone() {
+        assert!(pid_alive(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
 
     fn holder() -> LockHolder {
         LockHolder {

@@ -412,7 +412,7 @@ fn errors_that_end_a_run_early_keep_stdout_json() {
     assert!(err.contains("unknown stage `nope`"), "{err}");
 
     // A command that cannot speak JSON refuses rather than print text.
-    let out = l.run(&["releases", "demo", "--format", "json"]);
+    let out = l.run(&["plan", "demo", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let ev = json_lines(&out);
     assert_eq!(ev.len(), 1);

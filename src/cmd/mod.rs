@@ -1,9 +1,9 @@
 //! The subcommands, and what they share: the world they run in.
 
+pub mod approve;
 pub mod check;
 pub mod deploy;
 pub mod exec;
-pub mod fan_out;
 pub mod history;
 pub mod init;
 pub mod lock;
@@ -23,6 +23,8 @@ use tokio::sync::watch;
 
 use crate::cli::{Cli, Command, Global};
 use crate::config::{self, Config};
+use crate::engine::session::Ctx;
+use crate::engine::EventSink;
 use crate::git;
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
@@ -48,9 +50,50 @@ pub struct App {
     pub interactive: bool,
     /// Format, colour and JUnit report, chosen once by `main`.
     pub output: Output,
+    /// Where the commands that print no events (`init`, `plan`) write
+    /// their text: stdout, from `main`.
+    pub stdout: Arc<Mutex<dyn std::io::Write + Send>>,
 }
 
 impl App {
+    /// Writes `text` as it is to the command's output (see `stdout`).
+    pub fn write_out(&self, text: &str) -> std::io::Result<()> {
+        let mut out = self
+            .stdout
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// Runs `work` with a [`Ctx`] whose events go to the reporter chosen
+    /// for this run (human, plain or JSON, and the JUnit report), and waits
+    /// until the reporter has written them all.
+    pub async fn reported<F, Fut>(&self, redactor: Redactor, work: F) -> anyhow::Result<Outcome>
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+    {
+        let (sink, rx) = EventSink::new();
+        let reporter = tokio::spawn(crate::report::drive_output(rx, self.output.clone()));
+        let ctx = Ctx {
+            events: sink,
+            redactor: Arc::new(redactor),
+            parallel: self.global.parallel,
+            shutdown: self.shutdown.clone(),
+        };
+        let result = work(ctx).await;
+        // Every sender is gone with `work`: the reporter ends.
+        let _ = reporter.await;
+        result
+    }
+
+    /// Masks the environment values whose names mark them secrets, for
+    /// the commands that run nothing from deploy.yml.
+    pub fn base_redactor(&self) -> Redactor {
+        Redactor::for_env(&BTreeSet::new(), &self.env)
+    }
+
     /// Records what the run is doing (undoing, unlocking), so a second
     /// Ctrl-C can say what it is waiting for.
     pub fn set_status(&self, what: &str) {
@@ -174,12 +217,20 @@ impl App {
 
 pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
     match &cli.command {
-        Command::Init { path, force } => init::run(path, *force),
+        Command::Init { path, force } => {
+            let text = init::run(path, *force)?;
+            app.write_out(&text)?;
+            Ok(Outcome::Success)
+        }
         Command::Plan {
             stage,
             recipe,
             revision,
-        } => plan::run(&app, stage, *recipe, revision.as_deref()),
+        } => {
+            let text = plan::run(&app, stage, *recipe, revision.as_deref())?;
+            app.write_out(&text)?;
+            Ok(Outcome::Success)
+        }
         Command::Deploy {
             stage,
             revision,
@@ -229,9 +280,9 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             sign_key,
             message,
         } => {
-            promote::approve(
+            approve::run(
                 &app,
-                promote::ApproveArgs {
+                approve::ApproveArgs {
                     stage,
                     release: release.as_deref(),
                     as_user: as_user.as_deref(),

@@ -4,19 +4,20 @@ use std::fmt::Write;
 
 use crate::cli::PlanRecipe;
 use crate::config::{Config, Host, Stage};
-use crate::outcome::{Outcome, UsageError};
+use crate::outcome::UsageError;
 use crate::plan::commands::HostPaths;
 use crate::plan::rollback as rb;
 use crate::plan::{display, planner, render, Recipe, ReleaseInfo};
 
 use super::App;
 
+/// The plan as text, redacted, for `main` to write.
 pub fn run(
     app: &App,
     stage: &str,
     recipe: PlanRecipe,
     revision: Option<&str>,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<String> {
     let config = app.load_config()?;
     // Validate the stage and filters before resolving anything.
     let (st, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
@@ -24,11 +25,9 @@ pub fn run(
     let mut head = String::new();
     let mut release = match recipe {
         PlanRecipe::Rollback => {
-            print!(
-                "{}",
-                redactor.apply(&rollback_plan(app, &config, stage, &hosts))
-            );
-            return Ok(Outcome::Success);
+            return Ok(redactor
+                .apply(&rollback_plan(app, &config, stage, &hosts))
+                .into_owned());
         }
         PlanRecipe::Promote => {
             head = promote_head(&config, st)?;
@@ -60,8 +59,7 @@ pub fn run(
         env: &app.env,
         holder: &holder,
     })?;
-    print!("{head}{}", redactor.apply(&display::render(&plan)));
-    Ok(Outcome::Success)
+    Ok(format!("{head}{}", redactor.apply(&display::render(&plan))))
 }
 
 /// What `promote` checks before it deploys.

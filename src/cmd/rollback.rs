@@ -15,7 +15,6 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::on_hosts::{stderr_tail, ChainRun, Connections, HostRun, SCRIPT_TIMEOUT};
-use super::releases::warn_bad_lines;
 use super::App;
 use crate::config::{Config, Host};
 use crate::lock::LockHolder;
@@ -589,11 +588,13 @@ async fn locked(
         ));
     }
     for (i, s) in states.iter().enumerate() {
-        warn_bad_lines(
+        if let Some(w) = crate::engine::ledger_read::bad_lines_warning(
             run.name(i),
             &s.ledger.bad_lines,
             &run.paths[i].at(crate::ledger::LEDGER_PATH),
-        );
+        ) {
+            eprintln!("shipit: warning: {w}");
+        }
     }
 
     // 2. Each host's target, from its ledger.

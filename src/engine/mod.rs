@@ -7,4 +7,11 @@ pub mod executor;
 
 pub use event::{Event, HostSummary, StepOutcome, Summary};
 pub use executor::{EventSink, Executor, NodeResult};
+pub mod approve;
+pub mod check;
 pub mod connect;
+pub mod hand_lock;
+pub mod history;
+pub mod ledger_read;
+pub mod remote_command;
+pub mod session;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::graph::{Node, Plan, PlanHost, Recipe};
 use super::release::ReleaseInfo;
 use super::step::{Action, Phase, Step, StepKind};
-use crate::config::Host;
+use crate::config::{Host, Task};
 
 /// How long one of the reading scripts (`check`, `releases`, `lock`, ...)
 /// may run on a host. They only read a few files or make a dir: a host
@@ -97,6 +97,22 @@ pub fn on_every_host(step: &HostStep, hosts: &[&Host], script: impl Fn(usize) ->
     plan(step, hosts, scripts)
 }
 
+/// The hosts (indexes into `hosts`) a task runs on outside a deploy
+/// (`shipit run`): those with one of its roles, only the first with
+/// `once`. A local task runs once on this machine and uses the first host
+/// for its context.
+pub fn targets(task: &Task, hosts: &[&Host]) -> Vec<usize> {
+    if task.local {
+        return if hosts.is_empty() { vec![] } else { vec![0] };
+    }
+    let matching = (0..hosts.len()).filter(|&i| hosts[i].has_any_role(&task.roles));
+    if task.once {
+        matching.take(1).collect()
+    } else {
+        matching.collect()
+    }
+}
+
 /// The node of host `h`, if it has one.
 pub fn node_of(plan: &Plan, h: usize) -> Option<usize> {
     plan.nodes.iter().position(|n| n.host == Some(h))
@@ -146,6 +162,42 @@ mod tests {
         }
         assert_eq!(p.hosts[1].deploy_to, "/srv/b");
         assert!(p.batches.is_empty());
+    }
+
+    fn host_with(name: &str, roles: &[&str]) -> Host {
+        Host {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..host(name)
+        }
+    }
+
+    fn task(roles: &[&str], once: bool, local: bool) -> Task {
+        Task {
+            name: "t".into(),
+            after: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            once,
+            local,
+            run: "true".into(),
+            retries: 0,
+            interval: Duration::from_secs(1),
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn targets_follow_roles_once_and_local() {
+        let hs = [
+            host_with("a", &["app"]),
+            host_with("b", &["db"]),
+            host_with("c", &["app", "db"]),
+        ];
+        let hosts: Vec<&Host> = hs.iter().collect();
+        assert_eq!(targets(&task(&[], false, false), &hosts), vec![0, 1, 2]);
+        assert_eq!(targets(&task(&["db"], false, false), &hosts), vec![1, 2]);
+        assert_eq!(targets(&task(&["db"], true, false), &hosts), vec![1]);
+        assert_eq!(targets(&task(&["db"], false, true), &hosts), vec![0]);
+        assert!(targets(&task(&["web"], false, false), &hosts).is_empty());
     }
 
     #[test]

@@ -3,7 +3,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::engine::event::{Approval, CheckStatus, Fact, HistoryEntry, ReleaseRow};
 use crate::engine::{Event, StepOutcome, Summary};
+
+/// The recipes whose output is a report of what they found (per-host
+/// facts, then closing lines) rather than a line per step and a summary
+/// table: their step events and summary are left to JSON and JUnit.
+pub const REPORTS: [&str; 6] = ["check", "releases", "history", "lock", "unlock", "approve"];
+
+/// Whether runs of `recipe` print as a report (see [`REPORTS`]).
+pub fn is_report(recipe: &str) -> bool {
+    REPORTS.contains(&recipe)
+}
 
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
@@ -69,7 +80,130 @@ pub fn lines(e: &Event) -> Vec<String> {
             ..
         } => output_lines(host, stdout, stderr),
         Event::Finished(s) => summary(s),
+        Event::Fact { host, fact } => fact_lines(host, fact),
+        Event::History(h) => vec![history_line(h)],
+        Event::Approval(a) => vec![approval_line(a)],
+        // Written to stderr (see [`warning_line`]).
+        Event::Warning(_) => Vec::new(),
+        Event::Report(lines) => std::iter::once(String::new())
+            .chain(lines.iter().cloned())
+            .collect(),
     }
+}
+
+/// A warning, as written to stderr.
+pub fn warning_line(message: &str) -> String {
+    format!("shipit: warning: {message}")
+}
+
+/// A host's finding: `[web-1] disk ok: 812 MiB free`, `[web-1] linked_files
+/// FAILED: ...`, `[web-1] lock held by ...`, `[web-1] freed (yours): ...`.
+pub fn fact_lines(host: &str, fact: &Fact) -> Vec<String> {
+    match fact {
+        Fact::Check {
+            check,
+            status,
+            text,
+        } => vec![match (status, text.is_empty()) {
+            (CheckStatus::Ok, true) => format!("[{host}] {check} ok"),
+            (CheckStatus::Ok, false) => format!("[{host}] {check} ok: {text}"),
+            (CheckStatus::Failed, _) => format!("[{host}] {check} FAILED: {text}"),
+            (CheckStatus::Warning, _) => format!("[{host}] {check} {text}"),
+        }],
+        Fact::Releases {
+            releases,
+            current,
+            deploy_to_exists,
+        } => releases_table(host, releases, current.as_deref(), *deploy_to_exists),
+        Fact::Lock { text, .. } => vec![format!("[{host}] {text}")],
+        Fact::Unread { reason } => vec![format!("[{host}] FAILED: {reason}")],
+    }
+}
+
+/// The table of one host's releases, newest first, each line starting
+/// with `[host]`.
+pub fn releases_table(
+    host: &str,
+    releases: &[ReleaseRow],
+    current: Option<&str>,
+    deploy_to_exists: bool,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    if releases.is_empty() {
+        v.push(format!(
+            "[{host}] no releases{}",
+            if deploy_to_exists {
+                ""
+            } else {
+                " (deploy_to does not exist)"
+            }
+        ));
+    } else {
+        v.push(format!(
+            "[{host}] {:16}  {:11}  commit",
+            "release", "status"
+        ));
+        for r in releases {
+            let mut line = format!("[{host}] {:16}  {:11}  {:12}", r.id, r.status, r.commit);
+            if r.current {
+                line.push_str("  current");
+            }
+            v.push(line.trim_end().to_string());
+        }
+    }
+    match current {
+        None => v.push(format!("[{host}] no current release")),
+        Some(c) if !releases.iter().any(|r| r.id == c) => v.push(format!(
+            "[{host}] current points at `{c}`, which is not a release here"
+        )),
+        Some(_) => {}
+    }
+    v
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// A line of history: time, event, release, short commit, user, hosts,
+/// then the detail in parentheses and the build URL when there are.
+pub fn history_line(h: &HistoryEntry) -> String {
+    let mut s = format!(
+        "{:20}  {:11}  {:16}  {:12}  {}  {}",
+        h.time,
+        h.kind,
+        or_dash(&h.release),
+        or_dash(short(&h.commit)),
+        or_dash(&h.user),
+        h.hosts.join(", ")
+    );
+    if let Some(d) = &h.detail {
+        s.push_str(&format!("  ({d})"));
+    }
+    if let Some(u) = &h.build_url {
+        s.push_str(&format!("  {u}"));
+    }
+    s
+}
+
+/// `approved release R (commit C) of `staging` for `production` as bob,
+/// valid until T`.
+pub fn approval_line(a: &Approval) -> String {
+    format!(
+        "{} release {} (commit {}) of `{}` for `{}` as {}{}, valid until {}",
+        a.decision,
+        a.release,
+        short(&a.commit),
+        a.from_stage,
+        a.stage,
+        a.user,
+        if a.signed { ", signed" } else { "" },
+        a.expires
+    )
 }
 
 /// A command's whole output under its host: `[web-03]   | line` for
@@ -88,10 +222,24 @@ pub fn output_lines(host: &str, stdout: &[String], stderr: &[String]) -> Vec<Str
 #[derive(Debug, Default)]
 pub struct Printer {
     pending: HashMap<(String, String), (Vec<String>, Vec<String>)>,
+    /// The run is a report (see [`is_report`]).
+    report: bool,
 }
 
 impl Printer {
     pub fn lines(&mut self, e: &Event) -> Vec<String> {
+        if let Event::RunStarted { recipe, .. } = e {
+            self.report = is_report(recipe);
+        }
+        if self.report {
+            return match e {
+                Event::StepStarted { .. }
+                | Event::StepFinished { .. }
+                | Event::Output { .. }
+                | Event::Finished(_) => Vec::new(),
+                _ => lines(e),
+            };
+        }
         match e {
             Event::Output {
                 host,

@@ -54,6 +54,9 @@ pub async fn drive_output(mut rx: mpsc::UnboundedReceiver<Event>, output: Output
                     }
                     _ => {}
                 }
+                if let (false, Event::Warning(m)) = (json, &e) {
+                    eprintln!("{}", plain::warning_line(m));
+                }
                 let lines = if json {
                     vec![json::line(&json::event(&e))]
                 } else if !output.verbosity.shows(&e) {
