@@ -224,12 +224,37 @@ pub struct Printer {
     pending: HashMap<(String, String), (Vec<String>, Vec<String>)>,
     /// The run is a report (see [`is_report`]).
     report: bool,
+    /// `run`: a host's lines are held until its task's output is printed,
+    /// so each host's lines (reading `current`, then the task) stay one
+    /// block. Hosts in order of their first line.
+    group: bool,
+    held: Vec<(String, Vec<String>)>,
 }
 
 impl Printer {
     pub fn lines(&mut self, e: &Event) -> Vec<String> {
         if let Event::RunStarted { recipe, .. } = e {
             self.report = is_report(recipe);
+            self.group = recipe == "run";
+        }
+        if self.group {
+            if let Event::StepFinished { host, step, .. } = e {
+                let had_output = self.has_output(host, step);
+                let lines = self.step_lines(e);
+                let at = match self.held.iter().position(|(h, _)| h == host) {
+                    Some(i) => i,
+                    None => {
+                        self.held.push((host.clone(), Vec::new()));
+                        self.held.len() - 1
+                    }
+                };
+                self.held[at].1.extend(lines);
+                return if had_output {
+                    self.held.remove(at).1
+                } else {
+                    Vec::new()
+                };
+            }
         }
         if self.report {
             return match e {
@@ -253,6 +278,20 @@ impl Printer {
                 );
                 Vec::new()
             }
+            Event::StepFinished { .. } => self.step_lines(e),
+            Event::Finished(_) => {
+                let mut v = self.flush();
+                v.extend(lines(e));
+                v
+            }
+            _ => lines(e),
+        }
+    }
+
+    /// A step's line, with its output when it had some (in place of the
+    /// failure tail it contains).
+    fn step_lines(&mut self, e: &Event) -> Vec<String> {
+        match e {
             Event::StepFinished {
                 host,
                 step,
@@ -272,11 +311,6 @@ impl Printer {
                 }
                 None => lines(e),
             },
-            Event::Finished(_) => {
-                let mut v = self.flush();
-                v.extend(lines(e));
-                v
-            }
             _ => lines(e),
         }
     }
@@ -287,13 +321,17 @@ impl Printer {
             .contains_key(&(host.to_string(), step.to_string()))
     }
 
-    /// Output whose step never ended.
+    /// Lines held back: those of hosts whose task never printed (`run`),
+    /// then output whose step never ended.
     pub fn flush(&mut self) -> Vec<String> {
+        let mut v: Vec<String> = self.held.drain(..).flat_map(|(_, l)| l).collect();
         let mut held: Vec<_> = self.pending.drain().collect();
         held.sort();
-        held.into_iter()
-            .flat_map(|((host, _), (out, err))| output_lines(&host, &out, &err))
-            .collect()
+        v.extend(
+            held.into_iter()
+                .flat_map(|((host, _), (out, err))| output_lines(&host, &out, &err)),
+        );
+        v
     }
 }
 
@@ -459,6 +497,207 @@ mod tests {
         assert!(
             out.contains("stg-1  ok             9  on 20261124T190102Z"),
             "{out}"
+        );
+    }
+
+    fn started(recipe: &str) -> Event {
+        Event::RunStarted {
+            recipe: recipe.into(),
+            stage: "staging".into(),
+            release: String::new(),
+            commit: String::new(),
+            reference: String::new(),
+            hosts: vec!["a".into(), "b".into()],
+        }
+    }
+
+    fn step(host: &str, step: &str, ok: bool) -> Event {
+        Event::StepFinished {
+            host: host.into(),
+            step: step.into(),
+            outcome: if ok {
+                StepOutcome::Ok
+            } else {
+                StepOutcome::Failed("exit 1".into())
+            },
+            duration: Duration::from_millis(10),
+            tail: vec![],
+        }
+    }
+
+    #[test]
+    fn reports_print_their_facts_and_closing_lines_only() {
+        let mut p = Printer::default();
+        let mut out = Vec::new();
+        for e in [
+            started("check"),
+            step("a", "preflight", true),
+            Event::Fact {
+                host: "a".into(),
+                fact: Fact::Check {
+                    check: "connect".into(),
+                    status: CheckStatus::Ok,
+                    text: String::new(),
+                },
+            },
+            Event::Fact {
+                host: "a".into(),
+                fact: Fact::Check {
+                    check: "disk".into(),
+                    status: CheckStatus::Failed,
+                    text: "10 MiB free".into(),
+                },
+            },
+            Event::Fact {
+                host: "b".into(),
+                fact: Fact::Check {
+                    check: "lock".into(),
+                    status: CheckStatus::Warning,
+                    text: "held by `bob`".into(),
+                },
+            },
+            Event::Fact {
+                host: "b".into(),
+                fact: Fact::Unread {
+                    reason: "gone".into(),
+                },
+            },
+            Event::Warning("`b`: skipped line 3".into()),
+            Event::Report(vec![
+                "check staging: FAILED — 1 of 2 hosts not ready: a".into()
+            ]),
+            Event::Finished(Summary {
+                recipe: "check".into(),
+                stage: "staging".into(),
+                release: String::new(),
+                commit: String::new(),
+                ok: false,
+                headline: String::new(),
+                hosts: vec![],
+                duration: Duration::ZERO,
+                exit_code: 1,
+            }),
+        ] {
+            out.extend(p.lines(&e));
+        }
+        assert_eq!(
+            out,
+            vec![
+                "check staging: 2 hosts: a, b",
+                "[a] connect ok",
+                "[a] disk FAILED: 10 MiB free",
+                "[b] lock held by `bob`",
+                "[b] FAILED: gone",
+                "",
+                "check staging: FAILED — 1 of 2 hosts not ready: a",
+            ]
+        );
+        assert_eq!(
+            warning_line("`b`: skipped line 3"),
+            "shipit: warning: `b`: skipped line 3"
+        );
+    }
+
+    #[test]
+    fn a_run_keeps_each_hosts_lines_together() {
+        let mut p = Printer::default();
+        let mut out = Vec::new();
+        for e in [
+            started("run"),
+            step("a", "current", true),
+            step("b", "current", true),
+            Event::Output {
+                host: "b".into(),
+                step: "t".into(),
+                stdout: vec!["hi b".into()],
+                stderr: vec![],
+            },
+            step("b", "t", true),
+            Event::Output {
+                host: "a".into(),
+                step: "t".into(),
+                stdout: vec!["hi a".into()],
+                stderr: vec![],
+            },
+            step("a", "t", true),
+        ] {
+            out.extend(p.lines(&e));
+        }
+        assert_eq!(
+            out,
+            vec![
+                "run staging: 2 hosts: a, b",
+                "[b] current ok 0.01s",
+                "[b] t ok 0.01s",
+                "[b]   | hi b",
+                "[a] current ok 0.01s",
+                "[a] t ok 0.01s",
+                "[a]   | hi a",
+            ]
+        );
+    }
+
+    #[test]
+    fn history_and_releases_lines() {
+        let h = HistoryEntry {
+            time: "2026-11-24T19:06:00Z".into(),
+            kind: "unlocked".into(),
+            release: String::new(),
+            commit: String::new(),
+            user: "tester".into(),
+            detail: Some("forced unlock".into()),
+            build_url: Some("https://ci/job/7/".into()),
+            hosts: vec!["fleet-3".into()],
+        };
+        assert_eq!(
+            history_line(&h),
+            "2026-11-24T19:06:00Z  unlocked     -                 -             tester  fleet-3  (forced unlock)  https://ci/job/7/"
+        );
+        let h = HistoryEntry {
+            kind: "verified".into(),
+            release: "20261124T190102Z".into(),
+            commit: "e02a4e2c4457aaaaaaaa".into(),
+            detail: None,
+            build_url: None,
+            hosts: vec!["fleet-1".into(), "fleet-2".into()],
+            ..h
+        };
+        assert_eq!(
+            history_line(&h),
+            "2026-11-24T19:06:00Z  verified     20261124T190102Z  e02a4e2c4457  tester  fleet-1, fleet-2"
+        );
+        let rows = vec![ReleaseRow {
+            id: "20261124T190102Z".into(),
+            status: "verified".into(),
+            commit: "e02a4e2c4457".into(),
+            current: true,
+        }];
+        assert_eq!(
+            releases_table("a", &rows, Some("20261124T190102Z"), true),
+            vec![
+                "[a] release           status       commit",
+                "[a] 20261124T190102Z  verified     e02a4e2c4457  current",
+            ]
+        );
+        assert_eq!(
+            releases_table("a", &[], None, false),
+            vec![
+                "[a] no releases (deploy_to does not exist)",
+                "[a] no current release"
+            ]
+        );
+        assert_eq!(
+            approval_line(&Approval {
+                decision: "approved".into(),
+                release: "R".into(),
+                commit: "0123456789abcdef".into(),
+                from_stage: "staging".into(),
+                stage: "production".into(),
+                user: "bob".into(),
+                signed: true,
+                expires: "T".into(),
+            }),
+            "approved release R (commit 0123456789ab) of `staging` for `production` as bob, signed, valid until T"
         );
     }
 }
