@@ -48,8 +48,9 @@ pub struct Global {
     /// `NO_COLOR` turns colour off.
     #[arg(long, global = true, value_enum, default_value_t = Requested::Auto)]
     pub format: Requested,
-    /// Also write a JUnit XML report here (deploy, promote, exec, run): one test
-    /// case per host and step, for Jenkins' `junit` step.
+    /// Also write a JUnit XML report here (every command that touches
+    /// hosts): one test case per host and step (for check, per check), for
+    /// Jenkins' `junit` step.
     #[arg(long, global = true, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Also print when each step starts, and the output of steps that succeeded.

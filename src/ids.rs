@@ -134,7 +134,8 @@ mod tests {
         assert_eq!(id, "20261124T190102Z");
         assert_eq!(&id[..8], "20261124");
         assert_eq!(format!("release {id}"), "release 20261124T190102Z");
-        assert!(ReleaseId::from("20261120T000000Z") < id);
+        let older = ReleaseId::from("20261120T000000Z");
+        assert!(older < id, "ids order as their text");
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"20261124T190102Z\"");
         let back: ReleaseId = serde_json::from_str("\"x\"").unwrap();
         assert_eq!(back.into_string(), "x");

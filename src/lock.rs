@@ -131,6 +131,15 @@ pub fn pid_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn pid_alive_tells_running_from_gone() {
+        assert!(pid_alive(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+
     fn holder() -> LockHolder {
         LockHolder {
             user: "alice".into(),
@@ -231,14 +240,5 @@ mod tests {
         );
         assert_eq!(LockHolder::from_stderr(&stderr), Some(h));
         assert_eq!(LockHolder::from_stderr("garbage"), None);
-    }
-
-    #[test]
-    fn pid_alive_tells_running_from_gone() {
-        assert!(pid_alive(std::process::id()));
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(!pid_alive(pid));
     }
 }

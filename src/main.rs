@@ -112,6 +112,7 @@ fn main() -> ExitCode {
             machine: machine_name(),
             status,
             output: output.clone(),
+            stdout: std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout())),
             interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
         };
         cmd::run(cli, app).await

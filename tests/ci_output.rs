@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::json_events::assert_documented;
 use support::project::{
     assert_says, commit, expect_exit, git, shipit_cmd, stdout, text, wait_until, Project,
 };
@@ -112,107 +113,6 @@ fn json_lines(o: &Output) -> Vec<Value> {
 
 fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
-}
-
-/// Asserts `v` has exactly these keys.
-fn assert_keys(v: &Value, keys: &[&str]) {
-    let mut got: Vec<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .map(|k| k.as_str())
-        .collect();
-    got.sort();
-    let mut want = keys.to_vec();
-    want.push("event");
-    want.push("schema");
-    assert_eq!(v["schema"], 1, "every event carries `schema: 1`: {v}");
-    want.sort();
-    assert_eq!(got, want, "{v}");
-}
-
-/// The fields docs/json-events.md documents, per event type.
-fn assert_documented(events: &[Value]) {
-    for e in events {
-        let kind = e["event"].as_str().expect("every object has `event`");
-        match kind {
-            "run_started" => assert_keys(
-                e,
-                &["recipe", "stage", "release", "commit", "reference", "hosts"],
-            ),
-            "step_started" => assert_keys(e, &["host", "step"]),
-            "step_finished" | "step_failed" => assert_keys(
-                e,
-                &[
-                    "host",
-                    "step",
-                    "ok",
-                    "duration_ms",
-                    "exit_status",
-                    "reason",
-                    "tail",
-                ],
-            ),
-            "rollback_started" => assert_keys(e, &["host", "action"]),
-            "rollback" => assert_keys(
-                e,
-                &[
-                    "host",
-                    "action",
-                    "ok",
-                    "duration_ms",
-                    "exit_status",
-                    "reason",
-                    "tail",
-                ],
-            ),
-            "output" => assert_keys(e, &["host", "step", "stdout", "stderr"]),
-            "batch_started" => assert_keys(e, &["index", "of", "hosts"]),
-            "notice" | "warning" => assert_keys(e, &["message"]),
-            "report" => assert_keys(e, &["host", "text"]),
-            "heartbeat" => assert_keys(e, &["host", "step", "running_s"]),
-            "summary" => {
-                assert_keys(
-                    e,
-                    &[
-                        "recipe",
-                        "stage",
-                        "release",
-                        "commit",
-                        "ok",
-                        "headline",
-                        "duration_ms",
-                        "exit_code",
-                        "hosts",
-                    ],
-                );
-                for h in e["hosts"].as_array().unwrap() {
-                    assert_eq!(
-                        h.as_object().unwrap().keys().collect::<Vec<_>>(),
-                        vec!["commands", "host", "ok", "state"],
-                        "{h}"
-                    );
-                }
-            }
-            "error" => assert_keys(e, &["message", "exit_code"]),
-            other => panic!("undocumented event type `{other}`: {e}"),
-        }
-    }
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json-events.md"))
-        .expect("docs/json-events.md exists");
-    for e in events {
-        let kind = e["event"].as_str().unwrap();
-        assert!(
-            doc.contains(&format!("`{kind}`")),
-            "docs/json-events.md does not document `{kind}`"
-        );
-        for k in e.as_object().unwrap().keys() {
-            assert!(
-                doc.contains(&format!("`{k}`")),
-                "docs/json-events.md does not document field `{k}`"
-            );
-        }
-    }
 }
 
 /// Validates a JUnit report with xmllint against the fixture schema.
@@ -405,7 +305,8 @@ fn errors_that_end_a_run_early_keep_stdout_json() {
     assert!(err.contains("unknown stage `nope`"), "{err}");
 
     // A command that cannot speak JSON refuses rather than print text.
-    let out = expect_exit(l.run(&["releases", "demo", "--format", "json"]), 2);
+    let out = l.run(&["plan", "demo", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let ev = json_lines(&out);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["event"], "error");

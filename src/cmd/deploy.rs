@@ -47,7 +47,7 @@ pub async fn run_with(
     // Everything that can fail without a host fails before connecting.
     deploy::prepare(&mut req, &app.env)?;
     let reporting = app.reporting();
-    let result = deploy::run(req, &app.ctx(), &reporting.events).await;
+    let result = deploy::run(req, &app.run_ctx(), &reporting.events).await;
     reporting.finish().await;
     result
 }

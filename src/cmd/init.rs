@@ -4,13 +4,14 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::outcome::{Outcome, UsageError};
+use crate::outcome::UsageError;
 
 /// The starter file. It parses as is (a unit test checks), deploying to
 /// this machine through the `local` stage until real hosts are filled in.
 pub const STARTER: &str = include_str!("starter.yml");
 
-pub fn run(path: &Path, force: bool) -> anyhow::Result<Outcome> {
+/// Writes the starter file; returns what to tell the user.
+pub fn run(path: &Path, force: bool) -> anyhow::Result<String> {
     if path.exists() && !force {
         return Err(UsageError(format!(
             "`{}` already exists; pass --force to overwrite it",
@@ -19,10 +20,9 @@ pub fn run(path: &Path, force: bool) -> anyhow::Result<Outcome> {
         .into());
     }
     std::fs::write(path, STARTER).with_context(|| format!("cannot write `{}`", path.display()))?;
-    println!(
-        "wrote {}: edit `repository`, `deploy_to` and the stages, then `shipit plan local -c {}`",
+    Ok(format!(
+        "wrote {}: edit `repository`, `deploy_to` and the stages, then `shipit plan local -c {}`\n",
         path.display(),
         path.display()
-    );
-    Ok(Outcome::Success)
+    ))
 }

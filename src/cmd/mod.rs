@@ -1,9 +1,9 @@
 //! The subcommands, and what they share: the world they run in.
 
+pub mod approve;
 pub mod check;
 pub mod deploy;
 pub mod exec;
-pub mod fan_out;
 pub mod history;
 pub mod init;
 pub mod lock;
@@ -23,6 +23,8 @@ use tokio::sync::watch;
 
 use crate::cli::{Cli, Command, Global};
 use crate::config::{self, Config};
+use crate::engine::session::Ctx;
+use crate::engine::EventSink;
 use crate::git;
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
@@ -48,6 +50,9 @@ pub struct App {
     pub interactive: bool,
     /// Format, colour and JUnit report, chosen once by `main`.
     pub output: Output,
+    /// Where the commands that print no events (`init`, `plan`) write
+    /// their text: stdout, from `main`.
+    pub stdout: Arc<Mutex<dyn std::io::Write + Send>>,
 }
 
 /// The reporter of a command's events, running until [`Reporting::finish`].
@@ -65,9 +70,9 @@ impl Reporting {
 }
 
 impl App {
-    /// What the engine needs of the world.
-    pub fn ctx(&self) -> crate::engine::session::Ctx<'_> {
-        crate::engine::session::Ctx {
+    /// What the deploy and rollback protocols need of the world.
+    pub fn run_ctx(&self) -> crate::engine::fleet::RunCtx<'_> {
+        crate::engine::fleet::RunCtx {
             env: &self.env,
             parallel: self.global.parallel,
             shutdown: self.shutdown.clone(),
@@ -82,6 +87,44 @@ impl App {
         let (events, rx) = crate::engine::EventSink::new();
         let task = tokio::spawn(crate::report::drive_output(rx, self.output.clone()));
         Reporting { events, task }
+    }
+
+    /// Writes `text` as it is to the command's output (see `stdout`).
+    pub fn write_out(&self, text: &str) -> std::io::Result<()> {
+        let mut out = self
+            .stdout
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// Runs `work` with a [`Ctx`] whose events go to the reporter chosen
+    /// for this run (human, plain or JSON, and the JUnit report), and waits
+    /// until the reporter has written them all.
+    pub async fn reported<F, Fut>(&self, redactor: Redactor, work: F) -> anyhow::Result<Outcome>
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+    {
+        let (sink, rx) = EventSink::new();
+        let reporter = tokio::spawn(crate::report::drive_output(rx, self.output.clone()));
+        let ctx = Ctx {
+            events: sink,
+            redactor: Arc::new(redactor),
+            parallel: self.global.parallel,
+            shutdown: self.shutdown.clone(),
+        };
+        let result = work(ctx).await;
+        // Every sender is gone with `work`: the reporter ends.
+        let _ = reporter.await;
+        result
+    }
+
+    /// Masks the environment values whose names mark them secrets, for
+    /// the commands that run nothing from deploy.yml.
+    pub fn base_redactor(&self) -> Redactor {
+        Redactor::for_env(&BTreeSet::new(), &self.env)
     }
 
     /// Records what the run is doing (undoing, unlocking), so a second
@@ -207,12 +250,20 @@ impl App {
 
 pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
     match &cli.command {
-        Command::Init { path, force } => init::run(path, *force),
+        Command::Init { path, force } => {
+            let text = init::run(path, *force)?;
+            app.write_out(&text)?;
+            Ok(Outcome::Success)
+        }
         Command::Plan {
             stage,
             recipe,
             revision,
-        } => plan::run(&app, stage, *recipe, revision.as_deref()),
+        } => {
+            let text = plan::run(&app, stage, *recipe, revision.as_deref())?;
+            app.write_out(&text)?;
+            Ok(Outcome::Success)
+        }
         Command::Deploy {
             stage,
             revision,
@@ -262,9 +313,9 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             sign_key,
             message,
         } => {
-            promote::approve(
+            approve::run(
                 &app,
-                promote::ApproveArgs {
+                approve::ApproveArgs {
                     stage,
                     release: release.as_deref(),
                     as_user: as_user.as_deref(),

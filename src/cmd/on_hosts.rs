@@ -1,6 +1,7 @@
-//! One script on each host of a stage at once, for the commands that work
-//! on a stage outside a deploy (`check`, `releases`, `history`, `lock`,
-//! `unlock`).
+//! Connections and scripts for `rollback`'s own protocol, which does not
+//! run through the executor yet. Every other command that touches hosts
+//! runs its plans through [`crate::engine::session`]; this module goes
+//! away once rollback does too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,133 +9,16 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::App;
-use crate::config::{Config, Host, SshSettings};
+use crate::config::{Host, SshSettings};
 use crate::engine::connect::{close_all, connect_all};
-use crate::outcome::Outcome;
 use crate::plan::chain::{self, ChainStep, Frame, FrameParser};
-use crate::plan::commands::HostPaths;
-use crate::plan::planner;
 use crate::transport::{CommandOutput, Transport};
 
-/// How long one of these scripts may run on a host. They only read a few
-/// files or make a dir: a host that takes longer is not answering.
-pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::plan::host_step::SCRIPT_TIMEOUT;
 
 /// What one host's script did: its output, or why it did not run to the
 /// end (not connected, timed out, connection lost), as a message.
 pub type HostRun = Result<CommandOutput, String>;
-
-/// The selected hosts of a stage after one round of [`on_stage`]: index
-/// `i` is the same host in every field.
-pub struct StageRound<'c> {
-    pub names: Vec<&'c str>,
-    pub paths: Vec<HostPaths>,
-    /// Still open, for a second round; the caller closes them.
-    pub conns: Connections,
-    /// What each host's script did; `None` when interrupted first.
-    pub results: Option<Vec<HostRun>>,
-}
-
-/// Selects the hosts of `stage`, prints the heading
-/// `{command} {stage}: N hosts: a, b{note}`, connects and runs
-/// `script(paths[i])` on every host at once, giving up when the shutdown
-/// signal comes.
-pub async fn on_stage<'c>(
-    app: &App,
-    config: &'c Config,
-    command: &str,
-    stage: &str,
-    note: &str,
-    script: impl Fn(&HostPaths) -> String,
-) -> anyhow::Result<StageRound<'c>> {
-    let (_, hosts) = planner::select_hosts(config, stage, &app.filters())?;
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
-    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    println!(
-        "{command} {stage}: {} host{}: {}{note}",
-        hosts.len(),
-        if hosts.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
-    let conns = Connections::open(&hosts, &config.ssh).await?;
-    let scripts: Vec<Option<String>> = paths.iter().map(|p| Some(script(p))).collect();
-    let results = conns
-        .run_each(
-            &scripts,
-            app.global.parallel,
-            SCRIPT_TIMEOUT,
-            Some(&app.shutdown),
-        )
-        .await
-        .map(|r| {
-            r.into_iter()
-                .map(|r| r.expect("every host has a script"))
-                .collect()
-        });
-    Ok(StageRound {
-        names,
-        paths,
-        conns,
-        results,
-    })
-}
-
-/// What [`read_stage`] read: each host's name, paths and script result;
-/// index `i` is the same host in each.
-pub type StageReads<'c> = (Vec<&'c str>, Vec<HostPaths>, Vec<HostRun>);
-
-/// [`on_stage`] for a command that only reads: closes the connections
-/// at once. `None` when interrupted, after printing
-/// `{command} {stage}: interrupted`.
-pub async fn read_stage<'c>(
-    app: &App,
-    config: &'c Config,
-    command: &str,
-    stage: &str,
-    script: impl Fn(&HostPaths) -> String,
-) -> anyhow::Result<Option<StageReads<'c>>> {
-    let round = on_stage(app, config, command, stage, "", script).await?;
-    round.conns.close().await;
-    let Some(results) = round.results else {
-        println!("\n{command} {stage}: interrupted");
-        return Ok(None);
-    };
-    Ok(Some((round.names, round.paths, results)))
-}
-
-/// `parse` of what `script` printed on a host, or why there is none, as a
-/// message: the host's error, `the {script} script exited 1: ...`, or
-/// `the {script} script's output is incomplete`.
-pub fn parse_output<T>(
-    run: &HostRun,
-    script: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-) -> Result<T, String> {
-    match run {
-        Err(e) => Err(e.clone()),
-        Ok(o) if !o.success() => Err(format!("the {script} script {}", stderr_tail(o))),
-        Ok(o) => parse(&o.stdout_str())
-            .ok_or_else(|| format!("the {script} script's output is incomplete")),
-    }
-}
-
-/// Prints the report `out` of a command that reads hosts, ending with
-/// `{command} {stage}: FAILED — could not read a, b` when some could not
-/// be read: then it failed.
-pub fn print_report(mut out: Vec<String>, command: &str, stage: &str, unread: &[&str]) -> Outcome {
-    let outcome = if unread.is_empty() {
-        Outcome::Success
-    } else {
-        out.push(format!(
-            "{command} {stage}: FAILED — could not read {}",
-            unread.join(", ")
-        ));
-        Outcome::Failed
-    };
-    println!("{}", out.join("\n"));
-    outcome
-}
 
 /// Open connections to the selected hosts; index `i` is `hosts[i]`.
 pub struct Connections {

@@ -5,18 +5,19 @@ use std::fmt::Write;
 use crate::cli::PlanRecipe;
 use crate::config::{Config, Stage};
 use crate::ids::Commit;
-use crate::outcome::{Outcome, UsageError};
+use crate::outcome::UsageError;
 use crate::plan::rollback as rb;
 use crate::plan::{display, planner, Recipe, ReleaseInfo};
 
 use super::App;
 
+/// The plan as text, redacted, for `main` to write.
 pub fn run(
     app: &App,
     stage: &str,
     recipe: PlanRecipe,
     revision: Option<&str>,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<String> {
     let config = app.load_config()?;
     // Validate the stage and filters before resolving anything.
     planner::select_hosts(&config, stage, &app.filters())?;
@@ -39,8 +40,7 @@ pub fn run(
             r
         }
     };
-    print!("{}", text(app, &config, stage, recipe, release)?);
-    Ok(Outcome::Success)
+    text(app, &config, stage, recipe, release)
 }
 
 /// The plan's text for `release` (resolved by the caller), redacted:
@@ -178,6 +178,7 @@ mod tests {
             status: Arc::new(Mutex::new(String::new())),
             interactive: false,
             output: Output::simple(Format::Plain),
+            stdout: Arc::new(Mutex::new(std::io::sink())),
         }
     }
 

@@ -1,24 +1,25 @@
-//! `shipit promote [FROM] TO` and `shipit approve STAGE`: production gets
-//! exactly the release verified on staging, after its gate.
+//! `shipit promote [FROM] TO`: production gets exactly the release
+//! verified on staging, after its gate.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::process::Command as Process;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::deploy::{self, Promotion};
-use super::on_hosts::{Connections, SCRIPT_TIMEOUT};
 use super::App;
-use crate::config::{Config, Host, Stage};
+use crate::config::{Config, Stage};
+use crate::engine::approve::{approval_line, find_candidate, read_all, record, Verdict};
+use crate::engine::session::Ctx;
+use crate::engine::EventSink;
 use crate::gate::{self, ApprovalLine, Candidate, Decision};
 use crate::git;
-use crate::ledger::{Entry, EventKind};
+use crate::ledger::EventKind;
 use crate::outcome::{GateError, Outcome, UsageError};
-use crate::plan::commands::{self, HostPaths};
-use crate::plan::inspect::{self, HostReleases};
+use crate::plan::commands::HostPaths;
 use crate::plan::planner::{self, Filters};
+use crate::plan::Recipe;
 
 /// What TO's hosts say: where they stand, the decisions recorded there,
 /// and the allowed signers file when the gate names one.
@@ -72,7 +73,7 @@ fn parse_target(stdout: &str) -> Option<TargetState> {
     Some(st)
 }
 
-fn stage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Stage> {
+pub(super) fn stage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Stage> {
     config.stage(name).ok_or_else(|| {
         UsageError(format!(
             "unknown stage `{name}`, expected one of {}",
@@ -88,7 +89,7 @@ fn stage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Stage> {
 }
 
 /// FROM for a promotion into `to`: given, or `to`'s `promote_from`.
-fn from_stage(config: &Config, from: Option<&str>, to: &str) -> anyhow::Result<String> {
+pub(super) fn from_stage(config: &Config, from: Option<&str>, to: &str) -> anyhow::Result<String> {
     let t = stage(config, to)?;
     let from = match (from, &t.promote_from) {
         (Some(f), _) => f.to_string(),
@@ -107,77 +108,30 @@ fn from_stage(config: &Config, from: Option<&str>, to: &str) -> anyhow::Result<S
     Ok(from)
 }
 
-/// Runs one read script on every host of a stage; fails naming the hosts
-/// that could not be read.
-async fn read_hosts(
-    app: &App,
-    config: &Config,
-    hosts: &[&Host],
-    script: impl Fn(&Host, &HostPaths) -> String,
-) -> anyhow::Result<Vec<String>> {
-    let conns = Connections::open(hosts, &config.ssh).await?;
-    let scripts: Vec<Option<String>> = hosts
-        .iter()
-        .map(|h| Some(script(h, &HostPaths::new(&h.deploy_to))))
-        .collect();
-    let runs = conns
-        .run_each(&scripts, app.global.parallel, SCRIPT_TIMEOUT, None)
-        .await
-        .unwrap_or_default();
-    conns.close().await;
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for (i, r) in runs.into_iter().enumerate() {
-        match r {
-            Some(Ok(o)) if o.success() => out.push(o.stdout_str()),
-            Some(Ok(o)) => bad.push(format!(
-                "`{}`: {}",
-                hosts[i].name,
-                super::on_hosts::stderr_tail(&o)
-            )),
-            Some(Err(e)) => bad.push(format!("`{}`: {e}", hosts[i].name)),
-            None => bad.push(format!("`{}`: not read", hosts[i].name)),
-        }
+/// The reads and records of a promotion, before its deploy reports: not
+/// reported (their failures end the command with an error).
+fn unreported(app: &App) -> Ctx {
+    let (events, _) = EventSink::new();
+    Ctx {
+        events,
+        redactor: std::sync::Arc::new(app.base_redactor()),
+        parallel: app.global.parallel,
+        shutdown: app.shutdown.clone(),
     }
-    if !bad.is_empty() {
-        anyhow::bail!("cannot read every host: {}", bad.join("; "));
-    }
-    Ok(out)
-}
-
-/// The candidate on FROM: `current` and verified on every host, or the
-/// given release.
-async fn find_candidate(
-    app: &App,
-    config: &Config,
-    from: &str,
-    release: Option<&str>,
-) -> anyhow::Result<Candidate> {
-    let (_, hosts) = planner::select_hosts(config, from, &Filters::default())?;
-    let outs = read_hosts(app, config, &hosts, |_, p| inspect::releases(p)).await?;
-    let parsed: Vec<HostReleases> = outs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            inspect::parse_releases(o)
-                .with_context(|| format!("unreadable answer from `{}`", hosts[i].name))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let pairs: Vec<(&str, &HostReleases)> = hosts
-        .iter()
-        .zip(parsed.iter())
-        .map(|(h, p)| (h.name.as_str(), p))
-        .collect();
-    gate::candidate(from, &pairs, release).map_err(|e| GateError(e).into())
 }
 
 async fn read_targets(app: &App, config: &Config, to: &str) -> anyhow::Result<Vec<TargetState>> {
     let t = stage(config, to)?;
     let signers = t.gate.as_ref().and_then(|g| g.allowed_signers.clone());
     let (_, hosts) = planner::select_hosts(config, to, &Filters::default())?;
-    let outs = read_hosts(app, config, &hosts, |_, p| {
-        target_script(p, signers.as_deref())
-    })
+    let outs = read_all(
+        &unreported(app),
+        config,
+        Recipe::Deploy,
+        "read_target",
+        &hosts,
+        |_, p| target_script(p, signers.as_deref()),
+    )
     .await?;
     outs.iter()
         .enumerate()
@@ -219,30 +173,6 @@ fn verify_signature(signers: &str, a: &ApprovalLine) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Signs an approval's payload with `ssh-keygen -Y sign`.
-fn sign(key: &Path, a: &ApprovalLine) -> anyhow::Result<String> {
-    let dir = tempfile::tempdir()?;
-    let pl = dir.path().join("approval");
-    std::fs::write(&pl, gate::payload(a))?;
-    let out = Process::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-f"])
-        .arg(key)
-        .args(["-n", gate::SIGNATURE_NAMESPACE])
-        .arg(&pl)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot run ssh-keygen (package openssh-client)")?;
-    if !out.status.success() {
-        return Err(UsageError(format!(
-            "cannot sign with `{}`: {}",
-            key.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-        .into());
-    }
-    Ok(std::fs::read_to_string(dir.path().join("approval.sig"))?)
 }
 
 /// The gate's view of the decisions recorded on TO for `cand`.
@@ -341,131 +271,6 @@ fn subject(app: &App, config: &Config, commit: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Appends `line`s (one per host of `to`) to TO's ledgers.
-async fn record(
-    app: &App,
-    config: &Config,
-    to: &str,
-    make: impl Fn(&Host) -> ApprovalLine,
-) -> anyhow::Result<()> {
-    let (_, hosts) = planner::select_hosts(config, to, &Filters::default())?;
-    read_hosts(app, config, &hosts, |host, p| {
-        commands::ledger_append_raw(
-            p,
-            &serde_json::to_string(&make(host)).expect("ledger lines serialise"),
-        )
-    })
-    .await
-    .map(|_| ())
-}
-
-/// Who decided what, and until when.
-struct Verdict<'a> {
-    user: &'a str,
-    rejected: bool,
-    expires: DateTime<Utc>,
-    now: DateTime<Utc>,
-    detail: Option<String>,
-}
-
-/// The ledger line of a decision on `cand` for `to` (its host is filled
-/// in per host when it is written).
-fn approval_line(config: &Config, cand: &Candidate, to: &str, v: Verdict<'_>) -> ApprovalLine {
-    ApprovalLine {
-        entry: Entry {
-            event: if v.rejected {
-                EventKind::Rejected
-            } else {
-                EventKind::Approved
-            },
-            release: cand.release.clone(),
-            commit: cand.commit.clone(),
-            digest: cand.digest.clone(),
-            application: config.application.clone(),
-            stage: to.to_string(),
-            host: String::new(),
-            user: v.user.to_string(),
-            build_url: None,
-            detail: v.detail,
-            time: v.now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        },
-        from_stage: cand.from_stage.clone(),
-        expires: v.expires.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        signature: None,
-    }
-}
-
-/// Options of `shipit approve`.
-pub struct ApproveArgs<'a> {
-    pub stage: &'a str,
-    pub release: Option<&'a str>,
-    pub as_user: Option<&'a str>,
-    pub reject: bool,
-    pub expires: Option<std::time::Duration>,
-    pub sign_key: Option<&'a Path>,
-    pub message: Option<&'a str>,
-}
-
-pub async fn approve(app: &App, args: ApproveArgs<'_>) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
-    let to = args.stage;
-    let from = from_stage(&config, None, to)?;
-    let gate_cfg = stage(&config, to)?.gate.clone();
-    if gate_cfg
-        .as_ref()
-        .is_some_and(|g| g.allowed_signers.is_some())
-        && args.sign_key.is_none()
-    {
-        return Err(UsageError(format!(
-            "`{to}` accepts only signed approvals: pass --sign-key with your ssh key (its public key must be in the stage's allowed signers)"
-        ))
-        .into());
-    }
-    let user = args
-        .as_user
-        .map(str::to_string)
-        .unwrap_or_else(|| app.user());
-    let cand = find_candidate(app, &config, &from, args.release).await?;
-    let now = Utc::now();
-    let ttl = args
-        .expires
-        .or(gate_cfg.as_ref().map(|g| g.approval_ttl))
-        .unwrap_or(std::time::Duration::from_secs(24 * 3600));
-    let expires = now + chrono::Duration::from_std(ttl).unwrap_or_default();
-    let template = approval_line(
-        &config,
-        &cand,
-        to,
-        Verdict {
-            user: &user,
-            rejected: args.reject,
-            expires,
-            now,
-            detail: args.message.map(str::to_string),
-        },
-    );
-    let signature = match args.sign_key {
-        Some(k) => Some(sign(k, &template)?),
-        None => None,
-    };
-    record(app, &config, to, |h| {
-        let mut a = template.clone();
-        a.entry.host = h.name.clone();
-        a.signature = signature.clone();
-        a
-    })
-    .await?;
-    println!(
-        "{} release {} (commit {}) of `{from}` for `{to}` as {user}{}, valid until {}",
-        if args.reject { "rejected" } else { "approved" },
-        cand.release,
-        short(&cand.commit),
-        if signature.is_some() { ", signed" } else { "" },
-        expires.format("%Y-%m-%dT%H:%M:%SZ")
-    );
-    Ok(Outcome::Success)
-}
-
 /// Options of `shipit promote`.
 pub struct PromoteArgs<'a> {
     pub from: Option<&'a str>,
@@ -485,7 +290,7 @@ pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome
         .into());
     }
     let promoter = app.user();
-    let cand = find_candidate(app, &config, &from, None).await?;
+    let cand = find_candidate(&unreported(app), &config, Recipe::Deploy, &from, None).await?;
     let targets = read_targets(app, &config, to).await?;
     let gate_cfg = stage(&config, to)?.gate.clone();
     let mut decided = decisions(&config, to, &cand, &targets).map_err(GateError)?;
@@ -574,7 +379,7 @@ pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome
                     detail: Some("confirmed at the promote prompt".into()),
                 },
             );
-            record(app, &config, to, |h| {
+            record(&unreported(app), &config, Recipe::Deploy, to, |h| {
                 let mut a = line.clone();
                 a.entry.host = h.name.clone();
                 a

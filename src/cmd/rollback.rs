@@ -47,7 +47,7 @@ pub async fn run(app: &App, stage: &str, to: Option<&str>, force: bool) -> anyho
         redactor: redactor(app, &config),
     };
     let reporting = app.reporting();
-    let result = rollback::run(req, &app.ctx(), &reporting.events).await;
+    let result = rollback::run(req, &app.run_ctx(), &reporting.events).await;
     reporting.finish().await;
     result
 }

@@ -15,8 +15,8 @@ use anyhow::Context;
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, Executor};
+use super::fleet::{Fleet, RunCtx};
 use super::lock_protocol::{acquire, stale_lock_repair, unlock, Locks, CLEANUP_TIMEOUT};
-use super::session::{Ctx, Session};
 use super::settle::{current_note, settle, step_state, UndoCtx};
 use crate::config::{Config, Host};
 use crate::lock::{pid_alive, LockHolder};
@@ -128,7 +128,7 @@ async fn deploy_phases(
     host_ok: &mut [bool],
     undo: &UndoCtx<'_>,
     wait_lock: Option<Duration>,
-    ctx: &Ctx<'_>,
+    ctx: &RunCtx<'_>,
 ) -> anyhow::Result<(Outcome, String)> {
     let n_hosts = plan.hosts.len();
     // 1. Lock every host (or none), waiting for a held lock if asked to.
@@ -288,7 +288,7 @@ pub fn prepare(req: &mut Request<'_>, env: &BTreeMap<String, String>) -> anyhow:
 /// Runs a deploy (after [`prepare`]) and sends its summary.
 pub async fn run(
     mut req: Request<'_>,
-    ctx: &Ctx<'_>,
+    ctx: &RunCtx<'_>,
     events: &EventSink,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
@@ -317,7 +317,7 @@ pub async fn run(
             }
         )));
     }
-    let mut session = Session::open(&hosts, &req.config.ssh, ctx, events, &req.redactor).await?;
+    let mut session = Fleet::open(&hosts, &req.config.ssh, ctx, events, &req.redactor).await?;
     let mut states: Vec<Option<String>> = session
         .unreachable
         .iter()

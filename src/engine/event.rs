@@ -55,13 +55,10 @@ pub enum Event {
     },
     /// A run-level note: undoing, unlocking, why the run stops.
     Notice(String),
-    /// Something a person should look at that does not change the outcome
-    /// (a ledger line that did not parse). Text output writes it to stderr.
-    Warning(String),
-    /// A line of a command's report that is not a step: what a rollback
-    /// decided for a host (`on A: target B`), how a host's rollback ended,
-    /// where hosts disagree. `host` is the host it is about, if one.
-    Report {
+    /// A line of a run that is not a step: what a rollback decided for a
+    /// host (`on A: target B`), how a host's rollback ended, where hosts
+    /// disagree. `host` is the host it is about, if one.
+    Line {
         host: Option<String>,
         text: String,
     },
@@ -74,7 +71,122 @@ pub enum Event {
         stdout: Vec<String>,
         stderr: Vec<String>,
     },
+    /// What a command that inspects or changes a stage's state found on
+    /// one host (`check`, `releases`, `lock`, `unlock`).
+    Fact {
+        host: String,
+        fact: Fact,
+    },
+    /// One line of the stage's history: an event of the ledger and the
+    /// hosts that recorded it.
+    History(HistoryEntry),
+    /// A release manager's decision recorded by `shipit approve`.
+    Approval(Approval),
+    /// Something a person should know that is not the run's result (ledger
+    /// lines that do not parse and were skipped). Text output writes it to
+    /// stderr.
+    Warning(String),
+    /// The closing lines of a report (`check`, `releases`, `history`,
+    /// `lock`, `unlock`, `approve`) as printed for people: the verdict,
+    /// what hosts disagree on. Sent just before `Finished`.
+    Report(Vec<String>),
     Finished(Summary),
+}
+
+/// How one check of `shipit check` ended on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    Ok,
+    Failed,
+    /// Worth knowing, not a failure: a held deploy lock.
+    Warning,
+}
+
+/// A per-host finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    /// One check of `shipit check`: `connect`, `deploy_to`, `git`, `tar`,
+    /// `disk`, `linked_files`, `lock`, or `check` when the host's answer
+    /// could not be read.
+    Check {
+        check: String,
+        status: CheckStatus,
+        text: String,
+    },
+    /// A host's releases, newest first (`shipit releases`).
+    Releases {
+        releases: Vec<ReleaseRow>,
+        /// The release `current` points at, if any.
+        current: Option<String>,
+        deploy_to_exists: bool,
+    },
+    /// What `lock` or `unlock` found or did on a host.
+    Lock {
+        /// `locked`, `held`, `freed`, `already_free`, `refused`,
+        /// `changed_hands`, `released` (taken, then freed again because
+        /// another host refused), `stuck` (taken and not freed again),
+        /// `failed`.
+        state: String,
+        holder: Option<Holder>,
+        /// The line for people, after the host's name.
+        text: String,
+    },
+    /// The host could not be read (`releases`, `history`).
+    Unread { reason: String },
+}
+
+/// A release as `shipit releases` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub id: String,
+    /// The ledger's last word on it: `verified`, `published`, `failed`,
+    /// ..., or `unknown`.
+    pub status: String,
+    /// The commit, short (12 characters), or `-` when unknown.
+    pub commit: String,
+    pub current: bool,
+}
+
+/// Who holds a deploy lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub user: String,
+    pub machine: String,
+    pub pid: u32,
+    pub time: String,
+    pub message: String,
+    /// The holder is gone (its process ended, or `--lock-ttl` passed).
+    pub stale: bool,
+}
+
+/// One line of `shipit history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The earliest host's time, as the ledger wrote it.
+    pub time: String,
+    /// The ledger event: `published`, `verified`, `rolled_back`, ...
+    pub kind: String,
+    pub release: String,
+    pub commit: String,
+    pub user: String,
+    pub detail: Option<String>,
+    pub build_url: Option<String>,
+    /// The hosts that recorded it, in stage order.
+    pub hosts: Vec<String>,
+}
+
+/// A decision recorded by `shipit approve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// `approved` or `rejected`.
+    pub decision: String,
+    pub release: String,
+    pub commit: String,
+    pub from_stage: String,
+    pub stage: String,
+    pub user: String,
+    pub signed: bool,
+    pub expires: String,
 }
 
 /// How one host ended.

@@ -81,6 +81,19 @@ pub fn tail(out: &CommandOutput, redactor: &Redactor) -> Vec<String> {
         .collect()
 }
 
+/// A command's whole output as redacted lines, without trailing blank
+/// lines (what an `Output` event carries).
+pub fn output_lines(text: &str, redactor: &Redactor) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .map(|l| redactor.apply(l).into_owned())
+        .collect();
+    while v.last().is_some_and(|l| l.trim().is_empty()) {
+        v.pop();
+    }
+    v
+}
+
 /// Runs nodes of one plan. Holds the transports (index = plan host) and
 /// counts the commands sent to each host.
 pub struct Executor {
@@ -303,6 +316,7 @@ impl Executor {
                     ChainJobStep {
                         node: c,
                         quiet: st.quiet,
+                        output: st.output,
                         name: st.name.clone(),
                         script: x.action.script().to_string(),
                         stdin,
@@ -310,15 +324,11 @@ impl Executor {
                     }
                 })
                 .collect();
-            // Only a deploy's chains stop half-way on an interrupt; the
-            // other recipes' chains run to their end.
-            let stop = node
-                .host
-                .filter(|_| plan.recipe == Recipe::Deploy)
-                .map(|h| {
-                    st.busy.insert(h);
-                    commands::stop_flag(&HostPaths::new(&plan.hosts[h].deploy_to), &plan.release.id)
-                });
+            let stop = node.host.and_then(|h| {
+                let flag = stop_flag(plan, h)?;
+                st.busy.insert(h);
+                Some(flag)
+            });
             let job = ChainJob {
                 transport,
                 label,
@@ -342,11 +352,7 @@ impl Executor {
         st.interrupted = true;
         st.queue.cancel_pending();
         for &h in &st.busy {
-            if let Some(t) = self.transports[h].clone() {
-                let flag = commands::stop_flag(
-                    &HostPaths::new(&st.plan.hosts[h].deploy_to),
-                    &st.plan.release.id,
-                );
+            if let (Some(t), Some(flag)) = (self.transports[h].clone(), stop_flag(st.plan, h)) {
                 tokio::spawn(async move {
                     let _ = t
                         .run(&format!("touch {}", quote(&flag)), None, STOP_TIMEOUT)
@@ -526,6 +532,21 @@ impl<'p> DrainState<'p> {
     }
 }
 
+/// Host `h`'s stop flag (see [`commands::stop_flag`]), for a deploy's
+/// plan: only a deploy's chains stop half-way on an interrupt. Other plans
+/// (`rollback`, `check`, `exec`, ...) have none: interrupting them writes
+/// nothing under `deploy_to`, and their running chains finish (each step
+/// within its time limit).
+fn stop_flag(plan: &Plan, h: usize) -> Option<String> {
+    if plan.recipe != Recipe::Deploy || plan.release.id.is_empty() {
+        return None;
+    }
+    Some(commands::stop_flag(
+        &HostPaths::new(&plan.hosts[h].deploy_to),
+        &plan.release.id,
+    ))
+}
+
 struct RunOne {
     transport: Arc<dyn Transport>,
     label: String,
@@ -613,6 +634,8 @@ struct ChainJobStep {
     script: String,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    /// Send the step's whole output as an `Output` event.
+    output: bool,
 }
 
 struct ChainJob {
@@ -641,6 +664,14 @@ fn finished(
         Some(o) => tail(o, &job.redactor),
         None => Vec::new(),
     };
+    if let (true, Some(o)) = (job.steps[i].output, &output) {
+        job.events.send(Event::Output {
+            host: job.label.clone(),
+            step: job.steps[i].name.clone(),
+            stdout: output_lines(&o.stdout_str(), &job.redactor),
+            stderr: output_lines(&o.stderr_str(), &job.redactor),
+        });
+    }
     job.events.send(Event::StepFinished {
         host: job.label.clone(),
         step: job.steps[i].name.clone(),
@@ -770,4 +801,119 @@ async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
         .zip(results)
         .map(|(s, r)| (s.node, r))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Host, TransportKind};
+    use crate::plan::host_step::{self, HostStep};
+    use crate::plan::Recipe;
+    use crate::transport::local::LocalTransport;
+    use std::collections::BTreeMap;
+
+    fn host(dir: &std::path::Path) -> Host {
+        Host {
+            name: "box".into(),
+            roles: vec![],
+            transport: TransportKind::Local,
+            deploy_to: dir.to_string_lossy().into_owned(),
+            user: None,
+            port: None,
+            vars: Default::default(),
+        }
+    }
+
+    fn step(output: bool) -> HostStep {
+        HostStep {
+            recipe: Recipe::Exec,
+            stage: "staging".into(),
+            name: "exec".into(),
+            timeout: Duration::from_secs(30),
+            output,
+        }
+    }
+
+    async fn run(plan: &Plan, redactor: Redactor) -> (RunReport, Vec<Event>) {
+        let (sink, mut rx) = EventSink::new();
+        let (_tx, shutdown) = watch::channel(false);
+        let t: Arc<dyn Transport> = Arc::new(LocalTransport::new("box"));
+        let ex = Executor::new(
+            vec![Some(t.clone())],
+            t,
+            HashMap::new(),
+            sink,
+            redactor,
+            4,
+            shutdown,
+        );
+        let report = ex.run(plan, |_| true, 0).await;
+        drop(ex);
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (report, events)
+    }
+
+    #[test]
+    fn output_lines_are_redacted_and_trimmed() {
+        let env: BTreeMap<String, String> =
+            [("API_TOKEN".to_string(), "s3cr3t".to_string())].into();
+        let r = Redactor::for_env(&[], &env);
+        assert_eq!(
+            output_lines("a s3cr3t b\n\nc\n\n", &r),
+            vec!["a [redacted] b", "", "c"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_whose_output_is_the_point_sends_it_before_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = host(dir.path());
+        let env: BTreeMap<String, String> =
+            [("API_TOKEN".to_string(), "s3cr3t".to_string())].into();
+        let plan = host_step::on_every_host(&step(true), &[&h], |_| {
+            "echo hello; echo 'oops s3cr3t' >&2; exit 3".into()
+        });
+        let (report, events) = run(&plan, Redactor::for_env(&[], &env)).await;
+        assert!(!report.results[0].as_ref().unwrap().ok);
+        let kinds: Vec<&Event> = events
+            .iter()
+            .filter(|e| !matches!(e, Event::StepStarted { .. }))
+            .collect();
+        assert_eq!(
+            kinds[0],
+            &Event::Output {
+                host: "box".into(),
+                step: "exec".into(),
+                stdout: vec!["hello".into()],
+                stderr: vec!["oops [redacted]".into()],
+            }
+        );
+        assert!(
+            matches!(kinds[1], Event::StepFinished { outcome: StepOutcome::Failed(why), .. } if why == "exit 3"),
+            "{kinds:?}"
+        );
+
+        // Without `output`, no Output event.
+        let plan = host_step::on_every_host(&step(false), &[&h], |_| "echo hi".into());
+        let (report, events) = run(&plan, Redactor::default()).await;
+        assert!(report.results[0].as_ref().unwrap().ok);
+        assert!(!events.iter().any(|e| matches!(e, Event::Output { .. })));
+    }
+
+    #[test]
+    fn plans_without_a_release_have_no_stop_flag() {
+        let h = host(std::path::Path::new("/srv/app"));
+        let mut plan = host_step::on_every_host(&step(false), &[&h], |_| "true".into());
+        assert_eq!(stop_flag(&plan, 0), None);
+        plan.release.id = "20261124T190102Z".into();
+        assert_eq!(stop_flag(&plan, 0), None, "only a deploy stops half-way");
+        plan.recipe = crate::plan::Recipe::Deploy;
+        assert_eq!(
+            stop_flag(&plan, 0).as_deref(),
+            Some("/srv/app/.shipit/stop-20261124T190102Z")
+        );
+    }
 }

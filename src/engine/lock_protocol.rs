@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::event::Event;
 use super::executor::{Executor, RunReport};
-use super::session::Ctx;
+use super::fleet::RunCtx;
 use crate::lock::{pid_alive, LockHolder};
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
 use crate::plan::queue::NodeState;
@@ -57,7 +57,7 @@ pub async fn lock_in_order(
     exec: &Executor,
     lock_plan: &Plan,
     states: &mut [Option<String>],
-    ctx: &Ctx<'_>,
+    ctx: &RunCtx<'_>,
 ) -> (LockOutcome, Vec<bool>) {
     let n_hosts = lock_plan.hosts.len();
     let prepare = |n: usize| lock_plan.phase_of(n) == Some(Phase::Prepare);
@@ -155,7 +155,7 @@ pub fn collect_locks(
     lock_plan: &Plan,
     report: &RunReport,
     states: &mut [Option<String>],
-    ctx: &Ctx<'_>,
+    ctx: &RunCtx<'_>,
     tried: impl Fn(usize) -> bool,
 ) -> LockOutcome {
     let (res, queue) = (&report.results, &report.queue);
@@ -261,7 +261,7 @@ pub async fn acquire(
     exec: &Executor,
     plan: &Plan,
     states: &mut [Option<String>],
-    ctx: &Ctx<'_>,
+    ctx: &RunCtx<'_>,
     wait_lock: Option<Duration>,
 ) -> Locks {
     let n_hosts = plan.hosts.len();

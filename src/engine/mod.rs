@@ -5,12 +5,19 @@
 pub mod deploy;
 pub mod event;
 pub mod executor;
+pub mod fleet;
 pub mod lock_protocol;
 pub mod rollback;
 pub mod rollback_target;
-pub mod session;
 pub mod settle;
 
 pub use event::{Event, HostSummary, StepOutcome, Summary};
 pub use executor::{EventSink, Executor, NodeResult};
+pub mod approve;
+pub mod check;
 pub mod connect;
+pub mod hand_lock;
+pub mod history;
+pub mod ledger_read;
+pub mod remote_command;
+pub mod session;

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, NodeResult};
+use super::fleet::{Fleet, RunCtx};
 use super::rollback_target::{
     self as target, reached, summary, HostEnd, NoTarget, Target, UndoVerdict, Verdict,
 };
-use super::session::{Ctx, Session};
 use crate::config::{Config, Host};
 use crate::ledger::LEDGER_PATH;
 use crate::lock::{pid_alive, LockHolder};
@@ -115,9 +115,9 @@ fn chain_reached(steps: &[RollbackStep], results: &[Option<NodeResult>]) -> targ
 /// One run, once connected.
 struct Run<'a, 'c> {
     req: &'a Request<'a>,
-    ctx: &'a Ctx<'c>,
+    ctx: &'a RunCtx<'c>,
     events: &'a EventSink,
-    session: &'a Session,
+    session: &'a Fleet,
     paths: Vec<HostPaths>,
     plan_hosts: Vec<PlanHost>,
     /// Whether this run's lock on each host is known to be free again.
@@ -132,7 +132,7 @@ impl Run<'_, '_> {
     }
 
     fn report(&self, host: Option<usize>, text: String) {
-        self.events.send(Event::Report {
+        self.events.send(Event::Line {
             host: host.map(|h| self.name(h).to_string()),
             text: self.req.redactor.apply(&text).into_owned(),
         });
@@ -224,7 +224,11 @@ impl Run<'_, '_> {
 
 /// Runs a rollback; the outcome and the summary it ended with (already
 /// sent as the last event).
-pub async fn run(req: Request<'_>, ctx: &Ctx<'_>, events: &EventSink) -> anyhow::Result<Outcome> {
+pub async fn run(
+    req: Request<'_>,
+    ctx: &RunCtx<'_>,
+    events: &EventSink,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let n = req.hosts.len();
     events.send(Event::RunStarted {
@@ -236,7 +240,7 @@ pub async fn run(req: Request<'_>, ctx: &Ctx<'_>, events: &EventSink) -> anyhow:
         hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
     });
     if let Some(id) = req.to {
-        events.send(Event::Report {
+        events.send(Event::Line {
             host: None,
             text: format!("rolling back to release {id}"),
         });
@@ -244,7 +248,7 @@ pub async fn run(req: Request<'_>, ctx: &Ctx<'_>, events: &EventSink) -> anyhow:
     for name in ["restart", "smoke_test"] {
         if let Some(t) = req.config.task(name) {
             if targeting::targets(t, &req.hosts) == Targets::Local {
-                events.send(Event::Report {
+                events.send(Event::Line {
                     host: None,
                     text: format!(
                         "note: task `{name}` runs on this machine (`local: true`); rollback does not run it"
@@ -253,7 +257,7 @@ pub async fn run(req: Request<'_>, ctx: &Ctx<'_>, events: &EventSink) -> anyhow:
             }
         }
     }
-    let session = Session::open(&req.hosts, &req.config.ssh, ctx, events, &req.redactor).await?;
+    let session = Fleet::open(&req.hosts, &req.config.ssh, ctx, events, &req.redactor).await?;
     let mut run = Run {
         paths: req
             .hosts

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::executor::{Executor, NodeResult, RunReport};
+use super::fleet::RunCtx;
 use super::lock_protocol::{Before, CLEANUP_TIMEOUT};
-use super::session::Ctx;
 use crate::config::{Config, Host};
 use crate::ledger::EventKind;
 use crate::outcome::Outcome;
@@ -302,7 +302,7 @@ pub async fn settle(
     states: &mut [Option<String>],
     host_ok: &mut [bool],
     undo: &UndoCtx<'_>,
-    ctx: &Ctx<'_>,
+    ctx: &RunCtx<'_>,
 ) -> (Outcome, String) {
     let s = Settlement::read(exec, plan, report, before, undo, ctx);
     let mut rows = Rows { states, host_ok };
@@ -333,7 +333,7 @@ struct Settlement<'a, 'c> {
     report: &'a RunReport,
     before: &'a [Before],
     undo: &'a UndoCtx<'a>,
-    ctx: &'a Ctx<'c>,
+    ctx: &'a RunCtx<'c>,
     interrupted: bool,
     /// Hosts whose `current` this run moved.
     published: Vec<bool>,
@@ -346,7 +346,7 @@ impl<'a, 'c> Settlement<'a, 'c> {
         report: &'a RunReport,
         before: &'a [Before],
         undo: &'a UndoCtx<'a>,
-        ctx: &'a Ctx<'c>,
+        ctx: &'a RunCtx<'c>,
     ) -> Self {
         let published = (0..plan.hosts.len())
             .map(|h| step_state(plan, &report.queue, h, "publish") == Some(NodeState::Done))

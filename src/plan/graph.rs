@@ -11,6 +11,22 @@ pub enum Recipe {
     /// A rollback's rounds: lock and read, then switch (and, where the
     /// target fails, switch back), each a plan of per-host chains.
     Rollback,
+    /// `shipit check`: preflight on every host, changing nothing.
+    Check,
+    /// `shipit releases`: each host's releases and ledger.
+    Releases,
+    /// `shipit history`: the stage's ledger.
+    History,
+    /// `shipit lock`: take the deploy lock by hand.
+    Lock,
+    /// `shipit unlock`: free the deploy lock.
+    Unlock,
+    /// `shipit approve`: record a decision on TO's hosts.
+    Approve,
+    /// `shipit exec`: a command on every host.
+    Exec,
+    /// `shipit run`: one task on its hosts.
+    Run,
 }
 
 impl std::fmt::Display for Recipe {
@@ -18,6 +34,14 @@ impl std::fmt::Display for Recipe {
         f.write_str(match self {
             Recipe::Deploy => "deploy",
             Recipe::Rollback => "rollback",
+            Recipe::Check => "check",
+            Recipe::Releases => "releases",
+            Recipe::History => "history",
+            Recipe::Lock => "lock",
+            Recipe::Unlock => "unlock",
+            Recipe::Approve => "approve",
+            Recipe::Exec => "exec",
+            Recipe::Run => "run",
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod current;
 pub mod display;
 pub mod graph;
+pub mod host_step;
 pub mod inspect;
 pub mod planner;
 pub mod queue;

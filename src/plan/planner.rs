@@ -216,6 +216,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             always: name == "unlock",
             timeout,
             quiet: name == "lock",
+            output: false,
         });
         let mut per_host = Vec::new();
         if local {
@@ -386,6 +387,7 @@ fn undo_nodes(
             always: false,
             timeout,
             quiet: false,
+            output: false,
         });
         steps.len() - 1
     };

@@ -245,6 +245,7 @@ pub fn chain_plan(
                         always: false,
                         timeout: s.timeout,
                         quiet: s.name == "lock",
+                        output: false,
                     });
                     steps.len() - 1
                 }

@@ -104,4 +104,7 @@ pub struct Step {
     /// Its output is data for shipit (the lock step's report of releases
     /// and ledger), not for people: not shown when the step succeeds.
     pub quiet: bool,
+    /// Its output is the point (`exec`, `run`): the executor sends the whole
+    /// redacted stdout and stderr as an `Output` event before the step's end.
+    pub output: bool,
 }

@@ -28,6 +28,9 @@ pub struct Human {
     done_style: ProgressStyle,
     /// Holds `exec`/`run` output until its step ends.
     printer: plain::Printer,
+    /// The run is a report (`check`, `releases`, ...): plain lines as they
+    /// come, no spinners.
+    report: bool,
 }
 
 impl Default for Human {
@@ -53,6 +56,7 @@ impl Human {
                 .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
             done_style: ProgressStyle::with_template(done).expect("static template"),
             printer: plain::Printer::default(),
+            report: false,
         }
     }
 
@@ -76,6 +80,19 @@ impl Human {
     }
 
     pub fn handle(&mut self, e: &Event) {
+        if let Event::RunStarted { recipe, .. } = e {
+            self.report = plain::is_report(recipe);
+        }
+        if let Event::Warning(m) = e {
+            eprintln!("{}", plain::warning_line(m));
+            return;
+        }
+        if self.report {
+            for l in self.printer.lines(e) {
+                println!("{l}");
+            }
+            return;
+        }
         match e {
             Event::RunStarted { hosts, .. } => {
                 for l in plain::lines(e) {
@@ -115,16 +132,18 @@ impl Human {
                     format!("{step} ok")
                 });
             }
-            Event::Warning(_) => {
-                for l in plain::lines(e) {
-                    eprintln!("{l}");
-                }
-            }
-            Event::BatchStarted { .. } | Event::Notice(_) | Event::Report { .. } => {
+            Event::BatchStarted { .. }
+            | Event::Notice(_)
+            | Event::Fact { .. }
+            | Event::History(_)
+            | Event::Approval(_)
+            | Event::Report(_)
+            | Event::Line { .. } => {
                 for l in plain::lines(e) {
                     self.println(&l);
                 }
             }
+            Event::Warning(_) => {}
             Event::Finished(s) => {
                 for l in self.printer.flush() {
                     self.println(&l);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::engine::event::{CheckStatus, Fact, Holder};
 use crate::engine::{Event, StepOutcome, Summary};
 
 /// The `schema` every event carries. Bumped when a field changes meaning or
@@ -107,9 +108,100 @@ pub fn event(e: &Event) -> Value {
             json!({ "index": index, "of": of, "hosts": hosts }),
         ),
         Event::Notice(text) => object("notice", json!({ "message": text })),
-        Event::Warning(text) => object("warning", json!({ "message": text })),
-        Event::Report { host, text } => object("report", json!({ "host": host, "text": text })),
+        Event::Line { host, text } => object("line", json!({ "host": host, "text": text })),
         Event::Finished(s) => summary(s),
+        Event::Fact { host, fact } => fact_object(host, fact),
+        Event::History(h) => object(
+            "history_entry",
+            json!({
+                "time": h.time,
+                "kind": h.kind,
+                "release": opt(&h.release),
+                "commit": opt(&h.commit),
+                "user": opt(&h.user),
+                "detail": h.detail,
+                "build_url": h.build_url,
+                "hosts": h.hosts,
+            }),
+        ),
+        Event::Approval(a) => object(
+            "approval",
+            json!({
+                "decision": a.decision,
+                "release": a.release,
+                "commit": a.commit,
+                "from_stage": a.from_stage,
+                "stage": a.stage,
+                "user": a.user,
+                "signed": a.signed,
+                "expires": a.expires,
+            }),
+        ),
+        Event::Warning(m) => object("warning", json!({ "message": m })),
+        Event::Report(lines) => object("report", json!({ "lines": lines })),
+    }
+}
+
+fn holder(h: &Option<Holder>) -> Value {
+    match h {
+        None => Value::Null,
+        Some(h) => json!({
+            "user": h.user,
+            "machine": h.machine,
+            "pid": h.pid,
+            "time": h.time,
+            "message": h.message,
+            "stale": h.stale,
+        }),
+    }
+}
+
+fn fact_object(host: &str, fact: &Fact) -> Value {
+    match fact {
+        Fact::Check {
+            check,
+            status,
+            text,
+        } => object(
+            "check_result",
+            json!({
+                "host": host,
+                "check": check,
+                "status": match status {
+                    CheckStatus::Ok => "ok",
+                    CheckStatus::Failed => "failed",
+                    CheckStatus::Warning => "warning",
+                },
+                "text": text,
+            }),
+        ),
+        Fact::Releases {
+            releases,
+            current,
+            deploy_to_exists,
+        } => object(
+            "host_releases",
+            json!({
+                "host": host,
+                "current": current,
+                "deploy_to_exists": deploy_to_exists,
+                "releases": releases.iter().map(|r| json!({
+                    "id": r.id,
+                    "status": r.status,
+                    "commit": opt(if r.commit == "-" { "" } else { &r.commit }),
+                    "current": r.current,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Fact::Lock {
+            state,
+            holder: h,
+            text,
+        } => object(
+            "lock_state",
+            json!({ "host": host, "state": state, "holder": holder(h), "text": text }),
+        ),
+        Fact::Unread { reason } => object("host_unread", json!({ "host": host, "reason": reason })),
     }
 }
 

@@ -1,6 +1,9 @@
 //! The JUnit XML report (`--junit FILE`), for Jenkins: one test suite per
 //! host, one test case per step that host ran (failures carry the command's
 //! output tail), and one `outcome` case per host from the run's summary.
+//! For `shipit check` the cases are the checks instead of the steps: one
+//! per finding (`connect`, `disk`, `linked_files`, ...), a failed check a
+//! failure carrying its text.
 //!
 //! [`Junit`] is built from events as they happen; [`Junit::render`] is a
 //! pure function of what it saw. The report is written by
@@ -10,6 +13,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::engine::event::{CheckStatus, Fact};
 use crate::engine::{Event, StepOutcome, Summary};
 
 /// The name of the per-host case that says how the host ended.
@@ -23,6 +27,8 @@ enum CaseState {
         reason: String,
         exit_status: Option<i32>,
     },
+    /// A check of `shipit check` that failed, with its text.
+    CheckFailed(String),
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +84,34 @@ impl Junit {
                 for h in hosts {
                     self.host_seen(h);
                 }
+            }
+            // A check's cases are its findings.
+            Event::StepStarted { .. } | Event::StepFinished { .. } if self.recipe == "check" => {}
+            Event::Fact {
+                host,
+                fact:
+                    Fact::Check {
+                        check,
+                        status,
+                        text,
+                    },
+            } => {
+                self.host_seen(host);
+                self.cases.push(Case {
+                    host: host.clone(),
+                    step: check.clone(),
+                    time: Duration::ZERO,
+                    state: match status {
+                        CheckStatus::Failed => CaseState::CheckFailed(text.clone()),
+                        CheckStatus::Ok | CheckStatus::Warning => CaseState::Ok,
+                    },
+                    tail: Vec::new(),
+                    stdout: vec![text.clone()]
+                        .into_iter()
+                        .filter(|t| !t.is_empty())
+                        .collect(),
+                    stderr: Vec::new(),
+                });
             }
             Event::StepStarted { host, step } => {
                 self.host_seen(host);
@@ -152,8 +186,12 @@ impl Junit {
             }
             Event::BatchStarted { .. }
             | Event::Notice(_)
+            | Event::Fact { .. }
+            | Event::History(_)
+            | Event::Approval(_)
             | Event::Warning(_)
-            | Event::Report { .. } => {}
+            | Event::Report(_)
+            | Event::Line { .. } => {}
         }
     }
 
@@ -296,6 +334,12 @@ impl XmlCase {
     fn from_case(c: &Case, classname: &str) -> XmlCase {
         let failure = match &c.state {
             CaseState::Ok => None,
+            CaseState::CheckFailed(text) => Some(Problem {
+                kind: Kind::Failure,
+                message: text.clone(),
+                type_: "check".into(),
+                body: String::new(),
+            }),
             CaseState::Running => Some(Problem {
                 kind: Kind::Error,
                 message: "did not finish: shipit ended while this step ran".into(),

@@ -10,11 +10,14 @@ use super::format::{self, Format, Requested, World};
 use super::junit::Junit;
 use crate::engine::Event;
 
-/// The subcommands whose whole output goes through the reporters, so
-/// `--format json` keeps stdout valid JSON lines and `--junit` sees every
-/// step. Others refuse those flags (exit 2) rather than mix free text into
-/// a JSON stream.
-pub const REPORTED_COMMANDS: [&str; 5] = ["deploy", "exec", "run", "promote", "rollback"];
+/// The subcommands whose whole output goes through the reporters (every
+/// one that touches hosts), so `--format json` keeps stdout valid JSON
+/// lines and `--junit` sees every step. The others (`init`, `plan`) refuse
+/// those flags (exit 2) rather than mix free text into a JSON stream.
+pub const REPORTED_COMMANDS: [&str; 11] = [
+    "deploy", "promote", "rollback", "exec", "run", "check", "releases", "history", "lock",
+    "unlock", "approve",
+];
 
 /// How much a run says (`-q`, `-v`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +45,17 @@ impl Verbosity {
         match (self, e) {
             (Verbosity::Quiet, Event::StepFinished { outcome, .. }) => *outcome != StepOutcome::Ok,
             (Verbosity::Quiet, Event::BatchStarted { .. }) => false,
+            (
+                Verbosity::Quiet,
+                Event::Fact {
+                    fact:
+                        crate::engine::event::Fact::Check {
+                            status: crate::engine::event::CheckStatus::Ok,
+                            ..
+                        },
+                    ..
+                },
+            ) => false,
             _ => true,
         }
     }
@@ -197,14 +211,19 @@ mod tests {
     fn json_and_junit_only_where_reported() {
         assert_eq!(unsupported("deploy", Requested::Json, true), None);
         assert_eq!(unsupported("exec", Requested::Json, false), None);
-        assert_eq!(unsupported("check", Requested::Plain, false), None);
-        assert_eq!(unsupported("check", Requested::Auto, false), None);
-        let m = unsupported("check", Requested::Json, false).unwrap();
+        for c in [
+            "check", "releases", "history", "lock", "unlock", "approve", "rollback",
+        ] {
+            assert_eq!(unsupported(c, Requested::Json, true), None, "{c}");
+        }
+        assert_eq!(unsupported("plan", Requested::Plain, false), None);
+        assert_eq!(unsupported("plan", Requested::Auto, false), None);
+        let m = unsupported("plan", Requested::Json, false).unwrap();
         assert!(
-            m.starts_with("`--format json` is not available for `shipit check`"),
+            m.starts_with("`--format json` is not available for `shipit plan`"),
             "{m}"
         );
-        let m = unsupported("releases", Requested::Plain, true).unwrap();
+        let m = unsupported("init", Requested::Plain, true).unwrap();
         assert!(m.contains("`--junit`"), "{m}");
     }
 

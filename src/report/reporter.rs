@@ -54,15 +54,11 @@ pub async fn drive_output(mut rx: mpsc::UnboundedReceiver<Event>, output: Output
                     }
                     _ => {}
                 }
+                if let (false, Event::Warning(m)) = (json, &e) {
+                    eprintln!("{}", plain::warning_line(m));
+                }
                 let lines = if json {
                     vec![json::line(&json::event(&e))]
-                } else if let Event::Warning(_) = e {
-                    // Warnings go to stderr, where a person reads them.
-                    let mut err = std::io::stderr().lock();
-                    for l in plain::lines(&e) {
-                        let _ = writeln!(err, "{l}");
-                    }
-                    Vec::new()
                 } else if !output.verbosity.shows(&e) {
                     Vec::new()
                 } else if output.verbosity == Verbosity::Verbose {

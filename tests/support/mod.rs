@@ -8,6 +8,7 @@
 
 pub mod deploy_yml;
 pub mod fleet;
+pub mod json_events;
 pub mod procs;
 pub mod project;
 pub mod report;
