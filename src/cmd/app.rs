@@ -1,0 +1,236 @@
+//! The world a command runs in, gathered once by `main` and passed down:
+//! [`App`], and the reporter its events go to.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::cli::Global;
+use crate::config::{self, Config};
+use crate::engine::session::Ctx;
+use crate::engine::EventSink;
+use crate::git;
+use crate::lock::LockHolder;
+use crate::outcome::Outcome;
+use crate::plan::render::referenced_env;
+use crate::plan::{release, Filters, ReleaseInfo};
+use crate::redact::Redactor;
+use crate::report::{Output, World};
+
+/// The world a command runs in, gathered once by `main` and passed down.
+pub struct App {
+    pub global: Global,
+    pub env: BTreeMap<String, String>,
+    pub now: DateTime<Utc>,
+    pub world: World,
+    /// Becomes `true` on SIGINT/SIGTERM.
+    pub shutdown: watch::Receiver<bool>,
+    pub pid: u32,
+    /// The name of the machine running shipit.
+    pub machine: String,
+    /// What the run is doing now, for the message a second Ctrl-C prints.
+    pub status: Arc<Mutex<String>>,
+    /// Both stdin and stdout are terminals: a person can answer a prompt.
+    pub interactive: bool,
+    /// Format, colour and JUnit report, chosen once by `main`.
+    pub output: Output,
+    /// Where the commands that print no events (`init`, `plan`) write
+    /// their text: stdout, from `main`.
+    pub stdout: Arc<Mutex<dyn std::io::Write + Send>>,
+}
+
+/// The reporter of a command's events, running until [`Reporting::finish`].
+pub struct Reporting {
+    pub events: crate::engine::EventSink,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reporting {
+    /// Waits until every event sent so far is written.
+    pub async fn finish(self) {
+        drop(self.events);
+        let _ = self.task.await;
+    }
+}
+
+impl App {
+    /// What the deploy and rollback protocols need of the world.
+    pub fn run_ctx(&self) -> crate::engine::fleet::RunCtx<'_> {
+        crate::engine::fleet::RunCtx {
+            env: &self.env,
+            parallel: self.global.parallel,
+            shutdown: self.shutdown.clone(),
+            staleness: self.staleness(),
+            now: self.now,
+            status: self.status.clone(),
+        }
+    }
+
+    /// Starts the reporter chosen for this run; events go to it.
+    pub fn reporting(&self) -> Reporting {
+        let (events, rx) = crate::engine::EventSink::new();
+        let task = tokio::spawn(crate::report::drive_output(rx, self.output.clone()));
+        Reporting { events, task }
+    }
+
+    /// Writes `text` as it is to the command's output (see `stdout`).
+    pub fn write_out(&self, text: &str) -> std::io::Result<()> {
+        let mut out = self
+            .stdout
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// Runs `work` with a [`Ctx`] whose events go to the reporter chosen
+    /// for this run (human, plain or JSON, and the JUnit report), and waits
+    /// until the reporter has written them all.
+    pub async fn reported<F, Fut>(&self, redactor: Redactor, work: F) -> anyhow::Result<Outcome>
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+    {
+        let (sink, rx) = EventSink::new();
+        let reporter = tokio::spawn(crate::report::drive_output(rx, self.output.clone()));
+        let ctx = Ctx {
+            events: sink,
+            redactor: Arc::new(redactor),
+            parallel: self.global.parallel,
+            shutdown: self.shutdown.clone(),
+        };
+        let result = work(ctx).await;
+        // Every sender is gone with `work`: the reporter ends.
+        let _ = reporter.await;
+        result
+    }
+
+    /// Masks the environment values whose names mark them secrets, for
+    /// the commands that run nothing from deploy.yml.
+    pub fn base_redactor(&self) -> Redactor {
+        Redactor::for_env(&BTreeSet::new(), &self.env)
+    }
+
+    /// Records what the run is doing (undoing, unlocking), so a second
+    /// Ctrl-C can say what it is waiting for.
+    pub fn set_status(&self, what: &str) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = what.to_string();
+        }
+    }
+
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(config::load(&self.global.config)?)
+    }
+
+    pub fn filters(&self) -> Filters {
+        Filters {
+            hosts: self.global.hosts.clone(),
+            roles: self.global.roles.clone(),
+        }
+    }
+
+    /// Who is running shipit: `SHIPIT_USER`, else git's `user.name`, else
+    /// the OS user.
+    pub fn user(&self) -> String {
+        if let Some(u) = self.env.get("SHIPIT_USER").filter(|u| !u.is_empty()) {
+            return u.clone();
+        }
+        if let Ok(name) = git2::Config::open_default().and_then(|c| c.get_string("user.name")) {
+            if !name.trim().is_empty() {
+                return name.trim().to_string();
+            }
+        }
+        ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|k| self.env.get(*k).filter(|v| !v.is_empty()).cloned())
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+
+    /// Resolves the commit and mints the release id for a run.
+    pub fn release_info(
+        &self,
+        config: &Config,
+        stage: &str,
+        revision: Option<&str>,
+    ) -> anyhow::Result<ReleaseInfo> {
+        let reference = revision.unwrap_or(&config.branch);
+        let resolved = git::resolve(&config.repository, reference)?;
+        Ok(ReleaseInfo {
+            id: release::release_id(self.now).into(),
+            commit: resolved.commit.into(),
+            reference: reference.to_string(),
+            user: self.user(),
+            application: config.application.clone(),
+            stage: stage.into(),
+            build_url: self.env.get("BUILD_URL").cloned(),
+            digest: None,
+        })
+    }
+
+    /// Strategy copy: builds the release archive once and records its
+    /// digest in `release`. `None` for strategy git.
+    pub fn artifact(
+        &self,
+        config: &Config,
+        release: &mut ReleaseInfo,
+    ) -> anyhow::Result<Option<crate::artifact::Artifact>> {
+        if config.strategy != crate::config::Strategy::Copy {
+            return Ok(None);
+        }
+        let path = if git::is_remote(&config.repository) {
+            git::local_mirror(&config.repository, &self.env)?
+        } else {
+            std::path::PathBuf::from(&config.repository)
+        };
+        let a = crate::artifact::build(&path, &release.commit)?;
+        release.digest = Some(a.digest.clone());
+        Ok(Some(a))
+    }
+
+    /// How this run tells a stale lock.
+    pub fn staleness(&self) -> crate::lock::Staleness<'_> {
+        crate::lock::Staleness {
+            machine: &self.machine,
+            now: self.now,
+            ttl: self.global.lock_ttl,
+        }
+    }
+
+    pub fn lock_holder(&self, stage: &str, release_id: &str, what: &str) -> LockHolder {
+        LockHolder {
+            user: self.user(),
+            machine: self.machine.clone(),
+            pid: self.pid,
+            time: self.now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            stage: stage.to_string(),
+            message: format!("{what} of `{stage}`"),
+            token: format!(
+                "{}-{}-{}-{}",
+                self.machine,
+                self.pid,
+                release_id,
+                self.now.timestamp_subsec_nanos()
+            ),
+        }
+    }
+
+    /// Masks every environment value that a template or task reads, and
+    /// every one whose name marks it a secret (`*_PASSWORD`, `*_SECRET`,
+    /// `*_TOKEN`, `*_KEY`).
+    pub fn redactor(&self, config: &Config) -> anyhow::Result<Redactor> {
+        let mut names = BTreeSet::new();
+        for t in &config.tasks {
+            names.extend(referenced_env(&t.run));
+        }
+        for t in &config.templates {
+            let text = std::fs::read_to_string(&t.src_path)
+                .with_context(|| format!("cannot read template `{}`", t.src))?;
+            names.extend(referenced_env(&text));
+        }
+        Ok(Redactor::for_env(&names, &self.env))
+    }
+}
