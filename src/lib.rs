@@ -10,7 +10,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod engine;
-pub mod gate;
+
 pub mod git;
 pub mod ids;
 pub mod ledger;

@@ -13,7 +13,7 @@ use crate::config::{Config, Stage};
 use crate::engine::approve::{approval_line, find_candidate, read_all, record, Verdict};
 use crate::engine::session::Ctx;
 use crate::engine::EventSink;
-use crate::gate::{self, ApprovalLine, Candidate, Decision};
+use crate::engine::gate::{self, ApprovalLine, Candidate, Decision};
 use crate::git;
 use crate::ledger::EventKind;
 use crate::outcome::{GateError, Outcome, UsageError};

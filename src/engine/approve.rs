@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::event::{Approval, Event};
 use super::session::{parse_output, Ctx, HostEnd, Session};
 use crate::config::{Config, Host};
-use crate::gate::{self, ApprovalLine, Candidate};
+use crate::engine::gate::{self, ApprovalLine, Candidate};
 use crate::ledger::{Entry, EventKind};
 use crate::outcome::{GateError, Outcome, UsageError};
 use crate::plan::commands::{self, HostPaths};

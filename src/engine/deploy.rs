@@ -85,7 +85,7 @@ async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
                 p.approvers.join(", ")
             }
         ));
-        let line = crate::gate::PromotedLine {
+        let line = crate::engine::gate::PromotedLine {
             entry,
             from_stage: p.from_stage.clone(),
             from_release: p.from_release.clone(),

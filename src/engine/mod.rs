@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod event;
 pub mod executor;
+pub mod gate;
 pub mod fleet;
 pub mod lock_protocol;
 pub mod rollback;
