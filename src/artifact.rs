@@ -57,8 +57,8 @@ pub fn build(repo_path: &Path, commit: &str) -> Result<Artifact, ArtifactError> 
     let mut error: Option<String> = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
         let name = match entry.name() {
-            Some(n) => format!("{root}{n}"),
-            None => {
+            Ok(n) => format!("{root}{n}"),
+            Err(_) => {
                 error = Some(format!("a file name in `{root}` is not UTF-8"));
                 return git2::TreeWalkResult::Abort;
             }

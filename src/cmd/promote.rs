@@ -342,7 +342,7 @@ fn changes(app: &App, config: &Config, from: Option<&str>, to: &str, max: usize)
             format!(
                 "{} {} ({})",
                 short(&c.id().to_string()),
-                c.summary().unwrap_or(""),
+                String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()),
                 c.author().name().unwrap_or("")
             )
         })
