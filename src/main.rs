@@ -45,6 +45,22 @@ fn main() -> ExitCode {
     {
         return refuse(output.format, &why, 2);
     }
+    // Completions, manual pages, the schema: text made from shipit itself.
+    if let Some(generated) = cmd::generated(&cli.command) {
+        return match generated {
+            Ok(text) => {
+                use std::io::Write as _;
+                match std::io::stdout().lock().write_all(&text) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => refuse(output.format, &format!("cannot write: {e}"), 1),
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                refuse(output.format, &message, exit_code(&Err(e)))
+            }
+        };
+    }
     if let Some(j) = &output.junit {
         if let Err(e) = j.start() {
             let why = format!("cannot write the JUnit report `{}`: {e}", j.path.display());

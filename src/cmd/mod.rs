@@ -1,18 +1,21 @@
 //! The subcommands, and what they share: the world they run in.
 
 pub mod check;
+pub mod completions;
 pub mod deploy;
 pub mod exec;
 pub mod fan_out;
 pub mod history;
 pub mod init;
 pub mod lock;
+pub mod man;
 pub mod on_hosts;
 pub mod plan;
 pub mod promote;
 pub mod releases;
 pub mod rollback;
 pub mod run_task;
+pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -172,8 +175,36 @@ impl App {
     }
 }
 
+/// The output of the commands that print text made from shipit itself
+/// (completions, manual pages, the deploy.yml schema): no config, no
+/// hosts, no runtime. `None` for every other command. `main` prints it.
+pub fn generated(command: &Command) -> Option<anyhow::Result<Vec<u8>>> {
+    use clap::CommandFactory;
+    Some(match command {
+        Command::Completions { shell } => Ok(completions::script(Cli::command(), *shell)),
+        Command::Man { command, dir: None } => man::page(Cli::command(), command.as_deref()),
+        Command::Man { dir: Some(dir), .. } => {
+            man::write_pages(Cli::command(), dir).map(|written| {
+                written
+                    .iter()
+                    .map(|p| format!("wrote {}\n", p.display()))
+                    .collect::<String>()
+                    .into_bytes()
+            })
+        }
+        Command::Schema => Ok(schema::text().into_bytes()),
+        _ => return None,
+    })
+}
+
 pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
     match &cli.command {
+        Command::Completions { .. } | Command::Man { .. } | Command::Schema => {
+            // `main` prints these through `generated` before it gets here.
+            Err(anyhow::anyhow!(
+                "this command prints through `cmd::generated`"
+            ))
+        }
         Command::Init { path, force } => init::run(path, *force),
         Command::Plan {
             stage,
