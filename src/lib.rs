@@ -14,6 +14,7 @@ pub mod gate;
 pub mod git;
 pub mod ledger;
 pub mod lock;
+pub mod logging;
 pub mod outcome;
 pub mod plan;
 pub mod redact;
