@@ -122,7 +122,9 @@ fn over_ssh_the_log_shows_the_master_and_each_command_line_without_secrets() {
     let log = stderr(&out);
     assert!(log.contains("ssh master: ssh '-E'"), "{log}");
     assert!(
-        log.contains(&format!("ssh master connected host={host} ms=")),
+        log.contains(&format!(
+            "ssh master: connect attempt ended host={host} ms="
+        )),
         "{log}"
     );
     // What sshd hands the login shell, quoted as sent.

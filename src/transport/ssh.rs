@@ -180,7 +180,7 @@ impl SshTransport {
             host = %target.host,
             ms = connecting.elapsed().as_millis(),
             ok = status.success(),
-            "ssh master connected"
+            "ssh master: connect attempt ended"
         );
         if !status.success() {
             let log = fs::read_to_string(&control.log).unwrap_or_default();
