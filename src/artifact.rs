@@ -1,9 +1,12 @@
 //! Strategy copy: the release archive, built once from the commit with git2
 //! and uploaded to every host.
 //!
-//! The archive is reproducible: entries in tree order, owner 0, and every
+//! The archive is reproducible: entries sorted (git's tree order, which is
+//! byte order of the paths with directories written `dir/`), owner and
+//! group 0 with no names, modes only 644, 755 or 777 (links), and every
 //! mtime set to the commit's time, so the same commit always gives the same
-//! bytes and the same digest (promotion relies on that).
+//! bytes and the same digest, on any machine and any day (promotion relies
+//! on that; a golden test pins the digest of a sample app).
 
 use std::io::Write;
 use std::path::Path;
@@ -57,8 +60,8 @@ pub fn build(repo_path: &Path, commit: &str) -> Result<Artifact, ArtifactError> 
     let mut error: Option<String> = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
         let name = match entry.name() {
-            Some(n) => format!("{root}{n}"),
-            None => {
+            Ok(n) => format!("{root}{n}"),
+            Err(_) => {
                 error = Some(format!("a file name in `{root}` is not UTF-8"));
                 return git2::TreeWalkResult::Abort;
             }
@@ -179,6 +182,111 @@ mod tests {
             "hi\n"
         );
     }
+
+    /// The sample app, committed with fixed names and dates: the same
+    /// commit on any machine, any day.
+    fn sample_app(d: &Path) -> String {
+        let run = |args: &[&str]| {
+            let out = Command::new("git")
+                .args(args)
+                .current_dir(d)
+                .env("GIT_AUTHOR_NAME", "Sample")
+                .env("GIT_AUTHOR_EMAIL", "sample@example.invalid")
+                .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+                .env("GIT_COMMITTER_NAME", "Sample")
+                .env("GIT_COMMITTER_EMAIL", "sample@example.invalid")
+                .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        run(&["init", "-q", "-b", "main"]);
+        let files: [(&str, &str); 6] = [
+            ("README.md", "# sample\n"),
+            ("bin/serve", "#!/bin/sh\nexec ./app\n"),
+            ("bin-tools/lint", "lint\n"),
+            ("config/app.yml", "port: 8080\n"),
+            ("public/index.html", "<h1>hi</h1>\n"),
+            (
+                "deep/a/path/longer/than/the/hundred/bytes/a/plain/tar/header/holds/for/one/name/file.txt",
+                "long\n",
+            ),
+        ];
+        for (path, body) in files {
+            let p = d.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        std::os::unix::fs::symlink("config/app.yml", d.join("app.yml")).unwrap();
+        run(&["add", "-A"]);
+        run(&["update-index", "--chmod=+x", "bin/serve"]);
+        run(&["commit", "-q", "-m", "sample"]);
+        run(&["rev-parse", "HEAD"])
+    }
+
+    /// Pins the archive of the sample app. If this changes, a release
+    /// promoted after upgrading shipit would not match the digest staging
+    /// verified: change it only on purpose, and say so in CHANGELOG.md.
+    #[test]
+    fn golden_digest_of_the_sample_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = sample_app(dir.path());
+        assert_eq!(sha, GOLDEN_COMMIT, "the sample commit itself changed");
+        let a = build(dir.path(), &sha).unwrap();
+        assert_eq!(a.digest, GOLDEN_DIGEST);
+
+        // Another clone, checked out elsewhere and later (other mtimes,
+        // another umask): the same bytes.
+        let other = tempfile::tempdir().unwrap();
+        let out = Command::new("git")
+            .args(["clone", "-q", "--no-hardlinks"])
+            .arg(dir.path())
+            .arg(other.path().join("clone"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            build(&other.path().join("clone"), &sha).unwrap().digest,
+            GOLDEN_DIGEST
+        );
+
+        // Sorted entries, fixed owners and mtimes.
+        let mut archive = tar::Archive::new(&a.bytes[..]);
+        let mut names = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let h = entry.header();
+            assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
+            assert_eq!(h.mtime().unwrap(), 1_767_323_045, "2026-01-02T03:04:05Z");
+            assert_eq!(h.username().unwrap(), Some(""));
+            names.push(entry.path().unwrap().to_string_lossy().into_owned());
+        }
+        // Git's tree order walked depth first is byte order of the paths,
+        // directories written `dir/`: `bin-tools/` before `bin/`.
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(names.first().map(String::as_str), Some("README.md"));
+        assert!(
+            names.iter().any(|n| n.ends_with("/name/file.txt")),
+            "{names:?}"
+        );
+    }
+
+    const GOLDEN_COMMIT: &str = "867c25833af7dcf8d8c468652cf3b2a8564193fe";
+    const GOLDEN_DIGEST: &str =
+        "sha256:723680f9068bc5e17f8c1d1d15d3554f4ba763e7e3a5030cbbc81de873569358";
 
     #[test]
     fn unknown_commits_are_named() {

@@ -268,6 +268,31 @@ pub enum Command {
         /// The task's name in `tasks:`.
         task: String,
     },
+    /// Print shell completions: `shipit completions bash > ~/.local/share/bash-completion/completions/shipit`.
+    ///
+    /// For bash, zsh, fish, PowerShell or elvish; the README's install
+    /// section says where each shell looks for them.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of shipit, or of one of its commands.
+    ///
+    /// `shipit man > shipit.1`, `shipit man deploy > shipit-deploy.1`; with
+    /// --dir, writes shipit.1 and one shipit-COMMAND.1 per command there.
+    Man {
+        /// The command whose page to print (default: shipit's own).
+        command: Option<String>,
+        /// Write every page into this directory instead of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of deploy.yml, for editors to validate and
+    /// complete it.
+    ///
+    /// `shipit schema > deploy.schema.json`, then start deploy.yml with
+    /// `# yaml-language-server: $schema=deploy.schema.json`.
+    Schema,
 }
 
 /// Parses a duration flag the way deploy.yml reads durations.

@@ -61,7 +61,7 @@ pub fn resolve(repository: &str, reference: &str) -> Result<Resolved, GitError> 
     let commit = obj.peel_to_commit().map_err(|_| unknown())?;
     Ok(Resolved {
         commit: commit.id().to_string(),
-        subject: commit.summary().unwrap_or("").to_string(),
+        subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
     })
 }
 

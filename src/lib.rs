@@ -15,6 +15,7 @@ pub mod git;
 pub mod ids;
 pub mod ledger;
 pub mod lock;
+pub mod logging;
 pub mod outcome;
 pub mod plan;
 pub mod redact;

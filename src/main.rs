@@ -7,6 +7,7 @@ use clap::{CommandFactory, FromArgMatches};
 use shipit::cli::Cli;
 use shipit::cmd::{self, App};
 use shipit::outcome::exit_code;
+use shipit::redact::Redactor;
 use shipit::report::{json, output, Format, Output, World};
 
 fn machine_name() -> String {
@@ -44,6 +45,37 @@ fn main() -> ExitCode {
         output::unsupported(&command_name, cli.global.format, cli.global.junit.is_some())
     {
         return refuse(output.format, &why, 2);
+    }
+    // SHIPIT_LOG: diagnostic logs on stderr, redacted from the start.
+    let log_secrets = {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        shipit::logging::LogSecrets::new(Redactor::for_env([], &env))
+    };
+    match shipit::logging::level(std::env::var("SHIPIT_LOG").ok().as_deref()) {
+        Ok(None) => {}
+        Ok(Some(level)) => {
+            if let Err(why) = shipit::logging::init(level, log_secrets.clone()) {
+                return refuse(output.format, &why, 1);
+            }
+            tracing::debug!(command = %command_name, version = env!("CARGO_PKG_VERSION"), "shipit starts");
+        }
+        Err(why) => return refuse(output.format, &why, 2),
+    }
+    // Completions, manual pages, the schema: text made from shipit itself.
+    if let Some(generated) = cmd::generated(&cli.command) {
+        return match generated {
+            Ok(text) => {
+                use std::io::Write as _;
+                match std::io::stdout().lock().write_all(&text) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => refuse(output.format, &format!("cannot write: {e}"), 1),
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                refuse(output.format, &message, exit_code(&Err(e)))
+            }
+        };
     }
     if let Some(j) = &output.junit {
         if let Err(e) = j.start() {
@@ -114,6 +146,7 @@ fn main() -> ExitCode {
             output: output.clone(),
             stdout: std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout())),
             interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+            log_secrets,
         };
         cmd::run(cli, app).await
     });

@@ -59,6 +59,31 @@ impl Redactor {
         Redactor::new(names, env)
     }
 
+    /// This redactor, also masking each secret as it appears inside a
+    /// single-quoted shell word (`'` written `'\''`; `!` as `'\!'` the way
+    /// the ssh transport writes it), quoted once or twice (a value quoted
+    /// into a task's command, inside the command line sent over ssh): for
+    /// logs of commands as they were sent.
+    pub fn with_quoted_forms(&self) -> Redactor {
+        let mut secrets = self.secrets.clone();
+        let mut level = self.secrets.clone();
+        for _ in 0..2 {
+            let quoted: Vec<String> = level
+                .iter()
+                .flat_map(|s| {
+                    let plain = s.replace('\'', "'\\''");
+                    let ssh = plain.replace('!', "'\\!'");
+                    [plain, ssh]
+                })
+                .collect();
+            secrets.extend(quoted.iter().cloned());
+            level = quoted;
+        }
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        secrets.dedup();
+        Redactor { secrets }
+    }
+
     pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
             return Cow::Borrowed(text);
@@ -88,6 +113,18 @@ mod tests {
             "pw=[redacted] home=/root"
         );
         assert!(matches!(r.apply("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn quoted_forms_are_masked_once_and_twice_quoted() {
+        let env: BTreeMap<String, String> = [("A_TOKEN".to_string(), "o'k!x".to_string())].into();
+        let r = Redactor::for_env([], &env).with_quoted_forms();
+        let once = crate::shell::quote("o'k!x");
+        let twice = crate::shell::quote(&once);
+        for text in ["o'k!x", &once, &twice, "o'\\''k'\\!'x"] {
+            assert!(!r.apply(text).contains('k'), "{text} -> {}", r.apply(text));
+        }
+        assert_eq!(r.apply("nothing"), "nothing");
     }
 
     #[test]

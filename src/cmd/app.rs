@@ -37,6 +37,9 @@ pub struct App {
     pub interactive: bool,
     /// Format, colour and JUnit report, chosen once by `main`.
     pub output: Output,
+    /// What `SHIPIT_LOG` lines are redacted with; [`App::redactor`]
+    /// extends it to the config's secrets.
+    pub log_secrets: crate::logging::LogSecrets,
     /// Where the commands that print no events (`init`, `plan`) write
     /// their text: stdout, from `main`.
     pub stdout: Arc<Mutex<dyn std::io::Write + Send>>,
@@ -231,6 +234,8 @@ impl App {
                 .with_context(|| format!("cannot read template `{}`", t.src))?;
             names.extend(referenced_env(&text));
         }
-        Ok(Redactor::for_env(&names, &self.env))
+        let redactor = Redactor::for_env(&names, &self.env);
+        self.log_secrets.set(&redactor);
+        Ok(redactor)
     }
 }

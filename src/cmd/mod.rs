@@ -3,24 +3,55 @@
 mod app;
 pub mod approve;
 pub mod check;
+pub mod completions;
 pub mod deploy;
 pub mod exec;
 pub mod history;
 pub mod init;
 pub mod lock;
+pub mod man;
 pub mod plan;
 pub mod promote;
 pub mod releases;
 pub mod rollback;
 pub mod run_task;
+pub mod schema;
 
 pub use app::{App, Reporting};
 
 use crate::cli::{Cli, Command};
 use crate::outcome::Outcome;
 
+/// The output of the commands that print text made from shipit itself
+/// (completions, manual pages, the deploy.yml schema): no config, no
+/// hosts, no runtime. `None` for every other command. `main` prints it.
+pub fn generated(command: &Command) -> Option<anyhow::Result<Vec<u8>>> {
+    use clap::CommandFactory;
+    Some(match command {
+        Command::Completions { shell } => Ok(completions::script(Cli::command(), *shell)),
+        Command::Man { command, dir: None } => man::page(Cli::command(), command.as_deref()),
+        Command::Man { dir: Some(dir), .. } => {
+            man::write_pages(Cli::command(), dir).map(|written| {
+                written
+                    .iter()
+                    .map(|p| format!("wrote {}\n", p.display()))
+                    .collect::<String>()
+                    .into_bytes()
+            })
+        }
+        Command::Schema => Ok(schema::text().into_bytes()),
+        _ => return None,
+    })
+}
+
 pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
     match &cli.command {
+        Command::Completions { .. } | Command::Man { .. } | Command::Schema => {
+            // `main` prints these through `generated` before it gets here.
+            Err(anyhow::anyhow!(
+                "this command prints through `cmd::generated`"
+            ))
+        }
         Command::Init { path, force } => {
             let text = init::run(path, *force)?;
             app.write_out(&text)?;

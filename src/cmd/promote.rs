@@ -11,9 +11,9 @@ use super::deploy::{self, Promotion};
 use super::App;
 use crate::config::{Config, Stage};
 use crate::engine::approve::{approval_line, find_candidate, read_all, record, Verdict};
+use crate::engine::gate::{self, ApprovalLine, Candidate, Decision};
 use crate::engine::session::Ctx;
 use crate::engine::EventSink;
-use crate::engine::gate::{self, ApprovalLine, Candidate, Decision};
 use crate::git;
 use crate::ledger::EventKind;
 use crate::outcome::{GateError, Outcome, UsageError};
@@ -256,7 +256,7 @@ fn changes(app: &App, config: &Config, from: Option<&str>, to: &str, max: usize)
             format!(
                 "{} {} ({})",
                 short(&c.id().to_string()),
-                c.summary().unwrap_or(""),
+                String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()),
                 c.author().name().unwrap_or("")
             )
         })

@@ -6,6 +6,7 @@ pub mod error;
 pub mod host_range;
 pub mod model;
 pub mod raw;
+pub mod schema;
 pub(crate) mod source_map;
 pub mod validate;
 

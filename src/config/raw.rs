@@ -9,32 +9,52 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+// `JsonSchema` derives feed `shipit schema` (the schema of the hand-written
+// Deserialize impls below is in super::schema).
+use schemars::JsonSchema;
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// The application's name, in ledger records and messages.
     pub application: String,
+    /// The git repository to deploy: a URL, or a path relative to this file.
     pub repository: String,
+    /// The branch, tag or commit deployed (default `main`); resolved once per run.
     pub branch: Option<String>,
+    /// Where releases live on each host.
     pub deploy_to: Option<String>,
+    /// How many good releases each host keeps (default 5).
     pub keep_releases: Option<u32>,
+    /// `git`: each host keeps a mirror and exports the commit; `copy`: shipit
+    /// builds the archive once and uploads it.
     pub strategy: Option<RawStrategy>,
+    /// Files under `shared/` linked into every release.
     pub linked_files: Option<Vec<String>>,
+    /// Directories under `shared/` linked into every release.
     pub linked_dirs: Option<Vec<String>>,
+    /// How to reach the hosts (the system OpenSSH).
     pub ssh: Option<RawSsh>,
+    /// Values for templates and `run` commands (`{{ port }}`).
     pub vars: Option<OrderedMap<serde_json::Value>>,
+    /// Tera templates rendered per host and uploaded before publish.
     pub templates: Option<Vec<RawTemplate>>,
+    /// Your steps, hooked into the deploy graph by `after`.
     pub tasks: Option<OrderedMap<RawTask>>,
+    /// The stages (staging, production, ...) and their hosts.
     pub stages: OrderedMap<RawStage>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "Strategy")]
 #[serde(rename_all = "lowercase")]
 pub enum RawStrategy {
     Git,
     Copy,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Ssh")]
 #[serde(deny_unknown_fields)]
 pub struct RawSsh {
     pub user: Option<String>,
@@ -46,14 +66,16 @@ pub struct RawSsh {
     pub host_key_checking: Option<RawHostKeyChecking>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "HostKeyChecking")]
 #[serde(rename_all = "kebab-case")]
 pub enum RawHostKeyChecking {
     Strict,
     AcceptNew,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Template")]
 #[serde(deny_unknown_fields)]
 pub struct RawTemplate {
     pub src: String,
@@ -61,34 +83,49 @@ pub struct RawTemplate {
     pub mode: Option<RawMode>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Task")]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
+    /// The step it runs after: a built-in step or another task (required
+    /// except for `restart` and `smoke_test`).
     pub after: Option<String>,
+    /// Only on hosts with one of these roles.
     pub roles: Option<Vec<String>>,
+    /// On the first matching host only.
     pub once: Option<bool>,
+    /// On the machine running shipit instead of the hosts.
     pub local: Option<bool>,
+    /// The shell command; `{{ var }}` values are shell-quoted.
     pub run: String,
     pub retries: Option<u32>,
     pub interval: Option<RawDuration>,
     pub timeout: Option<RawDuration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Stage")]
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
     pub hosts: Option<Vec<RawHost>>,
+    /// The stage whose verified release `shipit promote` brings here.
     pub promote_from: Option<String>,
+    /// What a promotion must satisfy.
     pub gate: Option<RawGate>,
+    /// Publish in batches: a canary, then a count or percentage at a time.
     pub rollout: Option<RawRollout>,
+    /// Hosts that may fail before the run aborts and undoes (default 0).
     pub max_failures: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Host")]
 #[serde(deny_unknown_fields)]
 pub struct RawHost {
+    /// A host name, an ssh config alias, or a range like `web-[01:12].example.com`.
     pub host: String,
     pub roles: Option<Vec<String>>,
+    /// `ssh` (default) or `local` (this machine, no ssh).
     pub transport: Option<RawTransport>,
     pub deploy_to: Option<String>,
     pub user: Option<String>,
@@ -96,14 +133,16 @@ pub struct RawHost {
     pub vars: Option<OrderedMap<serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(rename = "Transport")]
 #[serde(rename_all = "lowercase")]
 pub enum RawTransport {
     Ssh,
     Local,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Gate")]
 #[serde(deny_unknown_fields)]
 pub struct RawGate {
     pub approvals: Option<u32>,
@@ -114,7 +153,8 @@ pub struct RawGate {
     pub allowed_signers: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Rollout")]
 #[serde(deny_unknown_fields)]
 pub struct RawRollout {
     pub batch: Option<RawBatch>,

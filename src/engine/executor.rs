@@ -608,6 +608,13 @@ async fn run_one(job: RunOne) -> NodeResult {
             )
         }
     };
+    tracing::debug!(
+        host = %job.label,
+        step = %job.step,
+        ok,
+        ms = duration.as_millis(),
+        "step finished"
+    );
     job.events.send(Event::StepFinished {
         host: job.label,
         step: job.step,
@@ -758,6 +765,13 @@ async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
                         }
                         c => (false, Some(format!("exit {c}"))),
                     };
+                    tracing::debug!(
+                        host = %job.label,
+                        step = %job.steps[i].name,
+                        ok,
+                        ms = duration.as_millis(),
+                        "step finished"
+                    );
                     results[i] = Some(finished(&job, i, ok, Some(out), reason, duration));
                 }
                 _ => {}

@@ -267,8 +267,49 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// What the gate says. `Ok` carries the approvers that count.
+/// What the gate says. `Ok` carries the approvers that count. Logged
+/// (`SHIPIT_LOG=debug`) with what it weighed.
 pub fn evaluate(
+    to: &str,
+    gate: Option<&Gate>,
+    cand: &Candidate,
+    decisions: &[Decision],
+    promoter: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, String> {
+    for d in decisions {
+        tracing::debug!(
+            stage = to,
+            user = %d.user,
+            approved = d.approved,
+            time = %d.time,
+            expires = %d.expires,
+            signature_ok = ?d.signature_ok,
+            "gate: a recorded decision"
+        );
+    }
+    let verdict = weigh(to, gate, cand, decisions, promoter, now);
+    match &verdict {
+        Ok(approvers) => tracing::debug!(
+            stage = to,
+            release = %cand.release,
+            commit = %cand.commit,
+            promoter,
+            ?approvers,
+            "gate passes"
+        ),
+        Err(why) => tracing::debug!(
+            stage = to,
+            release = %cand.release,
+            commit = %cand.commit,
+            promoter,
+            "gate refuses: {why}"
+        ),
+    }
+    verdict
+}
+
+fn weigh(
     to: &str,
     gate: Option<&Gate>,
     cand: &Candidate,

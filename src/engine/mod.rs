@@ -5,8 +5,8 @@
 pub mod deploy;
 pub mod event;
 pub mod executor;
-pub mod gate;
 pub mod fleet;
+pub mod gate;
 pub mod lock_protocol;
 pub mod rollback;
 pub mod rollback_target;

@@ -60,6 +60,26 @@ impl LocalTransport {
         timeout: Duration,
         progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
     ) -> Result<CommandOutput, TransportError> {
+        tracing::debug!(
+            host = %self.host,
+            timeout_s = timeout.as_secs(),
+            "local: sh -c {}\nstdin: {}",
+            crate::shell::quote(script),
+            crate::logging::stdin_text(stdin)
+        );
+        let started = std::time::Instant::now();
+        let result = self.run_command(script, stdin, timeout, progress).await;
+        super::log_finished(&self.host, &result, started.elapsed());
+        result
+    }
+
+    async fn run_command(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    ) -> Result<CommandOutput, TransportError> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(script)

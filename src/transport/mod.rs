@@ -47,6 +47,27 @@ pub enum TransportError {
     Io { host: String, reason: String },
 }
 
+/// Logs (`SHIPIT_LOG=debug`) how a command on `host` ended and how long it
+/// took; the command line was logged when it started.
+pub(crate) fn log_finished(
+    host: &str,
+    result: &Result<CommandOutput, TransportError>,
+    elapsed: Duration,
+) {
+    let ms = elapsed.as_millis();
+    match result {
+        Ok(out) => tracing::debug!(
+            host = %host,
+            status = ?out.status,
+            stdout_bytes = out.stdout.len(),
+            stderr_bytes = out.stderr.len(),
+            ms,
+            "command finished"
+        ),
+        Err(e) => tracing::debug!(host = %host, error = %e, ms, "command failed"),
+    }
+}
+
 /// Runs shell scripts on one host.
 ///
 /// Implementations run `script` with `sh -c` in the login user's home

@@ -138,8 +138,18 @@ impl SshTransport {
         check_destination(&target.host).map_err(fail)?;
         let control = ControlDir::create(control_dir).map_err(fail)?;
 
+        let args = master_args(target, &control.socket, &control.log);
+        tracing::debug!(
+            host = %target.host,
+            "ssh master: ssh {}",
+            args.iter()
+                .map(|a| sh_quote(&a.to_string_lossy()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let connecting = std::time::Instant::now();
         let mut ssh = Command::new("ssh");
-        ssh.args(master_args(target, &control.socket, &control.log))
+        ssh.args(args)
             .stdin(StdStdio::null())
             .stdout(StdStdio::null())
             .stderr(StdStdio::null())
@@ -166,6 +176,12 @@ impl SshTransport {
                 )));
             }
         };
+        tracing::debug!(
+            host = %target.host,
+            ms = connecting.elapsed().as_millis(),
+            ok = status.success(),
+            "ssh master: connect attempt ended"
+        );
         if !status.success() {
             let log = fs::read_to_string(&control.log).unwrap_or_default();
             return Err(fail(explain_ssh_stderr(target, &log)));
@@ -198,8 +214,30 @@ impl SshTransport {
     }
 
     /// [`Transport::run`] and [`Transport::run_streaming`]: the same
-    /// command, timeout and kill, with or without someone following stdout.
+    /// command, timeout and kill, with or without someone following stdout;
+    /// logged (`SHIPIT_LOG=debug`) as sent, with how it ended.
     async fn run_inner(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    ) -> Result<CommandOutput, TransportError> {
+        tracing::debug!(
+            host = %self.host,
+            timeout_s = timeout.as_secs(),
+            "ssh {}: {}\nstdin: {}",
+            self.host,
+            remote_command(script),
+            crate::logging::stdin_text(stdin)
+        );
+        let started = std::time::Instant::now();
+        let result = self.run_command(script, stdin, timeout, progress).await;
+        super::log_finished(&self.host, &result, started.elapsed());
+        result
+    }
+
+    async fn run_command(
         &self,
         script: &str,
         stdin: Option<&[u8]>,

@@ -15,7 +15,9 @@ pub fn shipit_cmd(dir: &Path, args: &[&str]) -> Command {
     c.args(args)
         .current_dir(dir)
         .env("SHIPIT_USER", "tester")
-        .env("CI", "true");
+        .env("CI", "true")
+        // Diagnostic logs only where a test asks for them.
+        .env_remove("SHIPIT_LOG");
     c
 }
 

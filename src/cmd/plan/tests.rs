@@ -40,6 +40,7 @@ fn app(stage: &str) -> App {
         interactive: false,
         output: Output::simple(Format::Plain),
         stdout: Arc::new(Mutex::new(std::io::sink())),
+        log_secrets: Default::default(),
     }
 }
 
