@@ -167,6 +167,65 @@ fn resolve_remote(repository: &str, reference: &str) -> Result<Resolved, GitErro
     }
 }
 
+/// The commits between `from` (exclusive) and `to`, newest first, at most
+/// `max`, from the local repository (or shipit's mirror of a remote one).
+pub fn changes(
+    repository: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    from: Option<&str>,
+    to: &str,
+    max: usize,
+) -> Vec<String> {
+    let path = if is_remote(repository) {
+        match local_mirror(repository, env) {
+            Ok(p) => p,
+            Err(_) => return Vec::new(),
+        }
+    } else {
+        std::path::PathBuf::from(repository)
+    };
+    let Ok(repo) = git2::Repository::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut walk) = repo.revwalk() else {
+        return Vec::new();
+    };
+    let Ok(to) = git2::Oid::from_str(to) else {
+        return Vec::new();
+    };
+    if walk.push(to).is_err() {
+        return Vec::new();
+    }
+    if let Some(f) = from.and_then(|f| git2::Oid::from_str(f).ok()) {
+        let _ = walk.hide(f);
+    }
+    walk.flatten()
+        .take(max)
+        .filter_map(|oid| repo.find_commit(oid).ok())
+        .map(|c| {
+            format!(
+                "{} {} ({})",
+                &c.id().to_string()[..12],
+                String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()),
+                c.author().name().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// The subject line of `commit`, or nothing when it cannot be read.
+pub fn subject(
+    repository: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    commit: &str,
+) -> String {
+    changes(repository, env, None, commit, 1)
+        .into_iter()
+        .next()
+        .map(|l| l.split_once(' ').map(|(_, s)| s.to_string()).unwrap_or(l))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

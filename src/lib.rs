@@ -10,7 +10,6 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod engine;
-
 pub mod git;
 pub mod ids;
 pub mod ledger;
@@ -22,4 +21,5 @@ pub mod redact;
 pub mod remote;
 pub mod report;
 pub use remote::shell;
+pub mod terminal;
 pub mod transport;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::promote::{from_stage, stage};
 use super::App;
 use crate::engine::approve::{self, ApproveRun};
+use crate::engine::promote::{from_stage, stage};
 use crate::outcome::{Outcome, UsageError};
 
 /// How long an approval counts when neither `--expires` nor the gate's

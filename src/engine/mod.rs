@@ -8,6 +8,7 @@ pub mod executor;
 pub mod fleet;
 pub mod gate;
 pub mod lock_protocol;
+pub mod promote;
 pub mod rollback;
 pub mod rollback_target;
 pub mod settle;
