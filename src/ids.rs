@@ -53,7 +53,8 @@ macro_rules! string_newtype {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                // `pad`, so width and alignment (`{:w$}`) apply as for a str.
+                f.pad(&self.0)
             }
         }
 
@@ -134,6 +135,7 @@ mod tests {
         assert_eq!(id, "20261124T190102Z");
         assert_eq!(&id[..8], "20261124");
         assert_eq!(format!("release {id}"), "release 20261124T190102Z");
+        assert_eq!(format!("[{:6}]", HostName::from("web")), "[web   ]");
         let older = ReleaseId::from("20261120T000000Z");
         assert!(older < id, "ids order as their text");
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"20261124T190102Z\"");

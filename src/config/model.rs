@@ -5,6 +5,7 @@
 //! paths are relative and cannot leave `deploy_to`, per-host overrides are
 //! merged. Nothing here touches the file system or the network.
 
+use crate::ids::{HostName, StageName};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -142,7 +143,7 @@ pub struct Task {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
-    pub name: String,
+    pub name: StageName,
     /// Expanded (`web-[01:12]` becomes twelve hosts), in file order.
     pub hosts: Vec<Host>,
     pub promote_from: Option<String>,
@@ -161,7 +162,7 @@ pub enum TransportKind {
 pub struct Host {
     /// As written after range expansion; what ssh is given (may be an alias
     /// from the ssh config).
-    pub name: String,
+    pub name: HostName,
     pub roles: Vec<String>,
     pub transport: TransportKind,
     /// Absolute for ssh hosts. For local hosts a relative path is resolved

@@ -734,7 +734,7 @@ impl Validator<'_> {
                 .transpose()?;
             let rollout = self.rollout(name, stage.rollout.as_ref(), hosts.len())?;
             out.push(Stage {
-                name: name.clone(),
+                name: name.clone().into(),
                 hosts,
                 promote_from: stage.promote_from.clone(),
                 gate,
@@ -837,7 +837,7 @@ impl Validator<'_> {
                 }
                 let deploy_to = self.deploy_to(stage, i, &name, h, raw, transport)?;
                 out.push(Host {
-                    name,
+                    name: name.into(),
                     roles: roles.clone(),
                     transport,
                     deploy_to,

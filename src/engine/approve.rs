@@ -229,7 +229,7 @@ async fn decide(ctx: &Ctx, a: &ApproveRun<'_>) -> anyhow::Result<Approval> {
     };
     record(ctx, a.config, Recipe::Approve, a.to, |h| {
         let mut l = template.clone();
-        l.entry.host = h.name.clone();
+        l.entry.host = h.name.to_string();
         l.signature = signature.clone();
         l
     })
@@ -242,7 +242,7 @@ async fn decide(ctx: &Ctx, a: &ApproveRun<'_>) -> anyhow::Result<Approval> {
 pub async fn run(ctx: Ctx, a: ApproveRun<'_>) -> anyhow::Result<Outcome> {
     let began = std::time::Instant::now();
     let (_, hosts) = planner::select_hosts(a.config, a.to, &Filters::default())?;
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
     ctx.send(Event::RunStarted {
         recipe: Recipe::Approve.to_string(),
         stage: a.to.to_string(),

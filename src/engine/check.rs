@@ -165,7 +165,7 @@ pub async fn run(
     hosts: &[&Host],
     staleness: &Staleness<'_>,
 ) -> anyhow::Result<Outcome> {
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
     ctx.send(Event::RunStarted {
         recipe: Recipe::Check.to_string(),
         stage: stage.to_string(),

@@ -56,7 +56,7 @@ pub async fn connect_all(
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
                 Err(TransportError::Io {
-                    host: hosts[i].name.clone(),
+                    host: hosts[i].name.to_string(),
                     reason: "connection task ended unexpectedly".into(),
                 })
             })

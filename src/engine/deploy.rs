@@ -184,7 +184,7 @@ async fn deploy_phases(
     let found: HostState = before
         .iter()
         .enumerate()
-        .filter_map(|(h, b)| Some((plan.hosts[h].name.clone(), b.found.clone()?)))
+        .filter_map(|(h, b)| Some((plan.hosts[h].name.to_string(), b.found.clone()?)))
         .collect();
     let (p, uploads) = build(release, Some(&found))?;
     *plan = p;
@@ -295,7 +295,7 @@ pub async fn run(
     let stage = req.stage;
     let (_, hosts) = planner::select_hosts(req.config, stage, req.filters)?;
     let (mut plan, uploads) = req.build(&hosts, ctx.env, &req.release, None)?;
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
     events.send(Event::RunStarted {
         recipe: "deploy".into(),
         stage: stage.to_string(),

@@ -265,7 +265,7 @@ impl Executor {
                 Some(h) => match &self.transports[h] {
                     Some(t) => (
                         t.clone(),
-                        plan.hosts[h].name.clone(),
+                        plan.hosts[h].name.to_string(),
                         Some((self.round_trips.clone(), h)),
                     ),
                     None => {
@@ -426,7 +426,7 @@ impl<'p> DrainState<'p> {
                 of: plan.batches.len(),
                 hosts: plan.batches[b]
                     .iter()
-                    .map(|&x| plan.hosts[x].name.clone())
+                    .map(|&x| plan.hosts[x].name.to_string())
                     .collect(),
             });
         }

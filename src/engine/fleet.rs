@@ -86,7 +86,7 @@ impl Fleet {
                 Err(e) => {
                     let why = redactor.apply(&e.to_string()).into_owned();
                     events.send(Event::StepFinished {
-                        host: hosts[i].name.clone(),
+                        host: hosts[i].name.to_string(),
                         step: "connect".into(),
                         outcome: StepOutcome::Failed(why.clone()),
                         duration: Duration::ZERO,

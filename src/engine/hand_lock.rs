@@ -56,7 +56,7 @@ fn started(ctx: &Ctx, recipe: Recipe, stage: &str, hosts: &[&Host]) {
         release: String::new(),
         commit: String::new(),
         reference: String::new(),
-        hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+        hosts: hosts.iter().map(|h| h.name.to_string()).collect(),
     });
 }
 

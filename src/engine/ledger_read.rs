@@ -115,7 +115,7 @@ async fn read(
     stage: &str,
     hosts: &[&Host],
 ) -> anyhow::Result<Option<Read>> {
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
     ctx.send(Event::RunStarted {
         recipe: recipe.to_string(),
         stage: stage.to_string(),

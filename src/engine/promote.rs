@@ -369,7 +369,7 @@ impl Review {
         );
         record(ctx, config, Recipe::Deploy, &to, |h| {
             let mut a = line.clone();
-            a.entry.host = h.name.clone();
+            a.entry.host = h.name.to_string();
             a
         })
         .await?;

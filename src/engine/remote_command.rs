@@ -124,7 +124,7 @@ pub async fn exec(
     timeout: Duration,
 ) -> anyhow::Result<Outcome> {
     let began = std::time::Instant::now();
-    let labels: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let labels: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
     started(
         &ctx,
         Recipe::Exec,
@@ -228,7 +228,7 @@ pub async fn run(ctx: Ctx, r: TaskRun<'_>) -> anyhow::Result<Outcome> {
     let labels: Vec<String> = if r.task.local {
         vec![super::event::LOCAL_LABEL.to_string()]
     } else {
-        r.hosts.iter().map(|h| h.name.clone()).collect()
+        r.hosts.iter().map(|h| h.name.to_string()).collect()
     };
     started(
         &ctx,

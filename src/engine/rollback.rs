@@ -237,7 +237,7 @@ pub async fn run(
         release: String::new(),
         commit: String::new(),
         reference: req.to.map(|t| format!("to {t}")).unwrap_or_default(),
-        hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
+        hosts: req.hosts.iter().map(|h| h.name.to_string()).collect(),
     });
     if let Some(id) = req.to {
         events.send(Event::Line {
@@ -306,7 +306,7 @@ pub async fn run(
                 ),
             };
             HostSummary {
-                host: req.hosts[i].name.clone(),
+                host: req.hosts[i].name.to_string(),
                 ok: ok && outcome == Outcome::Success,
                 state,
                 round_trips: session.exec.round_trips(i),

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::ids::{Commit, ReleaseId};
 use crate::ledger::{Entry, EventKind};
 use crate::outcome::Outcome;
 use crate::plan::chain::{Frame, TIMEOUT_STATUS};
@@ -42,12 +43,12 @@ fn good_words(smoke_here: bool) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The release `current` points at now.
-    pub from: String,
-    pub from_commit: String,
+    pub from: ReleaseId,
+    pub from_commit: Commit,
     /// The release to switch to; equal to `from` when the host is already
     /// there (only with `--to`).
-    pub to: String,
-    pub to_commit: String,
+    pub to: ReleaseId,
+    pub to_commit: Commit,
     /// Strategy copy: the digest the ledger recorded for `to`.
     pub to_digest: Option<String>,
     /// What `--force` overrode to pick `to`, when it did.
@@ -178,11 +179,11 @@ pub fn choose(
         }
     };
     Ok(Target {
-        from: current.to_string(),
-        from_commit: commit_of(h, current),
-        to_commit: commit_of(h, &to),
+        from: current.into(),
+        from_commit: commit_of(h, current).into(),
+        to_commit: commit_of(h, &to).into(),
         to_digest: digest_of(&h.ledger.entries, &to),
-        to,
+        to: to.into(),
         forced,
     })
 }
@@ -362,31 +363,31 @@ pub fn undo_verdict(steps: &[RollbackStep], r: &Reached) -> UndoVerdict {
 pub enum HostEnd {
     /// Already on the target (`--to`): nothing done.
     Stayed {
-        on: String,
+        on: ReleaseId,
     },
     /// Not started: interrupted first.
     NotStarted {
-        on: String,
+        on: ReleaseId,
     },
     Done {
-        from: String,
-        to: String,
+        from: ReleaseId,
+        to: ReleaseId,
     },
     /// The switch itself failed; `current` is unchanged.
     NotSwitched {
-        on: String,
+        on: ReleaseId,
         why: String,
     },
     /// `step` failed on the target; the host is back on `on`.
     SwitchedBack {
-        on: String,
+        on: ReleaseId,
         step: String,
         why: String,
     },
     /// Switched back to `on` after `step` failed, but `on`'s own restart or
     /// smoke test failed then: needs a person.
     BackUnhealthy {
-        on: String,
+        on: ReleaseId,
         step: String,
         why: String,
         back_step: String,
@@ -395,15 +396,15 @@ pub enum HostEnd {
     /// `step` failed on the target and switching back failed too: still on
     /// `on` (or unknown). Needs a person.
     Stuck {
-        on: String,
+        on: ReleaseId,
         step: String,
         why: String,
         back_why: String,
     },
     /// Rolled back and checked, but not recorded in the ledger.
     Unrecorded {
-        from: String,
-        to: String,
+        from: ReleaseId,
+        to: ReleaseId,
         why: String,
     },
 }
@@ -572,7 +573,7 @@ pub fn summary(ends: &[(&str, HostEnd)], interrupted: bool) -> (Outcome, String)
     let mut not_started = Vec::new();
     // (to, from) -> hosts, in first-seen order; `from` is `None` for hosts
     // that stayed.
-    type Move = (String, Option<String>);
+    type Move = (ReleaseId, Option<ReleaseId>);
     let mut moved: Vec<(Move, Vec<&str>)> = Vec::new();
     for (host, end) in ends {
         let key = match end {
@@ -898,7 +899,7 @@ mod tests {
             ),
         ];
         for (name, h, to, smoke, force, want) in cases {
-            let got = choose(&h, to, smoke, force).map(|t| t.to);
+            let got = choose(&h, to, smoke, force).map(|t| t.to.into_string());
             assert_eq!(got, want.map(str::to_string), "{name}");
         }
     }
@@ -915,9 +916,9 @@ mod tests {
             t,
             Target {
                 from: C.into(),
-                from_commit: format!("rev-{C}"),
+                from_commit: format!("rev-{C}").into(),
                 to: A.into(),
-                to_commit: format!("c-{A}"),
+                to_commit: format!("c-{A}").into(),
                 to_digest: Some("sha256:aa".into()),
                 forced: None,
             }
@@ -945,9 +946,9 @@ mod tests {
     fn target(from: &str, to: &str) -> Target {
         Target {
             from: from.into(),
-            from_commit: String::new(),
+            from_commit: Commit::default(),
             to: to.into(),
-            to_commit: String::new(),
+            to_commit: Commit::default(),
             to_digest: None,
             forced: None,
         }

@@ -154,7 +154,7 @@ impl Session {
             .prefix("shipit-")
             .tempdir_in(std::env::temp_dir())
             .context("cannot create a directory for ssh control sockets")?;
-        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
         let mut transports = Vec::new();
         let mut errors = Vec::new();
         for (i, c) in connect_all(hosts, ssh, control.path())

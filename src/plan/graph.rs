@@ -3,6 +3,7 @@
 use super::release::ReleaseInfo;
 use super::step::{Action, Phase, Step};
 use crate::config::TransportKind;
+use crate::ids::HostName;
 
 /// What the run is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl std::fmt::Display for Recipe {
 /// A host as the plan sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanHost {
-    pub name: String,
+    pub name: HostName,
     pub roles: Vec<String>,
     pub transport: TransportKind,
     pub deploy_to: String,

@@ -87,7 +87,7 @@ pub fn select_hosts<'c>(
     let hosts: Vec<&Host> = st
         .hosts
         .iter()
-        .filter(|h| filters.hosts.is_empty() || filters.hosts.contains(&h.name))
+        .filter(|h| filters.hosts.is_empty() || filters.hosts.iter().any(|x| *x == h.name))
         .filter(|h| filters.roles.is_empty() || h.has_any_role(&filters.roles))
         .collect();
     if hosts.is_empty() {
@@ -298,7 +298,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                 ))],
                 ("record", _) => vec![Action::Shell(commands::record(&p, release))],
                 ("cleanup", _) => vec![Action::Shell(
-                    match input.host_state.and_then(|s| s.get(&h.name)) {
+                    match input.host_state.and_then(|s| s.get(h.name.as_str())) {
                         // The cleanup runs after this run's publish: `current`
                         // is this run's release then.
                         Some(found) => commands::cleanup(
@@ -342,7 +342,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     undo_nodes(config, &hosts, release, input.env, &mut steps, &mut nodes)?;
     Ok(Plan {
         recipe: input.recipe,
-        stage: stage.name.clone(),
+        stage: stage.name.to_string(),
         release: release.clone(),
         hosts: plan_hosts,
         steps,

@@ -68,7 +68,7 @@ impl SshTarget {
     /// The host's `user` and `port` already carry the global defaults.
     pub fn for_host(host: &Host, ssh: &SshSettings) -> SshTarget {
         SshTarget {
-            host: host.name.clone(),
+            host: host.name.to_string(),
             user: host.user.clone(),
             port: host.port,
             identity_file: ssh.identity_file.clone(),
