@@ -8,7 +8,7 @@ mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -113,26 +113,6 @@ fn json_lines(o: &Output) -> Vec<Value> {
 
 fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
-}
-
-/// Validates a JUnit report with xmllint against the fixture schema.
-fn assert_valid_junit(path: &Path) -> String {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit.xsd");
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(&schema)
-        .arg(path)
-        .output()
-        .expect("xmllint runs (scripts/test.sh installs libxml2-utils)");
-    let xml = fs::read_to_string(path).unwrap();
-    assert!(
-        out.status.success(),
-        "{} does not validate:\n{}\n{xml}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    xml
 }
 
 fn assert_no_secret(what: &str, s: &str) {
@@ -386,7 +366,7 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
     let report = l.dir.join("reports/shipit.xml");
     let r = report.to_str().unwrap();
     expect_exit(l.run(&["deploy", "demo", "--junit", r]), 0);
-    let xml = assert_valid_junit(&report);
+    let xml = support::report::valid_junit(&report);
     for step in [
         "lock",
         "fetch",
@@ -413,7 +393,7 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
         1,
     );
     json_lines(&out);
-    let xml = assert_valid_junit(&report);
+    let xml = support::report::valid_junit(&report);
     assert!(
         xml.contains("<testcase name=\"build\" classname=\"shipit.deploy.demo.box_example\"")
             && xml.contains(
@@ -435,7 +415,7 @@ fn junit_report_has_a_case_per_host_and_step_and_validates() {
     // An early error still leaves a report that fails the build.
     let out = l.run(&["deploy", "nope", "--junit", r]);
     assert_eq!(out.status.code(), Some(2));
-    let xml = assert_valid_junit(&report);
+    let xml = support::report::valid_junit(&report);
     assert!(
         xml.contains("<error message=\"unknown stage `nope`"),
         "{xml}"
@@ -457,7 +437,7 @@ fn run_and_exec_locally_print_output_per_host_redacted() {
         &out,
         "no current release on `box.example` (deploy the stage first)",
     );
-    assert_valid_junit(&report);
+    support::report::valid_junit(&report);
 
     assert_eq!(l.run(&["deploy", "demo"]).status.code(), Some(0));
     let current = fs::read_link(l.deploy_to.join("current")).unwrap();
@@ -628,7 +608,7 @@ fn exec_on_five_sshd_hosts_with_one_failing() {
             h.alias
         );
     }
-    let xml = assert_valid_junit(&report);
+    let xml = support::report::valid_junit(&report);
     assert_no_secret("exec JUnit report", &xml);
     assert_eq!(xml.matches("<testcase name=\"exec\"").count(), 5, "{xml}");
     assert!(

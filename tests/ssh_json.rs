@@ -7,8 +7,7 @@
 mod support;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use support::deploy_yml::yaml_str;
@@ -71,25 +70,6 @@ fn add_unreachable_host(p: &Project) {
     fs::write(path, y).unwrap();
 }
 
-fn assert_valid_junit(path: &Path) -> String {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit.xsd");
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(&schema)
-        .arg(path)
-        .output()
-        .expect("xmllint runs (scripts/test.sh installs libxml2-utils)");
-    let xml = fs::read_to_string(path).unwrap();
-    assert!(
-        out.status.success(),
-        "{} does not validate:\n{}\n{xml}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    xml
-}
-
 #[test]
 fn check_speaks_json_and_junit_and_fails_on_an_unreachable_host() {
     let p = Project::new(2);
@@ -116,7 +96,7 @@ fn check_speaks_json_and_junit_and_fails_on_an_unreachable_host() {
             );
         }
     }
-    let xml = assert_valid_junit(&report);
+    let xml = support::report::valid_junit(&report);
     assert!(
         xml.contains("<testcase name=\"linked_files\" classname=\"shipit.check.staging.fleet-1\""),
         "{xml}"
@@ -150,7 +130,7 @@ fn check_speaks_json_and_junit_and_fails_on_an_unreachable_host() {
     let summary = ev.last().unwrap();
     assert_eq!(summary["hosts"][0]["ok"], true, "{summary}");
     assert_eq!(summary["hosts"][1]["ok"], false, "{summary}");
-    let xml = assert_valid_junit(&report);
+    let xml = support::report::valid_junit(&report);
     assert!(
         xml.contains("<testcase name=\"linked_files\" classname=\"shipit.check.staging.fleet-2\"")
             && xml.contains("<failure message=\"missing linked file `shared/.env`"),

@@ -678,10 +678,8 @@ mod tests {
     use crate::ledger;
     use crate::plan::commands;
     use crate::plan::commands::HostPaths;
-    use crate::plan::release::ReleaseInfo;
-    use crate::plan::rollback::{
-        lock_and_read, steps, switch_back, undo_steps, HostRollback, TaskRun,
-    };
+    use crate::plan::rollback::tests::{rel, work};
+    use crate::plan::rollback::{lock_and_read, steps, switch_back, undo_steps, TaskRun};
 
     const A: &str = "20261120T080000Z";
     const B: &str = "20261121T080000Z";
@@ -975,38 +973,6 @@ mod tests {
                 "hosts disagree: current is {D} on b, c but {C} on a"
             )]
         );
-    }
-    fn rel(id: &str) -> ReleaseInfo {
-        ReleaseInfo {
-            id: id.into(),
-            commit: format!("c-{id}").into(),
-            reference: "main".into(),
-            user: "alice".into(),
-            application: "shop".into(),
-            stage: "staging".into(),
-            build_url: None,
-            digest: None,
-        }
-    }
-
-    fn work<'a>(p: &'a HostPaths, from: &'a ReleaseInfo, to: &'a ReleaseInfo) -> HostRollback<'a> {
-        let t = |run: &str| TaskRun {
-            run: run.into(),
-            retries: 2,
-            interval: Duration::from_millis(10),
-            timeout: Duration::from_secs(5),
-        };
-        HostRollback {
-            paths: p,
-            host: "web-1",
-            from,
-            to,
-            restart: Some(t("touch restarted")),
-            smoke_test: Some(t("test -s REVISION")),
-            restart_back: Some(t("touch restarted-back")),
-            smoke_test_back: Some(t("test -s REVISION")),
-            token: "T1",
-        }
     }
     fn frames(ended: &[(usize, i32)], started: Option<usize>) -> Vec<Frame> {
         let mut v = Vec::new();

@@ -365,14 +365,15 @@ pub fn preview(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const A: &str = "20261120T080000Z";
     const B: &str = "20261121T080000Z";
 
     /// A host with release dirs `ids`, `current`, and a ledger where each
-    fn rel(id: &str) -> ReleaseInfo {
+    /// A release of shop on staging, for tests.
+    pub(crate) fn rel(id: &str) -> ReleaseInfo {
         ReleaseInfo {
             id: id.into(),
             commit: format!("c-{id}").into(),
@@ -385,7 +386,12 @@ mod tests {
         }
     }
 
-    fn work<'a>(p: &'a HostPaths, from: &'a ReleaseInfo, to: &'a ReleaseInfo) -> HostRollback<'a> {
+    /// One host's rollback with a restart and a smoke test both ways.
+    pub(crate) fn work<'a>(
+        p: &'a HostPaths,
+        from: &'a ReleaseInfo,
+        to: &'a ReleaseInfo,
+    ) -> HostRollback<'a> {
         let t = |run: &str| TaskRun {
             run: run.into(),
             retries: 2,
