@@ -46,22 +46,7 @@ pub fn rows(r: &HostReleases) -> Vec<ReleaseRow> {
         .collect()
 }
 
-/// The warning about ledger lines that did not parse (and were skipped),
-/// naming the host, the line numbers and the file; `None` when all did.
-pub fn bad_lines_warning(host: &str, bad_lines: &[usize], ledger_path: &str) -> Option<String> {
-    if bad_lines.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "`{host}`: skipped line{} {} of `{ledger_path}`: not ledger records",
-        if bad_lines.len() == 1 { "" } else { "s" },
-        bad_lines
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    ))
-}
+pub use crate::ledger::bad_lines_warning;
 
 /// The closing lines of `releases` over the hosts that could be read
 /// (`read`, in stage order), and the names of those that could not.
