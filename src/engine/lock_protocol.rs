@@ -16,14 +16,20 @@
 use std::time::{Duration, Instant};
 
 use super::event::Event;
-use super::executor::{Executor, RunReport};
+use super::executor::{Executor, NodeResult, RunReport};
 use super::fleet::RunCtx;
 use crate::lock::{pid_alive, LockHolder};
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
 use crate::plan::queue::NodeState;
 use crate::plan::{Phase, Plan};
 
-use super::settle::failed_state;
+/// A host's state after step `step` failed: `failed at build: exit 2`.
+pub fn failed_state(step: &str, r: Option<&NodeResult>) -> String {
+    let why = r
+        .and_then(|r| r.reason.clone())
+        .unwrap_or_else(|| "failed".to_string());
+    format!("failed at {step}: {why}")
+}
 
 /// Undo and unlock get their own time limit, separate from the steps'.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);

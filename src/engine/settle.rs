@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::executor::{Executor, NodeResult, RunReport};
 use super::fleet::RunCtx;
-use super::lock_protocol::{Before, CLEANUP_TIMEOUT};
+use super::lock_protocol::{failed_state, Before, CLEANUP_TIMEOUT};
 use crate::config::{Config, Host};
 use crate::ledger::EventKind;
 use crate::outcome::Outcome;
@@ -26,13 +26,6 @@ use crate::plan::queue::{NodeState, Queue};
 use crate::plan::render;
 use crate::plan::targeting;
 use crate::plan::{Plan, ReleaseInfo};
-
-pub fn failed_state(step: &str, r: Option<&NodeResult>) -> String {
-    let why = r
-        .and_then(|r| r.reason.clone())
-        .unwrap_or_else(|| "failed".to_string());
-    format!("failed at {step}: {why}")
-}
 
 pub fn current_note(prev: &Option<String>) -> String {
     match prev {
