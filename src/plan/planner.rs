@@ -198,7 +198,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let mut work: Vec<Vec<(Option<usize>, Vec<Action>)>> = Vec::new();
     for (name, task, phase) in order(config) {
         let builtin = builtin_phase(&name).is_some();
-        let local = task.is_some_and(|t| t.local);
+        // Built-in steps run on every host; a task where targeting says.
+        let targets = match task {
+            Some(t) => targeting::targets(t, &hosts),
+            None => targeting::Targets::Hosts((0..hosts.len()).collect()),
+        };
+        let local = targets.is_local();
         let timeout = match (task, name.as_str()) {
             (Some(t), _) => t.timeout.unwrap_or(LONG),
             (None, "fetch" | "create_release") => LONG,
@@ -228,18 +233,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             work.push(per_host);
             continue;
         }
-        let runs_on: Vec<usize> = match task {
-            Some(t) => {
-                let matching: Vec<usize> = (0..hosts.len())
-                    .filter(|&i| hosts[i].has_any_role(&t.roles))
-                    .collect();
-                if t.once {
-                    matching.into_iter().take(1).collect()
-                } else {
-                    matching
-                }
-            }
-            None => (0..hosts.len()).collect(),
+        let targeting::Targets::Hosts(runs_on) = targets else {
+            unreachable!("local steps were handled above")
         };
         for i in runs_on {
             let h = hosts[i];
