@@ -386,3 +386,206 @@ pub async fn run(
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
+
+/// The deploy protocol run for real over `transport: local` hosts (temp
+/// dirs): the lock protocol and settling, without ssh.
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Mutex;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::config::ParseContext;
+    use crate::lock::Staleness;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A repository, and a config with two local hosts in `dir`; the smoke
+    /// test fails where `FAIL_SMOKE` names the release's commit.
+    fn world(dir: &Path) -> Config {
+        let repo = dir.join("app");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("VERSION"), "1\n").unwrap();
+        git(&repo, &["add", "."]);
+        git(&repo, &["commit", "-q", "-m", "one"]);
+        let text = format!(
+            "application: shop\nrepository: {repo}\nbranch: main\nkeep_releases: 3\n\
+             tasks:\n  restart:\n    run: \"echo restarted >> ../../restarts\"\n  \
+             smoke_test:\n    run: \"test \\\"$(cat ../../FAIL_SMOKE 2>/dev/null)\\\" != \\\"$(cat REVISION)\\\"\"\n\
+             stages:\n  s:\n    hosts:\n      \
+             - {{ host: a, transport: local, deploy_to: {d}/a }}\n      \
+             - {{ host: b, transport: local, deploy_to: {d}/b }}\n",
+            repo = repo.display(),
+            d = dir.display()
+        );
+        let ctx = ParseContext {
+            cwd: dir.to_path_buf(),
+            home: None,
+        };
+        crate::config::parse_with(&text, &dir.join("deploy.yml"), &ctx).expect("a valid config")
+    }
+
+    fn release(config: &Config, second: u32) -> ReleaseInfo {
+        let commit = crate::git::resolve(&config.repository, "main")
+            .unwrap()
+            .commit;
+        ReleaseInfo {
+            id: format!("20261124T1901{second:02}Z").into(),
+            commit: commit.into(),
+            reference: "main".into(),
+            user: "tester".into(),
+            application: "shop".into(),
+            stage: "s".into(),
+            build_url: None,
+            digest: None,
+        }
+    }
+
+    /// Deploys `release` to stage `s`; the outcome and every event.
+    async fn deploy(config: &Config, release: ReleaseInfo) -> (Outcome, Vec<Event>) {
+        let env = BTreeMap::new();
+        let (_tx, shutdown) = watch::channel(false);
+        let ctx = RunCtx {
+            env: &env,
+            parallel: 4,
+            shutdown,
+            staleness: Staleness {
+                machine: "test-machine",
+                now: chrono::Utc::now(),
+                ttl: None,
+            },
+            now: chrono::Utc::now(),
+            status: Arc::new(Mutex::new(String::new())),
+        };
+        let filters = Filters::default();
+        let holder = LockHolder {
+            user: "tester".into(),
+            machine: "test-machine".into(),
+            pid: std::process::id(),
+            time: "2026-11-24T19:01:00Z".into(),
+            stage: "s".into(),
+            message: "deploy of `s`".into(),
+            token: format!("token-{}", release.id),
+        };
+        let mut req = Request {
+            config,
+            stage: "s",
+            filters: &filters,
+            release,
+            artifact: None,
+            promotion: None,
+            holder,
+            redactor: Redactor::default(),
+            wait_lock: None,
+        };
+        prepare(&mut req, &env).unwrap();
+        let (events, mut rx) = EventSink::new();
+        let outcome = run(req, &ctx, &events).await.unwrap();
+        drop(events);
+        let mut seen = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            seen.push(e);
+        }
+        (outcome, seen)
+    }
+
+    fn current(d: &Path) -> String {
+        std::fs::read_link(d.join("current"))
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("releases/")
+            .to_string()
+    }
+
+    fn summary(events: &[Event]) -> &Summary {
+        match events.last() {
+            Some(Event::Finished(s)) => s,
+            other => panic!("the last event is the summary, not {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_publish_failing_on_one_host_puts_every_host_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = world(dir.path());
+        let (ok, _) = deploy(&config, release(&config, 1)).await;
+        assert_eq!(ok, Outcome::Success);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let first = current(&a);
+        assert_eq!(current(&b), first);
+
+        let repo = dir.path().join("app");
+        std::fs::write(repo.join("VERSION"), "2\n").unwrap();
+        git(&repo, &["commit", "-q", "-am", "two"]);
+        let second = release(&config, 2);
+        std::fs::write(b.join("FAIL_SMOKE"), second.commit.as_str()).unwrap();
+        let (outcome, events) = deploy(&config, second).await;
+
+        assert_eq!(outcome, Outcome::Failed);
+        for d in [&a, &b] {
+            assert_eq!(current(d), first, "{} went back", d.display());
+            assert!(!d.join(".shipit/lock").exists(), "{} unlocked", d.display());
+        }
+        let s = summary(&events);
+        assert_eq!(s.exit_code, 1);
+        assert!(
+            s.headline.starts_with("publish failed on b"),
+            "{}",
+            s.headline
+        );
+        assert!(
+            s.hosts
+                .iter()
+                .all(|h| h.state.contains(&format!("current is {first} again"))),
+            "{s:?}"
+        );
+        let switched_back = events
+            .iter()
+            .filter(|e| matches!(e, Event::StepFinished { step, .. } if step == "switch_back"))
+            .count();
+        assert_eq!(switched_back, 2, "both hosts went back");
+    }
+
+    #[tokio::test]
+    async fn a_lock_held_on_the_first_host_changes_nothing_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = world(dir.path());
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(a.join(".shipit/lock")).unwrap();
+        std::fs::write(
+            a.join(".shipit/lock/info"),
+            r#"{"user":"bob","machine":"laptop","pid":1,"time":"2026-11-24T19:00:00Z","stage":"s","message":"hotfix","token":"bobs"}"#,
+        )
+        .unwrap();
+        let (outcome, events) = deploy(&config, release(&config, 1)).await;
+        assert_eq!(outcome, Outcome::Locked);
+        let s = summary(&events);
+        assert_eq!(s.exit_code, 4);
+        assert!(
+            s.headline.contains("locked on `a` by `bob`"),
+            "{}",
+            s.headline
+        );
+        // First host first: the second host was never touched.
+        assert!(!b.join(".shipit").exists(), "b untouched");
+        assert!(a.join(".shipit/lock/info").exists(), "bob's lock kept");
+        assert!(!a.join("releases").exists());
+    }
+}

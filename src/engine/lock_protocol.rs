@@ -315,3 +315,45 @@ pub async fn acquire(
         failed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_advice_names_where_a_killed_run_left_each_host() {
+        let (a, b) = ("20261120T080000Z", "20261124T190102Z");
+        // (currents, what the advice says)
+        let cases: &[(&[Option<&str>], &str)] = &[
+            (
+                &[Some(a), Some(a)],
+                "; the run that held it is gone: free it with `shipit unlock s`, then deploy again",
+            ),
+            (
+                &[Some(b), Some(a)],
+                "; the run that held it is gone and left the hosts on different releases (20261124T190102Z on h1; 20261120T080000Z on h2): free the lock with `shipit unlock s`, then run `shipit deploy s` to bring every host to a new release, or `shipit rollback s --to 20261120T080000Z --force` to put every host back on 20261120T080000Z",
+            ),
+            (
+                &[Some(b), None],
+                "; the run that held it is gone and left the hosts on different releases (20261124T190102Z on h1; no release on h2): free the lock with `shipit unlock s`, then run `shipit deploy s` to bring every host to a new release",
+            ),
+        ];
+        for (currents, want) in cases {
+            let currents: Vec<Option<String>> =
+                currents.iter().map(|c| c.map(str::to_string)).collect();
+            assert_eq!(repair_advice("s", &["h1", "h2"], &currents), *want);
+        }
+    }
+
+    #[test]
+    fn a_failed_step_says_where_and_why() {
+        assert_eq!(failed_state("build", None), "failed at build: failed");
+        let r = NodeResult {
+            ok: false,
+            output: None,
+            reason: Some("exit 2".into()),
+            duration: Duration::ZERO,
+        };
+        assert_eq!(failed_state("build", Some(&r)), "failed at build: exit 2");
+    }
+}
