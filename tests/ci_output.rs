@@ -36,12 +36,7 @@ struct Local {
 
 fn local() -> Local {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("app");
-    fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit(&repo, "README", "the app\n");
-    let dir = tmp.path().join("project");
-    fs::create_dir_all(&dir).unwrap();
+    let (repo, dir) = support::project::app_and_project(tmp.path());
     let yml = format!(
         r#"application: shop
 repository: {repo}

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 use std::process::Output;
 
-use support::project::{commit, git, shipit_cmd, text, Project};
+use support::project::{shipit_cmd, text, Project};
 
 /// Read by a task as `env.DB_PASSWORD`; `!` is quoted apart by the ssh
 /// transport, so the log must mask its quoted form too.
@@ -38,12 +38,7 @@ const TASKS: &str = r#"tasks:
 #[test]
 fn a_local_deploy_logs_its_commands_and_steps_without_secrets() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("app");
-    fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit(&repo, "README", "the app\n");
-    let dir = tmp.path().join("project");
-    fs::create_dir_all(&dir).unwrap();
+    let (repo, dir) = support::project::app_and_project(tmp.path());
     fs::write(
         dir.join("deploy.yml"),
         format!(

@@ -392,29 +392,14 @@ fn short(commit: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::process::Command;
     use std::sync::Mutex;
 
     use tokio::sync::watch;
 
     use super::*;
+    use crate::artifact::tests::git;
     use crate::config::ParseContext;
     use crate::lock::Staleness;
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
 
     /// A repository, and a config with two local hosts in `dir`; the smoke
     /// test fails where `FAIL_SMOKE` names the release's commit.

@@ -58,6 +58,19 @@ pub fn commit(repo: &Path, file: &str, body: &str) -> String {
     git(repo, &["rev-parse", "HEAD"])
 }
 
+/// In `tmp`: `app/`, a git repository with one commit (a README) on
+/// `main`, and `project/`, an empty dir to write deploy.yml into and run
+/// shipit in.
+pub fn app_and_project(tmp: &Path) -> (PathBuf, PathBuf) {
+    let repo = tmp.join("app");
+    fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit(&repo, "README", "the app\n");
+    let dir = tmp.join("project");
+    fs::create_dir_all(&dir).unwrap();
+    (repo, dir)
+}
+
 /// A fleet, an application repository with one commit on `main`, and a
 /// project dir (with `templates/app.env.tera`) to run shipit in.
 pub struct Project {
@@ -71,11 +84,7 @@ impl Project {
     pub fn new(hosts: usize) -> Project {
         let fleet = Fleet::start(hosts);
         let tmp = tempfile::tempdir().unwrap();
-        let repo = tmp.path().join("app");
-        fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        commit(&repo, "README", "the app\n");
-        let dir = tmp.path().join("project");
+        let (repo, dir) = app_and_project(tmp.path());
         fs::create_dir_all(dir.join("templates")).unwrap();
         fs::write(
             dir.join("templates/app.env.tera"),
