@@ -1,0 +1,65 @@
+//! What users coming from Capistrano, Deployer and ansistrano reach for
+//! about paths and files, end to end through the real binary against
+//! real sshd hosts: where relative paths in deploy.yml lead, finding
+//! deploy.yml from a subdirectory, linked paths that overlap or whose
+//! shared directory is missing, `current_path`, and `shipit init
+//! --stages`.
+
+mod support;
+
+use std::fs;
+
+use support::deploy_yml::yaml_str;
+use support::project::{current, expect_exit, shipit, text, Project};
+
+/// The deploy.yml of `p` moved to `project/sub/deploy.yml`, with the
+/// repository, the template source and a local host's deploy_to written
+/// relative to that file.
+fn config_in_sub(p: &Project) -> std::path::PathBuf {
+    let sub = p.dir.join("sub");
+    fs::create_dir_all(sub.join("templates")).unwrap();
+    fs::write(sub.join("templates/app.env.tera"), "HOST={{ host }}\n").unwrap();
+    let h = &p.fleet.hosts()[0];
+    let y = format!(
+        "application: shop\nrepository: ../../app\nbranch: main\n\
+         ssh:\n  config_file: {}\n  connect_timeout: 5s\n  host_key_checking: strict\n\
+         templates:\n  - {{ src: templates/app.env.tera, dest: shared/app.env }}\n\
+         stages:\n  staging:\n    hosts:\n\
+         \x20     - {{ host: {}, deploy_to: {} }}\n\
+         \x20     - {{ host: box.example, transport: local, deploy_to: ../local-deploy }}\n",
+        yaml_str(&p.fleet.ssh_config().to_string_lossy()),
+        h.alias,
+        yaml_str(&h.deploy_to.to_string_lossy()),
+    );
+    fs::write(sub.join("deploy.yml"), y).unwrap();
+    sub
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory() {
+    let p = Project::new(1);
+    config_in_sub(&p);
+    // Run from the directory above the project: `../../app`,
+    // `templates/...` and `../local-deploy` all lead nowhere from here.
+    let elsewhere = p.dir.parent().unwrap();
+    let o = expect_exit(
+        shipit(
+            elsewhere,
+            &["deploy", "staging", "-c", "project/sub/deploy.yml"],
+        ),
+        0,
+    );
+    let ssh_host = &p.hosts()[0];
+    let local = p.dir.join("local-deploy");
+    for d in [ssh_host, &local] {
+        let cur =
+            current(d).unwrap_or_else(|| panic!("no current in {}: {}", d.display(), text(&o)));
+        assert!(d.join(&cur).join("README").is_file(), "{}", text(&o));
+    }
+    assert_eq!(
+        fs::read_to_string(ssh_host.join("shared/app.env")).unwrap(),
+        format!("HOST={}\n", p.fleet.hosts()[0].alias)
+    );
+    assert!(!elsewhere.join("local-deploy").exists());
+    assert!(!elsewhere.join("../local-deploy").exists());
+}
