@@ -25,7 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// The configuration file.
+    /// The configuration file. Without it, `deploy.yml` in the current
+    /// directory or the nearest parent that has one, up to the
+    /// repository's root (a directory holding `.git`); `-v` names the
+    /// file used.
     #[arg(
         short = 'c',
         long = "config",

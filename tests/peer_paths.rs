@@ -10,7 +10,7 @@ mod support;
 use std::fs;
 
 use support::deploy_yml::yaml_str;
-use support::project::{current, expect_exit, shipit, text, Project};
+use support::project::{current, expect_exit, git, shipit, stderr, text, Project};
 
 /// The deploy.yml of `p` moved to `project/sub/deploy.yml`, with the
 /// repository, the template source and a local host's deploy_to written
@@ -62,4 +62,38 @@ fn relative_paths_resolve_against_the_config_files_directory() {
     );
     assert!(!elsewhere.join("local-deploy").exists());
     assert!(!elsewhere.join("../local-deploy").exists());
+}
+
+#[test]
+fn deploy_yml_is_found_from_a_subdirectory_up_to_the_repository_root() {
+    let p = Project::new(1);
+    p.write_config("", "", |_| String::new());
+    let deep = p.dir.join("src/lib");
+    fs::create_dir_all(&deep).unwrap();
+    let o = expect_exit(shipit(&deep, &["deploy", "staging", "-v"]), 0);
+    let found = p.dir.join("deploy.yml");
+    assert!(
+        stderr(&o).contains(&format!("shipit: config file {}", found.display())),
+        "{}",
+        text(&o)
+    );
+    assert!(current(&p.hosts()[0]).is_some(), "{}", text(&o));
+    // Without -v nothing is said about it.
+    let o = expect_exit(shipit(&deep, &["plan", "staging"]), 0);
+    assert!(!stderr(&o).contains("config file"), "{}", text(&o));
+    // -c, wherever it is written, wins over the search.
+    let other = p.dir.join("src/other.yml");
+    fs::write(&other, "application: [\n").unwrap();
+    let o = expect_exit(
+        shipit(&deep, &["plan", "-c", "../other.yml", "staging", "-v"]),
+        2,
+    );
+    assert!(stderr(&o).contains("other.yml"), "{}", text(&o));
+    // The search stops at the root of the repository it starts in: the
+    // project's deploy.yml is above this repository.
+    let nested = p.dir.join("vendor/tool");
+    fs::create_dir_all(nested.join("sub")).unwrap();
+    git(&nested, &["init", "-q"]);
+    let o = expect_exit(shipit(&nested.join("sub"), &["plan", "staging"]), 2);
+    assert!(stderr(&o).contains("config file not found"), "{}", text(&o));
 }
