@@ -37,11 +37,12 @@ fn locate_config(global: &mut shipit::cli::Global, matches: &clap::ArgMatches) {
     let given = matches.value_source("config") != Some(clap::parser::ValueSource::DefaultValue);
     let cwd = std::env::current_dir().ok();
     if !given {
-        if let Some(found) = cwd
-            .as_deref()
-            .and_then(|cwd| find::find_upward(cwd, find::DEFAULT_NAME))
-        {
-            global.config = found;
+        // Found here, it keeps its short name in messages.
+        if let Some(cwd) = cwd.as_deref() {
+            match find::find_upward(cwd, find::DEFAULT_NAME) {
+                Some(found) if found.parent() != Some(cwd) => global.config = found,
+                _ => {}
+            }
         }
     }
     if global.verbose {
