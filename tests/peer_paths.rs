@@ -97,3 +97,28 @@ fn deploy_yml_is_found_from_a_subdirectory_up_to_the_repository_root() {
     let o = expect_exit(shipit(&nested.join("sub"), &["plan", "staging"]), 2);
     assert!(stderr(&o).contains("config file not found"), "{}", text(&o));
 }
+
+#[test]
+fn overlapping_linked_paths_are_refused_before_any_host_is_touched() {
+    let p = Project::new(1);
+    p.write_config("linked_dirs:\n  - storage\n  - storage/logs\n", "", |_| {
+        String::new()
+    });
+    for args in [&["deploy", "staging"][..], &["plan", "staging"][..]] {
+        let o = p.run_expect(args, 2);
+        let want = "shipit: `storage/logs` in `linked_dirs` is inside the linked dir `storage`, which links it already; list only `storage` (deploy.yml:";
+        assert!(stderr(&o).contains(want), "{}", text(&o));
+    }
+    let o = p.run_expect(&["deploy", "staging"], 2);
+    let line = stderr(&o);
+    let at = line.rsplit("deploy.yml:").next().unwrap().trim();
+    // storage/logs is the second item of linked_dirs.
+    let want_line = fs::read_to_string(p.dir.join("deploy.yml"))
+        .unwrap()
+        .lines()
+        .position(|l| l == "  - storage/logs")
+        .unwrap()
+        + 1;
+    assert_eq!(at, format!("{want_line}:5)"), "{}", text(&o));
+    assert!(!p.hosts()[0].join("releases").exists(), "{}", text(&o));
+}

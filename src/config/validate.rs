@@ -335,6 +335,7 @@ impl Validator<'_> {
                 format!("`{dir}` is in both `linked_files` and `linked_dirs`"),
             ));
         }
+        self.no_nested_links(&linked_files, &linked_dirs)?;
         let ssh = self.ssh(raw.ssh.clone().unwrap_or_default())?;
         let vars = self.vars(raw.vars.as_ref(), &ypath!["vars"])?;
         let templates = self.templates(raw.templates.as_deref().unwrap_or_default())?;
@@ -485,6 +486,42 @@ impl Validator<'_> {
             out.push(p);
         }
         Ok(out)
+    }
+
+    /// A linked path inside another (`storage/logs` and `storage`) would be
+    /// linked through the outer link into `shared/` itself, a symlink loop
+    /// that breaks this release and every later one: refused, at the inner
+    /// path.
+    fn no_nested_links(&self, files: &[RelPath], dirs: &[RelPath]) -> Result<(), ConfigError> {
+        let all = || {
+            let files = files
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ("linked_files", i, p));
+            let dirs = dirs.iter().enumerate().map(|(i, p)| ("linked_dirs", i, p));
+            files.chain(dirs)
+        };
+        for (key, i, inner) in all() {
+            if let Some((outer_key, _, outer)) = all().find(|(_, _, outer)| {
+                inner
+                    .as_str()
+                    .strip_prefix(outer.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            }) {
+                let kind = if outer_key == "linked_dirs" {
+                    "linked dir"
+                } else {
+                    "linked file"
+                };
+                return Err(self.at(
+                    &ypath![key, i],
+                    format!(
+                        "`{inner}` in `{key}` is inside the {kind} `{outer}`, which links it already; list only `{outer}`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn ssh(&self, raw: RawSsh) -> Result<SshSettings, ConfigError> {

@@ -103,6 +103,9 @@ const ERROR_CASES: &[Case] = &[
         ("control_linked_file", &[r#"linked_files: ["a\nb"]"#], r#"path `a\nb` in `linked_files` contains a control character"#, Some((1, 16))),
         ("duplicate_linked_dir", &["linked_dirs: [log, ./log/]"], "duplicate path `log` in `linked_dirs`", Some((1, 20))),
         ("linked_file_and_dir", &["linked_files: [log]", "linked_dirs: [tmp, log]"], "`log` is in both `linked_files` and `linked_dirs`", Some((2, 20))),
+        ("nested_linked_dirs", &["linked_dirs:", "  - storage/logs", "  - tmp", "  - storage"], "`storage/logs` in `linked_dirs` is inside the linked dir `storage`, which links it already; list only `storage`", Some((2, 5))),
+        ("linked_file_in_linked_dir", &["linked_files: [config/app.env]", "linked_dirs: [config]"], "`config/app.env` in `linked_files` is inside the linked dir `config`, which links it already; list only `config`", Some((1, 16))),
+        ("linked_dir_in_linked_file", &["linked_files: [data]", "linked_dirs: [data/x]"], "`data/x` in `linked_dirs` is inside the linked file `data`, which links it already; list only `data`", Some((2, 15))),
         ("zero_ssh_port", &["ssh: { port: 0 }"], "port 0 for `ssh.port`, expected 1 to 65535", Some((1, 14))),
         ("option_ssh_user", &[r#"ssh: { user: "-oProxyCommand=x" }"#], "invalid `ssh.user` `-oProxyCommand=x`: begins with `-`", Some((1, 14))),
         ("hostile_proxy_jump", &[r#"ssh: { proxy_jump: "bastion;id" }"#], "invalid `ssh.proxy_jump` `bastion;id`: contains `;`", Some((1, 20))),
@@ -686,4 +689,14 @@ fn load_reads_the_file() {
 
     let e = load(dir.path()).unwrap_err();
     assert!(e.message().starts_with("cannot read config file: "), "{e}");
+}
+
+#[test]
+fn linked_paths_that_only_share_a_prefix_are_not_nested() {
+    let c = parse_ok(&full(&[
+        "linked_files: [storage.env, config/app.env]",
+        "linked_dirs: [storage, storage2, configs]",
+    ]));
+    assert_eq!(c.linked_dirs.len(), 3);
+    assert_eq!(c.linked_files.len(), 2);
 }
