@@ -10,7 +10,7 @@ mod support;
 use std::fs;
 
 use support::deploy_yml::yaml_str;
-use support::project::{current, expect_exit, git, shipit, stderr, text, Project};
+use support::project::{current, expect_exit, git, shipit, stderr, stdout, text, Project};
 
 /// The deploy.yml of `p` moved to `project/sub/deploy.yml`, with the
 /// repository, the template source and a local host's deploy_to written
@@ -121,4 +121,43 @@ fn overlapping_linked_paths_are_refused_before_any_host_is_touched() {
         + 1;
     assert_eq!(at, format!("{want_line}:5)"), "{}", text(&o));
     assert!(!p.hosts()[0].join("releases").exists(), "{}", text(&o));
+}
+
+#[test]
+fn a_linked_files_missing_directory_is_made_and_the_file_still_required() {
+    let p = Project::new(1);
+    p.write_config(
+        "linked_files: [config/secrets/database.yml, .env]\n",
+        "",
+        |_| String::new(),
+    );
+    let d = &p.hosts()[0];
+    fs::create_dir_all(d.join("shared")).unwrap();
+    fs::write(d.join("shared/.env"), "X=1\n").unwrap();
+    let o = p.deploy_expect(1);
+    let missing = d.join("shared/config/secrets/database.yml");
+    assert!(
+        stdout(&o).contains(&format!("missing linked file: {}", missing.display())),
+        "{}",
+        text(&o)
+    );
+    assert!(d.join("shared/config/secrets").is_dir(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "created {} for the linked file database.yml",
+            d.join("shared/config/secrets").display()
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(!missing.exists());
+    assert_eq!(current(d), None, "{}", text(&o));
+    // The operator drops the file into the directory made for it.
+    fs::write(&missing, "db: x\n").unwrap();
+    p.deploy_ok();
+    let cur = d.join(current(d).unwrap());
+    assert_eq!(
+        fs::read_to_string(cur.join("config/secrets/database.yml")).unwrap(),
+        "db: x\n"
+    );
 }
