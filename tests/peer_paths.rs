@@ -8,9 +8,10 @@
 mod support;
 
 use std::fs;
+use std::path::Path;
 
 use support::deploy_yml::yaml_str;
-use support::project::{current, expect_exit, git, shipit, stderr, stdout, text, Project};
+use support::project::{commit, current, expect_exit, git, shipit, stderr, stdout, text, Project};
 
 /// The deploy.yml of `p` moved to `project/sub/deploy.yml`, with the
 /// repository, the template source and a local host's deploy_to written
@@ -160,4 +161,53 @@ fn a_linked_files_missing_directory_is_made_and_the_file_still_required() {
         fs::read_to_string(cur.join("config/secrets/database.yml")).unwrap(),
         "db: x\n"
     );
+}
+
+#[test]
+fn current_path_names_the_link_for_deploy_rollback_and_tasks() {
+    let p = Project::new(2);
+    p.write_config(
+        "current_path: public_html\n\
+         tasks:\n  restart:\n    run: \"pwd >> \\\"$SHIPIT_DEPLOY_TO/restarts\\\" && cat REVISION >> \\\"$SHIPIT_DEPLOY_TO/restarts\\\"\"\n",
+        "",
+        |_| String::new(),
+    );
+    let link = |d: &Path| {
+        fs::read_link(d.join("public_html"))
+            .ok()
+            .map(|t| t.to_string_lossy().into_owned())
+    };
+    p.deploy_ok();
+    let first: Vec<String> = p.hosts().iter().map(|d| link(d).unwrap()).collect();
+    let second_commit = commit(&p.repo, "VERSION", "2\n");
+    p.deploy_ok();
+    for (d, before) in p.hosts().iter().zip(&first) {
+        let now = link(d).unwrap();
+        assert_ne!(&now, before);
+        assert!(now.starts_with("releases/"), "{now}");
+        assert_eq!(
+            fs::read_to_string(d.join("public_html/REVISION"))
+                .unwrap()
+                .trim(),
+            second_commit
+        );
+        // shipit made no `current` link of its own.
+        assert!(fs::symlink_metadata(d.join("current")).is_err());
+        // The restart task ran in the link.
+        let restarts = fs::read_to_string(d.join("restarts")).unwrap();
+        let last_dir = restarts.lines().rev().nth(1).unwrap();
+        assert_eq!(Path::new(last_dir), d.join("public_html"), "{restarts}");
+    }
+    // `releases` reads the same link.
+    let o = p.run_expect(&["releases", "staging"], 0);
+    let id = link(&p.hosts()[0])
+        .unwrap()
+        .trim_start_matches("releases/")
+        .to_string();
+    assert!(stdout(&o).contains(&id), "{}", text(&o));
+    let o = p.run_expect(&["rollback", "staging"], 0);
+    for (d, before) in p.hosts().iter().zip(&first) {
+        assert_eq!(link(d).as_ref(), Some(before), "{}", text(&o));
+        assert!(fs::symlink_metadata(d.join("current")).is_err());
+    }
 }

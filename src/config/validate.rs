@@ -312,6 +312,7 @@ impl Validator<'_> {
         let application = self.application(&raw.application)?;
         let repository = self.repository(&raw.repository)?;
         let branch = self.branch(raw.branch.as_deref())?;
+        let current_path = self.current_path(raw.current_path.as_deref())?;
         let keep_releases = raw.keep_releases.unwrap_or(5);
         if keep_releases == 0 {
             return Err(self.at(
@@ -339,6 +340,18 @@ impl Validator<'_> {
         let ssh = self.ssh(raw.ssh.clone().unwrap_or_default())?;
         let vars = self.vars(raw.vars.as_ref(), &ypath!["vars"])?;
         let templates = self.templates(raw.templates.as_deref().unwrap_or_default())?;
+        if let Some(i) = templates
+            .iter()
+            .position(|t| t.dest.as_str().split('/').next() == Some(current_path.as_str()))
+        {
+            return Err(self.at(
+                &ypath!["templates", i, "dest"],
+                format!(
+                    "template `dest` `{}` would overwrite shipit's own `{current_path}` (the `current_path` link), expected a path under `shared/`",
+                    templates[i].dest
+                ),
+            ));
+        }
         let stages = self.stages(&raw, &ssh, &vars)?;
         let tasks = self.tasks(raw.tasks.as_ref(), &stages)?;
         Ok(Config {
@@ -347,6 +360,7 @@ impl Validator<'_> {
             application,
             repository,
             branch,
+            current_path,
             keep_releases,
             strategy,
             linked_files,
@@ -443,6 +457,31 @@ impl Validator<'_> {
                 ),
             )),
             None => Ok(branch.to_owned()),
+        }
+    }
+
+    fn current_path(&self, name: Option<&str>) -> Result<String, ConfigError> {
+        let Some(name) = name else {
+            return Ok(DEFAULT_CURRENT_PATH.to_string());
+        };
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !name.starts_with(['.', '-']);
+        let reason = if !plain {
+            Some("expected a plain name of letters, digits, `.`, `_` or `-` like `public_html`, not starting with `.` or `-`")
+        } else if ["releases", "shared", "repo", "revisions.log"].contains(&name) {
+            Some("that is shipit's own entry in `deploy_to`")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(self.at(
+                &ypath!["current_path"],
+                format!("invalid current_path `{}`: {reason}", show(name)),
+            )),
+            None => Ok(name.to_owned()),
         }
     }
 
