@@ -79,6 +79,11 @@ pub enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Write these stages (comma-separated, in promotion order, like
+        /// `staging,production`) instead of the `local` one, each deploying
+        /// to this machine until its hosts are filled in.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        stages: Vec<String>,
     },
     /// Print the task graph of a run: steps in order, the hosts each runs on,
     /// the exact commands, the batches. Connects to nothing.

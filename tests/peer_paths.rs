@@ -211,3 +211,53 @@ fn current_path_names_the_link_for_deploy_rollback_and_tasks() {
         assert!(fs::symlink_metadata(d.join("current")).is_err());
     }
 }
+
+#[test]
+fn init_with_stages_writes_a_config_each_stage_of_which_plans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    commit(dir, "README", "the app\n");
+    let o = expect_exit(
+        shipit(dir, &["init", "--stages", "staging,production,dr-site"]),
+        0,
+    );
+    assert!(
+        stdout(&o).contains("shipit plan staging -c deploy.yml"),
+        "{}",
+        text(&o)
+    );
+    let written = fs::read_to_string(dir.join("deploy.yml")).unwrap();
+    assert!(!written.contains("\n  local:"), "{written}");
+    for stage in ["staging", "production", "dr-site"] {
+        let o = expect_exit(shipit(dir, &["plan", stage]), 0);
+        assert!(
+            stdout(&o).contains(&format!("deploy `{stage}`")),
+            "{}",
+            text(&o)
+        );
+        assert!(
+            stdout(&o).contains(&format!(".shipit-{stage}")),
+            "{}",
+            text(&o)
+        );
+    }
+    // The first stage deploys for real, to this machine.
+    expect_exit(shipit(dir, &["deploy", "staging"]), 0);
+    assert!(current(&dir.join(".shipit-staging")).is_some());
+    // A stage that was not asked for is not there.
+    let o = expect_exit(shipit(dir, &["plan", "local"]), 2);
+    assert!(stderr(&o).contains("local"), "{}", text(&o));
+    // A name that cannot be a stage is refused and nothing is written.
+    let other = dir.join("other.yml");
+    let o = expect_exit(
+        shipit(dir, &["init", "other.yml", "--stages", "staging,pro duction"]),
+        2,
+    );
+    assert!(
+        stderr(&o).contains("invalid stage name `pro duction` in --stages"),
+        "{}",
+        text(&o)
+    );
+    assert!(!other.exists());
+}
