@@ -25,7 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// The configuration file.
+    /// The configuration file. Without it, `deploy.yml` in the current
+    /// directory or the nearest parent that has one, up to the
+    /// repository's root (a directory holding `.git`); `-v` names the
+    /// file used.
     #[arg(
         short = 'c',
         long = "config",
@@ -76,6 +79,11 @@ pub enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Write these stages (comma-separated, in promotion order, like
+        /// `staging,production`) instead of the `local` one, each deploying
+        /// to this machine until its hosts are filled in.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        stages: Vec<String>,
     },
     /// Print the task graph of a run: steps in order, the hosts each runs on,
     /// the exact commands, the batches. Connects to nothing.

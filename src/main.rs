@@ -29,9 +29,34 @@ fn refuse(format: Format, message: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Without `-c`, the nearest `deploy.yml` in this directory or a parent
+/// (up to the repository's root) is the config file; with `-v`, says on
+/// stderr which file that is.
+fn locate_config(global: &mut shipit::cli::Global, matches: &clap::ArgMatches) {
+    use shipit::config::find;
+    let given = matches.value_source("config") != Some(clap::parser::ValueSource::DefaultValue);
+    let cwd = std::env::current_dir().ok();
+    if !given {
+        // Found here, it keeps its short name in messages.
+        if let Some(cwd) = cwd.as_deref() {
+            match find::find_upward(cwd, find::DEFAULT_NAME) {
+                Some(found) if found.parent() != Some(cwd) => global.config = found,
+                _ => {}
+            }
+        }
+    }
+    if global.verbose {
+        let shown = match &cwd {
+            Some(cwd) if global.config.is_relative() => cwd.join(&global.config),
+            _ => global.config.clone(),
+        };
+        eprintln!("shipit: config file {}", shown.display());
+    }
+}
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let command_name = matches.subcommand_name().unwrap_or("shipit").to_string();
     // Format, colour and JUnit file: a pure choice from flags and world.
     let mut output = Output::choose(
@@ -76,6 +101,9 @@ fn main() -> ExitCode {
                 refuse(output.format, &message, exit_code(&Err(e)))
             }
         };
+    }
+    if !matches!(cli.command, shipit::cli::Command::Init { .. }) {
+        locate_config(&mut cli.global, &matches);
     }
     if let Some(j) = &output.junit {
         if let Err(e) = j.start() {

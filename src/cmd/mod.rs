@@ -52,8 +52,12 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
                 "this command prints through `cmd::generated`"
             ))
         }
-        Command::Init { path, force } => {
-            let text = init::run(path, *force)?;
+        Command::Init {
+            path,
+            force,
+            stages,
+        } => {
+            let text = init::run(path, *force, stages)?;
             app.write_out(&text)?;
             Ok(Outcome::Success)
         }

@@ -3,6 +3,7 @@
 pub(crate) mod checks;
 pub mod duration;
 pub mod error;
+pub mod find;
 pub mod host_range;
 pub mod model;
 pub mod raw;

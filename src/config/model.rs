@@ -11,6 +11,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The name of the link to the live release when `current_path` is not set.
+pub const DEFAULT_CURRENT_PATH: &str = "current";
+
 /// A whole `deploy.yml`, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -24,6 +27,10 @@ pub struct Config {
     /// absolute against `base_dir`).
     pub repository: String,
     pub branch: String,
+    /// The name of the link to the live release in each `deploy_to`
+    /// (default [`DEFAULT_CURRENT_PATH`]): a plain name, not one of
+    /// shipit's own entries.
+    pub current_path: String,
     pub keep_releases: u32,
     pub strategy: Strategy,
     pub linked_files: Vec<RelPath>,

@@ -24,6 +24,9 @@ pub struct RawConfig {
     pub branch: Option<String>,
     /// Where releases live on each host.
     pub deploy_to: Option<String>,
+    /// The name of the link to the live release in `deploy_to` (default
+    /// `current`), e.g. `public_html`.
+    pub current_path: Option<String>,
     /// How many good releases each host keeps (default 5).
     pub keep_releases: Option<u32>,
     /// `git`: each host keeps a mirror and exports the commit; `copy`: shipit

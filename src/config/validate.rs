@@ -312,6 +312,7 @@ impl Validator<'_> {
         let application = self.application(&raw.application)?;
         let repository = self.repository(&raw.repository)?;
         let branch = self.branch(raw.branch.as_deref())?;
+        let current_path = self.current_path(raw.current_path.as_deref())?;
         let keep_releases = raw.keep_releases.unwrap_or(5);
         if keep_releases == 0 {
             return Err(self.at(
@@ -335,9 +336,22 @@ impl Validator<'_> {
                 format!("`{dir}` is in both `linked_files` and `linked_dirs`"),
             ));
         }
+        self.no_nested_links(&linked_files, &linked_dirs)?;
         let ssh = self.ssh(raw.ssh.clone().unwrap_or_default())?;
         let vars = self.vars(raw.vars.as_ref(), &ypath!["vars"])?;
         let templates = self.templates(raw.templates.as_deref().unwrap_or_default())?;
+        if let Some(i) = templates
+            .iter()
+            .position(|t| t.dest.as_str().split('/').next() == Some(current_path.as_str()))
+        {
+            return Err(self.at(
+                &ypath!["templates", i, "dest"],
+                format!(
+                    "template `dest` `{}` would overwrite shipit's own `{current_path}` (the `current_path` link), expected a path under `shared/`",
+                    templates[i].dest
+                ),
+            ));
+        }
         let stages = self.stages(&raw, &ssh, &vars)?;
         let tasks = self.tasks(raw.tasks.as_ref(), &stages)?;
         Ok(Config {
@@ -346,6 +360,7 @@ impl Validator<'_> {
             application,
             repository,
             branch,
+            current_path,
             keep_releases,
             strategy,
             linked_files,
@@ -445,6 +460,31 @@ impl Validator<'_> {
         }
     }
 
+    fn current_path(&self, name: Option<&str>) -> Result<String, ConfigError> {
+        let Some(name) = name else {
+            return Ok(DEFAULT_CURRENT_PATH.to_string());
+        };
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !name.starts_with(['.', '-']);
+        let reason = if !plain {
+            Some("expected a plain name of letters, digits, `.`, `_` or `-` like `public_html`, not starting with `.` or `-`")
+        } else if ["releases", "shared", "repo", "revisions.log"].contains(&name) {
+            Some("that is shipit's own entry in `deploy_to`")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(self.at(
+                &ypath!["current_path"],
+                format!("invalid current_path `{}`: {reason}", show(name)),
+            )),
+            None => Ok(name.to_owned()),
+        }
+    }
+
     /// A path relative to a release or to `deploy_to`; `what` names the key
     /// and `base` what it is relative to.
     fn rel_path(
@@ -485,6 +525,42 @@ impl Validator<'_> {
             out.push(p);
         }
         Ok(out)
+    }
+
+    /// A linked path inside another (`storage/logs` and `storage`) would be
+    /// linked through the outer link into `shared/` itself, a symlink loop
+    /// that breaks this release and every later one: refused, at the inner
+    /// path.
+    fn no_nested_links(&self, files: &[RelPath], dirs: &[RelPath]) -> Result<(), ConfigError> {
+        let all = || {
+            let files = files
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ("linked_files", i, p));
+            let dirs = dirs.iter().enumerate().map(|(i, p)| ("linked_dirs", i, p));
+            files.chain(dirs)
+        };
+        for (key, i, inner) in all() {
+            if let Some((outer_key, _, outer)) = all().find(|(_, _, outer)| {
+                inner
+                    .as_str()
+                    .strip_prefix(outer.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            }) {
+                let kind = if outer_key == "linked_dirs" {
+                    "linked dir"
+                } else {
+                    "linked file"
+                };
+                return Err(self.at(
+                    &ypath![key, i],
+                    format!(
+                        "`{inner}` in `{key}` is inside the {kind} `{outer}`, which links it already; list only `{outer}`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn ssh(&self, raw: RawSsh) -> Result<SshSettings, ConfigError> {

@@ -47,7 +47,7 @@ pub async fn read_all(
         output: false,
     };
     let plan = host_step::on_every_host(&s, hosts, |i| {
-        script(hosts[i], &HostPaths::new(&hosts[i].deploy_to))
+        script(hosts[i], &HostPaths::of(config, hosts[i]))
     });
     let runs = session.run_hosts(&plan).await;
     session.close().await;

@@ -176,7 +176,7 @@ pub async fn run(
     });
     let mut session = Session::open(hosts, &config.ssh, ctx.clone()).await?;
     let spec = inspect::check_spec(config);
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
+    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::of(config, h)).collect();
     let step = HostStep {
         recipe: Recipe::Check,
         stage: stage.to_string(),

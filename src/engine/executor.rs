@@ -542,7 +542,7 @@ fn stop_flag(plan: &Plan, h: usize) -> Option<String> {
         return None;
     }
     Some(commands::stop_flag(
-        &HostPaths::new(&plan.hosts[h].deploy_to),
+        &HostPaths::of_plan(&plan.hosts[h]),
         &plan.release.id,
     ))
 }

@@ -266,7 +266,7 @@ pub async fn lock(
     let json = serde_json::to_string(holder)?;
     let mut session = Session::open(hosts, &config.ssh, ctx.clone()).await?;
     let names = session.names().to_vec();
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
+    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::of(config, h)).collect();
     let plan = host_step::on_every_host(&step(Recipe::Lock, stage, "lock"), hosts, |i| {
         commands::lock(&paths[i], &json)
     });
@@ -520,7 +520,7 @@ pub async fn unlock(
     }
     let mut session = Session::open(hosts, &config.ssh, ctx.clone()).await?;
     let names = session.names().to_vec();
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
+    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::of(config, h)).collect();
     let read = host_step::on_every_host(&step(Recipe::Unlock, stage, "lock_state"), hosts, |i| {
         inspect::lock_state(&paths[i])
     });

@@ -110,7 +110,7 @@ async fn read(
         hosts: names.clone(),
     });
     let mut session = Session::open(hosts, &config.ssh, ctx.clone()).await?;
-    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::new(&h.deploy_to)).collect();
+    let paths: Vec<HostPaths> = hosts.iter().map(|h| HostPaths::of(config, h)).collect();
     let step = HostStep {
         recipe,
         stage: stage.to_string(),

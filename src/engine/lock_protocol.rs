@@ -96,7 +96,7 @@ pub async fn stale_lock_repair(exec: &Executor, plan: &Plan, before: &[Before]) 
     let probes = (0..plan.hosts.len())
         .filter(|&h| currents[h].is_none())
         .map(|h| async move {
-            let p = HostPaths::new(&plan.hosts[h].deploy_to);
+            let p = HostPaths::of_plan(&plan.hosts[h]);
             let r = exec
                 .run_on(
                     h,

@@ -238,11 +238,7 @@ pub async fn run(ctx: Ctx, r: TaskRun<'_>) -> anyhow::Result<Outcome> {
         format!("task `{name}`: {}", ctx.redactor.apply(&r.task.run)),
     );
     let mut session = Session::open(&r.hosts, &r.config.ssh, ctx.clone()).await?;
-    let paths: Vec<HostPaths> = r
-        .hosts
-        .iter()
-        .map(|h| HostPaths::new(&h.deploy_to))
-        .collect();
+    let paths: Vec<HostPaths> = r.hosts.iter().map(|h| HostPaths::of(r.config, h)).collect();
     let probe = HostStep {
         recipe: Recipe::Run,
         stage: r.stage.to_string(),
@@ -265,7 +261,7 @@ pub async fn run(ctx: Ctx, r: TaskRun<'_>) -> anyhow::Result<Outcome> {
             let dir = if r.task.local {
                 ".".to_string()
             } else {
-                paths[i].at("current")
+                paths[i].current()
             };
             Ok(commands::task(
                 &paths[i],

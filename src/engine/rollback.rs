@@ -262,7 +262,7 @@ pub async fn run(
         paths: req
             .hosts
             .iter()
-            .map(|h| HostPaths::new(&h.deploy_to))
+            .map(|h| HostPaths::of(req.config, h))
             .collect(),
         plan_hosts: req
             .hosts
@@ -272,6 +272,7 @@ pub async fn run(
                 roles: h.roles.clone(),
                 transport: h.transport,
                 deploy_to: h.deploy_to.clone(),
+                current: req.config.current_path.clone(),
             })
             .collect(),
         req: &req,

@@ -131,7 +131,7 @@ fn short(commit: &str) -> &str {
 
 /// Removes this run's staged release from host `h`, recording `failed`.
 async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> bool {
-    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let p = HostPaths::of_plan(&plan.hosts[h]);
     let script = commands::discard_staged(&p, &plan.release, &plan.hosts[h].name, why);
     exec.run_on(
         h,
@@ -164,7 +164,7 @@ async fn switch_back(
     undo: &UndoCtx<'_>,
     hooks: Hooks,
 ) -> bool {
-    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let p = HostPaths::of_plan(&plan.hosts[h]);
     let prev = previous(plan, before);
     let hook = |name: &str, on: bool| {
         prev.as_ref()
@@ -212,14 +212,14 @@ async fn smoke_after_local_restart(
     let Some(smoke) = undo.hook("smoke_test", h, &prev) else {
         return true;
     };
-    let p = HostPaths::new(&plan.hosts[h].deploy_to);
+    let p = HostPaths::of_plan(&plan.hosts[h]);
     let host = &plan.hosts[h].name;
     let script = format!(
         "set -e\n{}\n{}\n",
         commands::task(
             &p,
             &prev,
-            &p.at("current"),
+            &p.current(),
             &smoke.run,
             smoke.retries,
             smoke.interval

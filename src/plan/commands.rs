@@ -23,13 +23,35 @@ pub const MIN_FREE_KB: u64 = 50 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPaths {
     pub deploy_to: String,
+    /// The name of the link to the live release in `deploy_to`
+    /// (`current_path`, default `current`).
+    pub current: String,
 }
 
 impl HostPaths {
     pub fn new(deploy_to: &str) -> Self {
         HostPaths {
             deploy_to: deploy_to.trim_end_matches('/').to_string(),
+            current: crate::config::DEFAULT_CURRENT_PATH.to_string(),
         }
+    }
+    /// The paths of `host` with the config's `current_path`.
+    pub fn of(config: &crate::config::Config, host: &crate::config::Host) -> Self {
+        HostPaths {
+            current: config.current_path.clone(),
+            ..HostPaths::new(&host.deploy_to)
+        }
+    }
+    /// The paths of a host of a plan.
+    pub fn of_plan(host: &super::graph::PlanHost) -> Self {
+        HostPaths {
+            current: host.current.clone(),
+            ..HostPaths::new(&host.deploy_to)
+        }
+    }
+    /// The link to the live release, where tasks run.
+    pub fn current(&self) -> String {
+        self.at(&self.current)
     }
     pub fn at(&self, rel: &str) -> String {
         join(&self.deploy_to, rel)
@@ -58,6 +80,7 @@ pub fn lock(p: &HostPaths, holder_json: &str) -> String {
     remote::LOCK
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("holder", holder_json)
         .set("locked_status", &LOCKED_STATUS.to_string())
         .done()
@@ -69,6 +92,7 @@ pub fn read_current(p: &HostPaths) -> String {
     remote::READ_CURRENT
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .done()
 }
 
@@ -304,7 +328,7 @@ pub fn smoke_test(
     retries: u32,
     interval: Duration,
 ) -> String {
-    task(p, r, &p.at("current"), run, retries, interval)
+    task(p, r, &p.current(), run, retries, interval)
         + &ledger_append(p, &[entry(r, host, EventKind::Verified)])
 }
 
@@ -314,6 +338,7 @@ pub fn publish(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
     remote::PUBLISH
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("release", &r.id)
         .done()
         + &ledger_append(p, &[entry(r, host, EventKind::Published)])
@@ -340,6 +365,7 @@ pub fn cleanup(p: &HostPaths, remove: &[String]) -> String {
     remote::CLEANUP
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .args(remove)
         .done()
 }
@@ -362,6 +388,7 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
     remote::DISCARD_STAGED
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("release", &r.id)
         .done()
         + &ledger_append(p, &[e])
@@ -378,6 +405,7 @@ pub fn switch_back(p: &HostPaths, r: &ReleaseInfo, host: &str, previous: Option<
     remote::SWITCH_BACK
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("release", &r.id)
         .set("previous", previous.unwrap_or_default())
         .done()
@@ -423,7 +451,7 @@ pub fn undo_publish(
             .fill()
             .set(
                 "script",
-                &task(p, prev, &p.at("current"), &h.run, h.retries, h.interval),
+                &task(p, prev, &p.current(), &h.run, h.retries, h.interval),
             )
             .set("message", message)
             .done()
@@ -470,7 +498,8 @@ mod tests {
         let s = publish(&p, &rel(), "web-1");
         assert!(s.contains("release='20261124T190102Z'\n"), "{s}");
         assert!(s.contains("ln -sfn \"releases/$release\" \"$tmp\""), "{s}");
-        assert!(s.contains("mv -fT \"$tmp\" \"$deploy_to/current\""), "{s}");
+        assert!(s.contains("current='current'\n"), "{s}");
+        assert!(s.contains("mv -fT \"$tmp\" \"$deploy_to/$current\""), "{s}");
         assert!(s.contains("\"event\":\"published\""));
     }
 

@@ -19,6 +19,7 @@ pub fn probe(p: &HostPaths) -> String {
     remote::PROBE_CURRENT
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .done()
 }
 

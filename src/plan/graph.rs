@@ -54,6 +54,8 @@ pub struct PlanHost {
     pub roles: Vec<String>,
     pub transport: TransportKind,
     pub deploy_to: String,
+    /// The name of the link to the live release (`current_path`).
+    pub current: String,
 }
 
 /// One unit of work: a step on one host (or on the shipit machine).

@@ -73,6 +73,9 @@ pub fn plan(step: &HostStep, hosts: &[&Host], scripts: Vec<(Target, String)>) ->
                 roles: h.roles.clone(),
                 transport: h.transport,
                 deploy_to: h.deploy_to.clone(),
+                // The scripts come ready-made, built with the config's
+                // `current_path`; nothing here reads this.
+                current: crate::config::DEFAULT_CURRENT_PATH.to_string(),
             })
             .collect(),
         steps: vec![Step {

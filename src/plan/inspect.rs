@@ -309,6 +309,7 @@ pub fn releases(p: &HostPaths) -> String {
     remote::RELEASES
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("ledger_mark", LEDGER_MARK)
         .done()
 }
@@ -482,6 +483,7 @@ pub fn promote_target(
     remote::PROMOTE_TARGET
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("signers", signers.unwrap_or_default())
         .set("signers_mark", signers_mark)
         .set("ledger_mark", ledger_mark)

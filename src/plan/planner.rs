@@ -168,6 +168,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             roles: h.roles.clone(),
             transport: h.transport,
             deploy_to: h.deploy_to.clone(),
+            current: config.current_path.clone(),
         })
         .collect();
     let contexts: Vec<_> = hosts
@@ -238,7 +239,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         };
         for i in runs_on {
             let h = hosts[i];
-            let p = HostPaths::new(&h.deploy_to);
+            let p = HostPaths::of(config, h);
             let rendered = |t: &Task| {
                 render::render(&t.run, &contexts[i], &format!("task `{}`", t.name), &h.name)
             };
@@ -278,7 +279,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                 ("restart", Some(t)) => vec![Action::Shell(commands::task(
                     &p,
                     release,
-                    &p.at("current"),
+                    &p.current(),
                     &rendered(t)?,
                     t.retries,
                     t.interval,
@@ -312,7 +313,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                 ("unlock", _) => vec![Action::Shell(commands::unlock(&p, &input.holder.token))],
                 (_, Some(t)) => {
                     let dir = if phase >= Phase::Publish {
-                        p.at("current")
+                        p.current()
                     } else {
                         p.release(&release.id)
                     };
@@ -394,7 +395,7 @@ fn undo_nodes(
     );
     let where_ = |name: &str| config.task(name).map(|t| targeting::targets(t, hosts));
     for (i, h) in hosts.iter().enumerate() {
-        let p = HostPaths::new(&h.deploy_to);
+        let p = HostPaths::of(config, h);
         let ctx = render::context(config, h, &previous, env);
         let hook = |name: &str| -> Result<Option<commands::HookCommand>, PlanError> {
             let Some(t) = config

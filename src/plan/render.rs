@@ -44,7 +44,7 @@ pub fn context(
         "release_path",
         &join(&host.deploy_to, &format!("releases/{}", release.id)),
     );
-    ctx.insert("current_path", &join(&host.deploy_to, "current"));
+    ctx.insert("current_path", &join(&host.deploy_to, &config.current_path));
     ctx.insert("env", env);
     ctx
 }

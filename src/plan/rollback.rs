@@ -50,6 +50,7 @@ pub fn switch(p: &HostPaths, from: &str, to: &str) -> String {
     remote::ROLLBACK_SWITCH
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("from", from)
         .set("to", to)
         .done()
@@ -95,6 +96,7 @@ pub fn switch_back(p: &HostPaths, to: &ReleaseInfo, host: &str, from: &str) -> S
     remote::ROLLBACK_SWITCHED
         .fill()
         .set("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
         .set("to", &to.id)
         .done()
         + &commands::switch_back(p, to, host, Some(from))
@@ -153,7 +155,7 @@ fn task_step(
     let script = if record_verified {
         commands::smoke_test(p, r, host, &t.run, t.retries, t.interval)
     } else {
-        commands::task(p, r, &p.at("current"), &t.run, t.retries, t.interval)
+        commands::task(p, r, &p.current(), &t.run, t.retries, t.interval)
     };
     RollbackStep {
         name,
@@ -301,7 +303,7 @@ pub fn preview(
     }
     let holder_json = serde_json::to_string(holder).unwrap_or_default();
     for (i, h) in hosts.iter().enumerate() {
-        let p = HostPaths::new(&h.deploy_to);
+        let p = HostPaths::of(config, h);
         let mk = |id: &str| ReleaseInfo {
             id: id.into(),
             commit: "<its-commit>".into(),
@@ -422,7 +424,8 @@ pub(crate) mod tests {
         assert!(s.starts_with("deploy_to='/srv/my app/$(x)'\n"), "{s}");
         assert!(s.contains(&format!("to='{A}'\n")), "{s}");
         assert!(s.contains("ln -sfn \"releases/$to\" \"$tmp\""), "{s}");
-        assert!(s.contains("mv -fT \"$tmp\" \"$deploy_to/current\""), "{s}");
+        assert!(s.contains("current='current'\n"), "{s}");
+        assert!(s.contains("mv -fT \"$tmp\" \"$deploy_to/$current\""), "{s}");
         let r = &steps(&w)[3].script;
         assert!(r.contains("\"event\":\"rolled_back\""), "{r}");
         assert!(r.contains(&format!("\"detail\":\"to {A}\"")), "{r}");

@@ -3,10 +3,10 @@
 # decided by shipit from the host's releases and ledger. An argument that
 # is not a release id, or names the release `current` points at, is left
 # alone. Prints `removed ID` for each release removed.
-: "${deploy_to?}"
+: "${deploy_to?}" "${current?}"
 set -e
 cd "$deploy_to/releases"
-cur=$(readlink "$deploy_to/current" 2>/dev/null || true)
+cur=$(readlink "$deploy_to/$current" 2>/dev/null || true)
 cur=${cur##*/}
 for id in "$@"; do
   case $id in

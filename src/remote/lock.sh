@@ -8,15 +8,15 @@
 # (`release:ID`) and where `current` points (`current:`,
 # `current_commit:`): the run mints a later release id and decides what to
 # clean up from them.
-: "${deploy_to?}" "${holder?}" "${locked_status?}"
+: "${deploy_to?}" "${current?}" "${holder?}" "${locked_status?}"
 set -e
 shipit="$deploy_to/.shipit"
 lock="$shipit/lock"
 # One per lock script; a loser removes its own.
 tmp="$shipit/lock.new.$$"
 print_current() {
-  if [ -L "$deploy_to/current" ]; then printf 'current:%s\n' "$(readlink "$deploy_to/current")"; fi
-  if [ -f "$deploy_to/current/REVISION" ]; then printf 'current_commit:%s\n' "$(cat "$deploy_to/current/REVISION")"; fi
+  if [ -L "$deploy_to/$current" ]; then printf 'current:%s\n' "$(readlink "$deploy_to/$current")"; fi
+  if [ -f "$deploy_to/$current/REVISION" ]; then printf 'current_commit:%s\n' "$(cat "$deploy_to/$current/REVISION")"; fi
 }
 mkdir -p "$shipit"
 rm -rf "$tmp" && mkdir "$tmp"

@@ -62,7 +62,7 @@ type Case = (
 #[rustfmt::skip]
 const ERROR_CASES: &[Case] = &[
         ("unknown_key_in_ssh", &["ssh:", "  user: deploy", "  colour: red"], "unknown key `colour` in `ssh`, expected one of `user`, `port`, `identity_file`, `proxy_jump`, `config_file`, `connect_timeout`, `host_key_checking`", Some((3, 3))),
-        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `templates`, `tasks`, `stages`", Some((1, 1))),
+        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `templates`, `tasks`, `stages`", Some((1, 1))),
         ("unknown_key_in_host", &["stages:", "  s:", "    hosts:", "      - { host: a, colour: red }"], "unknown key `colour` in `stages.s.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`", Some((4, 20))),
         ("unknown_key_in_gate", &["stages:", "  s:", "    gate: { aprovals: 1 }", "    hosts: [{ host: a }]"], "unknown key `aprovals` in `stages.s.gate`, expected one of `approvals`, `soak`, `approvers`, `self_approval`, `approval_ttl`, `allowed_signers`", Some((3, 13))),
         ("wrong_type", &["keep_releases: five"], r#"invalid type for `keep_releases`: string "five", expected a whole number of 0 or more"#, Some((1, 16))),
@@ -82,7 +82,7 @@ const ERROR_CASES: &[Case] = &[
         ("duplicate_host_var", &["stages:", "  s:", "    hosts:", "      - host: a", "        vars:", "          x: 1", "          x: 2"], "duplicate key `x` in `stages.s.hosts[0].vars`", Some((7, 11))),
         ("duplicate_ssh_key", &["ssh:", "  user: a", "  user: b"], "duplicate key `user` in `ssh`", Some((3, 3))),
         ("unknown_key_in_spaced_stage", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a, colour: red }]"], "unknown key `colour` in `stages.pro d.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`", Some((3, 24))),
-        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
+        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
         ("too_deep", &["vars: { a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }"], "invalid YAML: recursion limit exceeded", Some((1, 138))),
         ("duplicate_top_level_key", &["keep_releases: 3", "keep_releases: 4"], "duplicate key `keep_releases`", Some((2, 1))),
         ("yaml_syntax", &["ssh:", "  user: deploy", " port: 22"], "invalid YAML: did not find expected key, while parsing a block mapping", Some((3, 2))),
@@ -103,6 +103,14 @@ const ERROR_CASES: &[Case] = &[
         ("control_linked_file", &[r#"linked_files: ["a\nb"]"#], r#"path `a\nb` in `linked_files` contains a control character"#, Some((1, 16))),
         ("duplicate_linked_dir", &["linked_dirs: [log, ./log/]"], "duplicate path `log` in `linked_dirs`", Some((1, 20))),
         ("linked_file_and_dir", &["linked_files: [log]", "linked_dirs: [tmp, log]"], "`log` is in both `linked_files` and `linked_dirs`", Some((2, 20))),
+        ("nested_linked_dirs", &["linked_dirs:", "  - storage/logs", "  - tmp", "  - storage"], "`storage/logs` in `linked_dirs` is inside the linked dir `storage`, which links it already; list only `storage`", Some((2, 5))),
+        ("linked_file_in_linked_dir", &["linked_files: [config/app.env]", "linked_dirs: [config]"], "`config/app.env` in `linked_files` is inside the linked dir `config`, which links it already; list only `config`", Some((1, 16))),
+        ("linked_dir_in_linked_file", &["linked_files: [data]", "linked_dirs: [data/x]"], "`data/x` in `linked_dirs` is inside the linked file `data`, which links it already; list only `data`", Some((2, 15))),
+        ("slash_current_path", &["current_path: www/html"], "invalid current_path `www/html`: expected a plain name of letters, digits, `.`, `_` or `-` like `public_html`, not starting with `.` or `-`", Some((1, 15))),
+        ("dot_current_path", &["current_path: .."], "invalid current_path `..`: expected a plain name of letters, digits, `.`, `_` or `-` like `public_html`, not starting with `.` or `-`", Some((1, 15))),
+        ("empty_current_path", &["current_path: \"\""], "invalid current_path ``: expected a plain name of letters, digits, `.`, `_` or `-` like `public_html`, not starting with `.` or `-`", Some((1, 15))),
+        ("reserved_current_path", &["current_path: releases"], "invalid current_path `releases`: that is shipit's own entry in `deploy_to`", Some((1, 15))),
+        ("template_over_current_path", &["current_path: public_html", "templates:", "  - { src: templates/app.env.tera, dest: public_html/.env }"], "template `dest` `public_html/.env` would overwrite shipit's own `public_html` (the `current_path` link), expected a path under `shared/`", Some((3, 42))),
         ("zero_ssh_port", &["ssh: { port: 0 }"], "port 0 for `ssh.port`, expected 1 to 65535", Some((1, 14))),
         ("option_ssh_user", &[r#"ssh: { user: "-oProxyCommand=x" }"#], "invalid `ssh.user` `-oProxyCommand=x`: begins with `-`", Some((1, 14))),
         ("hostile_proxy_jump", &[r#"ssh: { proxy_jump: "bastion;id" }"#], "invalid `ssh.proxy_jump` `bastion;id`: contains `;`", Some((1, 20))),
@@ -451,6 +459,7 @@ fn defaults_fill_what_is_not_written() {
         application: "shop".into(),
         repository: "/srv/git/shop.git".into(),
         branch: "main".into(),
+        current_path: "current".into(),
         keep_releases: 5,
         strategy: Strategy::Git,
         linked_files: vec![],
@@ -686,4 +695,14 @@ fn load_reads_the_file() {
 
     let e = load(dir.path()).unwrap_err();
     assert!(e.message().starts_with("cannot read config file: "), "{e}");
+}
+
+#[test]
+fn linked_paths_that_only_share_a_prefix_are_not_nested() {
+    let c = parse_ok(&full(&[
+        "linked_files: [storage.env, config/app.env]",
+        "linked_dirs: [storage, storage2, configs]",
+    ]));
+    assert_eq!(c.linked_dirs.len(), 3);
+    assert_eq!(c.linked_files.len(), 2);
 }
