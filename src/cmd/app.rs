@@ -125,8 +125,11 @@ impl App {
         }
     }
 
+    /// The config, with the vars of `-o/--set` over its own.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(config::load(&self.global.config)?)
+        let mut config = config::load(&self.global.config)?;
+        config.override_vars(&self.global.set);
+        Ok(config)
     }
 
     pub fn filters(&self) -> Filters {

@@ -47,6 +47,18 @@ impl Config {
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.name == name)
     }
+
+    /// Sets each var of `overrides` (`-o KEY=VALUE`, names already checked)
+    /// as a string, globally and on every host, over what the file says.
+    pub fn override_vars(&mut self, overrides: &[(String, String)]) {
+        let hosts = self.stages.iter_mut().flat_map(|s| s.hosts.iter_mut());
+        let maps = std::iter::once(&mut self.vars).chain(hosts.map(|h| &mut h.vars));
+        for vars in maps {
+            for (k, v) in overrides {
+                vars.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
