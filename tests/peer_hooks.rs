@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 
-use support::project::{current, stderr, stdout, Project};
+use support::project::{current, expect_exit, shipit_cmd, stderr, stdout, text, Project};
 
 #[test]
 fn set_overrides_a_var_in_commands_and_plan() {
@@ -60,5 +60,86 @@ fn set_refuses_a_key_that_is_not_a_var_name() {
             "{}",
             stderr(&o)
         );
+    }
+}
+
+const ENV_TASKS: &str = r#"env:
+  GREETING: hello
+  API_SECRET_VALUE: "{{ env.PEER_HOOKS_SECRET }}"
+  PORT: 8080
+tasks:
+  greet:
+    after: link_shared
+    run: "printf '%s %s' \"$GREETING\" \"$PORT\" > GREETING; printf '%s' \"$API_SECRET_VALUE\" > SECRET; echo \"secret is $API_SECRET_VALUE\""
+  restart:
+    run: "printf '%s' \"$GREETING\" > RESTART_GREETING"
+"#;
+
+#[test]
+fn env_is_exported_to_commands_stage_and_host_override_and_secrets_stay_hidden() {
+    const SECRET: &str = "s3cret-'$(id)-value";
+    let w = Project::new(2);
+    w.write_config(ENV_TASKS, "    env: { GREETING: \"hi 'there'\" }\n", |i| {
+        if i == 1 {
+            ", env: { GREETING: host-one }".into()
+        } else {
+            String::new()
+        }
+    });
+    let o = expect_exit(
+        shipit_cmd(&w.dir, &["deploy", "staging", "-v"])
+            .env("PEER_HOOKS_SECRET", SECRET)
+            .output()
+            .unwrap(),
+        0,
+    );
+    let all = text(&o);
+    assert!(!all.contains("s3cret"), "{all}");
+    assert!(all.contains("secret is [redacted]"), "{all}");
+
+    let mut greetings = Vec::new();
+    for d in w.hosts() {
+        let rel = d.join(current(&d).unwrap());
+        greetings.push(std::fs::read_to_string(rel.join("GREETING")).unwrap());
+        assert_eq!(std::fs::read_to_string(rel.join("SECRET")).unwrap(), SECRET);
+        // The restart sees the same environment.
+        let restart = std::fs::read_to_string(rel.join("RESTART_GREETING")).unwrap();
+        assert_eq!(format!("{restart} 8080"), greetings[greetings.len() - 1]);
+    }
+    greetings.sort();
+    assert_eq!(greetings, ["hi 'there' 8080", "host-one 8080"]);
+
+    // The plan shows the values, quoted, and masks the secret.
+    let plan = shipit_cmd(&w.dir, &["plan", "staging"])
+        .env("PEER_HOOKS_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let plan = stdout(&expect_exit(plan, 0));
+    assert!(plan.contains("'GREETING' 'host-one'"), "{plan}");
+    assert!(plan.contains("'API_SECRET_VALUE' '[redacted]'"), "{plan}");
+    assert!(!plan.contains("s3cret"), "{plan}");
+}
+
+#[test]
+fn env_names_must_be_shell_identifiers() {
+    let w = Project::new(1);
+    for (env, message) in [
+        (
+            "env: { my-var: 1 }\n",
+            "invalid environment variable name `my-var`",
+        ),
+        (
+            "env: { SHIPIT_STAGE: x }\n",
+            "environment variable `SHIPIT_STAGE` is reserved",
+        ),
+        (
+            "env: { A: [1] }\n",
+            "invalid value for environment variable `A`",
+        ),
+    ] {
+        w.write_config(env, "", |_| String::new());
+        let o = w.run_expect(&["plan", "staging"], 2);
+        assert!(stderr(&o).contains(message), "{}", text(&o));
+        assert!(stderr(&o).contains("deploy.yml:"), "{}", text(&o));
     }
 }

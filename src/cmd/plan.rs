@@ -54,7 +54,8 @@ pub fn text(
     mut release: ReleaseInfo,
 ) -> anyhow::Result<String> {
     let (st, hosts) = planner::select_hosts(config, stage, &app.filters())?;
-    let redactor = app.redactor(config)?;
+    // The plan shows scripts, where a secret may sit inside a quoted word.
+    let redactor = app.redactor(config)?.with_quoted_forms();
     let head = match recipe {
         PlanRecipe::Rollback => {
             let holder = app.lock_holder(stage, "<rollback>", "rollback");

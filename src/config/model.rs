@@ -186,6 +186,11 @@ pub struct Host {
     pub port: Option<u16>,
     /// Global vars with this host's vars merged over them.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// The `env:` exported for its commands: the global one, then its
+    /// stage's, then its own, a later value replacing an earlier one in
+    /// place. Names are shell identifiers not starting with `SHIPIT_`;
+    /// values are Tera templates, rendered per host.
+    pub env: Vec<(String, String)>,
 }
 
 impl Host {

@@ -610,6 +610,53 @@ impl Validator<'_> {
         Ok(out)
     }
 
+    /// Adds the `env:` at `at` to `into`, a name already there taking the
+    /// new value in place. Values are strings, numbers or booleans.
+    fn env(
+        &self,
+        raw: Option<&OrderedMap<serde_json::Value>>,
+        at: &[Seg],
+        into: &mut Vec<(String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in raw.map(|m| m.0.as_slice()).unwrap_or_default() {
+            let mut key = at.to_vec();
+            key.push(Seg::Key(name.clone()));
+            if !checks::is_var_name(name) {
+                return Err(self.at_key(
+                    &key,
+                    format!(
+                        "invalid environment variable name `{}`, expected letters, digits and `_`, not starting with a digit",
+                        show(name)
+                    ),
+                ));
+            }
+            if name.starts_with("SHIPIT_") {
+                return Err(self.at_key(
+                    &key,
+                    format!(
+                        "environment variable `{name}` is reserved, shipit sets the `SHIPIT_` ones"
+                    ),
+                ));
+            }
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(self.at(
+                        &key,
+                        format!("invalid value for environment variable `{name}`, expected a string, number or boolean"),
+                    ))
+                }
+            };
+            match into.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => into.push((name.clone(), value)),
+            }
+        }
+        Ok(())
+    }
+
     fn templates(&self, raw: &[RawTemplate]) -> Result<Vec<Template>, ConfigError> {
         // shipit's own entries in `deploy_to`, which a template must not
         // overwrite.
@@ -813,6 +860,18 @@ impl Validator<'_> {
                 ));
             }
             let port = h.port.or(ssh.port);
+            let mut env = Vec::new();
+            self.env(raw.env.as_ref(), &ypath!["env"], &mut env)?;
+            self.env(
+                raw_stage.env.as_ref(),
+                &ypath!["stages", stage, "env"],
+                &mut env,
+            )?;
+            self.env(
+                h.env.as_ref(),
+                &ypath!["stages", stage, "hosts", i, "env"],
+                &mut env,
+            )?;
             let mut vars = global_vars.clone();
             vars.extend(self.vars(
                 h.vars.as_ref(),
@@ -844,6 +903,7 @@ impl Validator<'_> {
                     user: user.clone(),
                     port,
                     vars: vars.clone(),
+                    env: env.clone(),
                 });
             }
         }

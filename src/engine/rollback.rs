@@ -182,6 +182,7 @@ impl Run<'_, '_> {
         let ctx = render::context(self.req.config, self.req.hosts[i], r, self.ctx.env);
         Ok(TaskRun {
             run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), self.name(i))?,
+            env: render::host_env(self.req.hosts[i], &ctx)?,
             retries: t.retries,
             interval: t.interval,
             timeout: t.timeout.unwrap_or(recipe::TASK_TIMEOUT),

@@ -242,6 +242,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             let rendered = |t: &Task| {
                 render::render(&t.run, &contexts[i], &format!("task `{}`", t.name), &h.name)
             };
+            let host_env = || render::host_env(h, &contexts[i]);
             let actions = match (name.as_str(), task) {
                 ("lock", _) => vec![Action::Shell(commands::lock(&p, &holder_json))],
                 ("check", _) => vec![Action::Shell(commands::check(&p, &check_spec))],
@@ -280,6 +281,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     release,
                     &p.at("current"),
                     &rendered(t)?,
+                    &host_env()?,
                     t.retries,
                     t.interval,
                 ))],
@@ -288,6 +290,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     release,
                     &h.name,
                     &rendered(t)?,
+                    &host_env()?,
                     t.retries,
                     t.interval,
                 ))],
@@ -321,6 +324,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                         release,
                         &dir,
                         &rendered(t)?,
+                        &host_env()?,
                         t.retries,
                         t.interval,
                     ))]
@@ -405,6 +409,7 @@ fn undo_nodes(
             };
             Ok(Some(commands::HookCommand {
                 run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), &h.name)?,
+                env: render::host_env(h, &ctx)?,
                 retries: t.retries,
                 interval: t.interval,
             }))
