@@ -1,12 +1,12 @@
 //! What users coming from Capistrano, Deployer and ansistrano reach for,
 //! on real sshd hosts: `-o/--set` var overrides, `env:` for every remote
-//! command.
+//! command, failure hooks (`after: failed`).
 
 mod support;
 
 use std::fs;
 
-use support::project::{current, expect_exit, shipit_cmd, stderr, stdout, text, Project};
+use support::project::{commit, current, expect_exit, shipit_cmd, stderr, stdout, text, Project};
 
 #[test]
 fn set_overrides_a_var_in_commands_and_plan() {
@@ -142,4 +142,104 @@ fn env_names_must_be_shell_identifiers() {
         assert!(stderr(&o).contains(message), "{}", text(&o));
         assert!(stderr(&o).contains("deploy.yml:"), "{}", text(&o));
     }
+}
+
+const FAILURE_HOOKS: &str = r#"env: { GREETING: hello }
+tasks:
+  build:
+    after: link_shared
+    run: "test ! -e ../../FAIL_BUILD"
+  alert:
+    after: failed
+    run: "env | grep '^SHIPIT_FAILED_' | sort > hook.env; echo \"greeting=$GREETING\" >> hook.env"
+  broken:
+    after: failed
+    run: "false"
+"#;
+
+#[test]
+fn failure_hooks_run_with_the_failure_after_a_failed_deploy_and_not_after_a_good_one() {
+    let w = Project::new(2);
+    w.write_config(FAILURE_HOOKS, "", |_| String::new());
+    let hosts = w.hosts();
+    w.deploy_ok();
+    for d in &hosts {
+        assert!(
+            !d.join("hook.env").exists(),
+            "a hook ran after a good deploy"
+        );
+    }
+    let good = current(&hosts[0]).unwrap();
+
+    fs::write(hosts[1].join("FAIL_BUILD"), "").unwrap();
+    let o = w.deploy_expect(1);
+    let all = text(&o);
+    assert!(
+        all.contains("failure hook `broken` failed on fleet-1, fleet-2; the run's outcome stands"),
+        "{all}"
+    );
+    let failed_id = stdout(&o)
+        .lines()
+        .find_map(|l| l.split("release ").nth(1))
+        .map(|r| r.split([',', ' ']).next().unwrap().to_string())
+        .unwrap();
+    for d in &hosts {
+        // The undo ran first: every host is still on the good release.
+        assert_eq!(current(d).unwrap(), good);
+        let env = fs::read_to_string(d.join("hook.env")).unwrap();
+        assert_eq!(
+            env,
+            format!(
+                "SHIPIT_FAILED_HOSTS=fleet-2\nSHIPIT_FAILED_RELEASE={failed_id}\n\
+                 SHIPIT_FAILED_STAGE=staging\nSHIPIT_FAILED_STEP=build\ngreeting=hello\n"
+            ),
+            "{all}"
+        );
+    }
+}
+
+#[test]
+fn failure_hooks_run_when_a_rollback_fails() {
+    let w = Project::new(2);
+    w.write_config(
+        r#"tasks:
+  smoke_test:
+    run: "test \"$(cat ../../FAIL_SMOKE 2>/dev/null)\" != \"$(cat REVISION)\""
+  alert:
+    after: failed
+    once: true
+    run: "env | grep '^SHIPIT_FAILED_' | sort > hook.env"
+"#,
+        "",
+        |_| String::new(),
+    );
+    let hosts = w.hosts();
+    w.deploy_ok();
+    let first = current(&hosts[0]).unwrap();
+    commit(&w.repo, "VERSION", "2\n");
+    w.deploy_ok();
+    let second = current(&hosts[0]).unwrap();
+    assert_ne!(first, second);
+    assert!(!hosts[0].join("hook.env").exists());
+
+    // The smoke test fails on the second host for the first release only.
+    let first_commit = fs::read_to_string(hosts[1].join(&first).join("REVISION")).unwrap();
+    fs::write(hosts[1].join("FAIL_SMOKE"), first_commit.trim()).unwrap();
+    let o = w.run(&["rollback", "staging"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // The failing host went back to the release it came from.
+    assert_eq!(current(&hosts[1]).unwrap(), second);
+    let target = first.trim_start_matches("releases/");
+    // `once`: only on the first host.
+    assert!(!hosts[1].join("hook.env").exists());
+    let env = fs::read_to_string(hosts[0].join("hook.env")).unwrap();
+    assert_eq!(
+        env,
+        format!(
+            "SHIPIT_FAILED_HOSTS=fleet-2\nSHIPIT_FAILED_RELEASE={target}\n\
+             SHIPIT_FAILED_STAGE=staging\nSHIPIT_FAILED_STEP=smoke_test\n"
+        ),
+        "{}",
+        text(&o)
+    );
 }

@@ -35,6 +35,10 @@ pub const BUILTIN_STEPS: &[&str] = &[
 /// Built-in steps a task may take the name of, to give their command.
 const DEFINABLE_STEPS: &[&str] = &["restart", "smoke_test"];
 
+/// What `after` names for a failure hook: a task that runs only when a
+/// deploy or rollback fails.
+pub const AFTER_FAILED: &str = "failed";
+
 /// What parsing needs from the world, passed in so tests control it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseContext {
@@ -1088,6 +1092,14 @@ impl Validator<'_> {
                     ),
                 ));
             }
+            if name == AFTER_FAILED {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "task `{name}` has the name `after: {AFTER_FAILED}` uses for failure hooks"
+                    ),
+                ));
+            }
             let definable = DEFINABLE_STEPS.contains(&name.as_str());
             if BUILTIN_STEPS.contains(&name.as_str()) && !definable {
                 return Err(self.at_key(
@@ -1122,6 +1134,7 @@ impl Validator<'_> {
                         ),
                     ))
                 }
+                (Some(after), false) if after == AFTER_FAILED => {}
                 (Some(after), false) => {
                     if after == "unlock" {
                         return Err(self.at(
@@ -1129,7 +1142,12 @@ impl Validator<'_> {
                             format!("task `{name}` cannot run after `unlock`, the last step, expected an earlier step like `cleanup`"),
                         ));
                     }
-                    let is_task = raw.iter().any(|(n, _)| n == after && !DEFINABLE_STEPS.contains(&n.as_str()));
+                    // A failure hook is no step of the deploy to follow.
+                    let is_task = raw.iter().any(|(n, t)| {
+                        n == after
+                            && !DEFINABLE_STEPS.contains(&n.as_str())
+                            && t.after.as_deref() != Some(AFTER_FAILED)
+                    });
                     if !BUILTIN_STEPS.contains(&after.as_str()) && !is_task {
                         return Err(self.at(
                             &after_at,
@@ -1203,15 +1221,17 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    /// What a task may run after: built-in steps but `unlock`, then the
-    /// other tasks.
+    /// What a task may run after: built-in steps but `unlock`, `failed`,
+    /// then the other tasks (but failure hooks).
     fn steps<'r>(&self, raw: &'r [(String, RawTask)], except: &str) -> Vec<&'r str> {
         BUILTIN_STEPS
             .iter()
             .copied()
             .filter(|s| *s != "unlock")
+            .chain([AFTER_FAILED])
             .chain(
                 raw.iter()
+                    .filter(|(_, t)| t.after.as_deref() != Some(AFTER_FAILED))
                     .map(|(n, _)| n.as_str())
                     .filter(|n| *n != except && !BUILTIN_STEPS.contains(n)),
             )

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::cleanup;
 use super::commands::{self, CheckSpec, HostPaths, LockReport};
+use super::failure_hooks;
 use super::graph::{Node, Plan, PlanHost, Recipe};
+use super::host_step::Target;
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
 use super::step::{builtin_phase, Action, Phase, Step, StepKind, BUILTIN_STEPS};
@@ -454,6 +456,40 @@ fn undo_nodes(
             )?),
             deps: Vec::new(),
         });
+    }
+    // The failure hooks, after the undo of a failed run (not of an
+    // interrupted one); what failed is known only then.
+    let failure = failure_hooks::Failure {
+        stage: release.stage.to_string(),
+        release: release.id.to_string(),
+        step: "<failed step>".into(),
+        hosts: vec!["<failed hosts>".into()],
+    };
+    for t in failure_hooks::hooks(config) {
+        let scripts = failure_hooks::scripts(config, t, hosts, release, env, &failure)?;
+        let local = scripts.iter().any(|(target, _)| *target == Target::Local);
+        steps.push(Step {
+            name: t.name.clone(),
+            kind: StepKind::Task,
+            phase: Phase::Undo,
+            local,
+            always: false,
+            timeout: t.timeout.unwrap_or(failure_hooks::HOOK_TIMEOUT),
+            quiet: false,
+            output: false,
+        });
+        let s = steps.len() - 1;
+        for (target, script) in scripts {
+            nodes.push(Node {
+                step: Some(s),
+                host: match target {
+                    Target::Host(i) => Some(i),
+                    Target::Local => None,
+                },
+                action: Action::Shell(script),
+                deps: Vec::new(),
+            });
+        }
     }
     Ok(())
 }
