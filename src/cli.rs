@@ -67,6 +67,11 @@ pub struct Global {
     /// Print only failures and the summary.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Overrides a var of deploy.yml for this run, on every host (repeat
+    /// for more): the value is a string, used in templates and commands
+    /// like `{{ KEY }}`, and `shipit plan` lists it.
+    #[arg(short = 'o', long = "set", global = true, value_name = "KEY=VALUE", value_parser = var_override_arg)]
+    pub set: Vec<(String, String)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +313,19 @@ pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(s).ok_or_else(|| {
         format!("invalid duration `{s}`, expected a number followed by ms, s, m, h or d like `5m`")
     })
+}
+
+/// `KEY=VALUE` of `-o/--set`: the key must be a var name.
+pub fn var_override_arg(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid override `{s}`, expected KEY=VALUE like `port=8080`"))?;
+    if !crate::config::checks::is_var_name(key) {
+        return Err(format!(
+            "invalid var name `{key}` in `{s}`, expected letters, digits and `_`, not starting with a digit"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

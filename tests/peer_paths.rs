@@ -251,7 +251,10 @@ fn init_with_stages_writes_a_config_each_stage_of_which_plans() {
     // A name that cannot be a stage is refused and nothing is written.
     let other = dir.join("other.yml");
     let o = expect_exit(
-        shipit(dir, &["init", "other.yml", "--stages", "staging,pro duction"]),
+        shipit(
+            dir,
+            &["init", "other.yml", "--stages", "staging,pro duction"],
+        ),
         2,
     );
     assert!(

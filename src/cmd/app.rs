@@ -15,7 +15,7 @@ use crate::engine::EventSink;
 use crate::git;
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
-use crate::plan::render::referenced_env;
+use crate::plan::render::{env_references, referenced_env};
 use crate::plan::{release, Filters, ReleaseInfo};
 use crate::redact::Redactor;
 use crate::report::{Output, World};
@@ -125,8 +125,11 @@ impl App {
         }
     }
 
+    /// The config, with the vars of `-o/--set` over its own.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(config::load(&self.global.config)?)
+        let mut config = config::load(&self.global.config)?;
+        config.override_vars(&self.global.set);
+        Ok(config)
     }
 
     pub fn filters(&self) -> Filters {
@@ -229,6 +232,7 @@ impl App {
         for t in &config.tasks {
             names.extend(referenced_env(&t.run));
         }
+        names.extend(env_references(config));
         for t in &config.templates {
             let text = std::fs::read_to_string(&t.src_path)
                 .with_context(|| format!("cannot read template `{}`", t.src))?;

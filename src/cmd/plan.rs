@@ -54,11 +54,13 @@ pub fn text(
     mut release: ReleaseInfo,
 ) -> anyhow::Result<String> {
     let (st, hosts) = planner::select_hosts(config, stage, &app.filters())?;
-    let redactor = app.redactor(config)?;
+    // The plan shows scripts, where a secret may sit inside a quoted word.
+    let redactor = app.redactor(config)?.with_quoted_forms();
     let head = match recipe {
         PlanRecipe::Rollback => {
             let holder = app.lock_holder(stage, "<rollback>", "rollback");
-            let text = rb::preview(config, stage, &hosts, &app.env, &holder)?;
+            let text = overrides_line(&app.global.set)
+                + &rb::preview(config, stage, &hosts, &app.env, &holder)?;
             return Ok(redactor.apply(&text).into_owned());
         }
         PlanRecipe::Promote => {
@@ -72,6 +74,7 @@ pub fn text(
         }
         PlanRecipe::Deploy => String::new(),
     };
+    let head = overrides_line(&app.global.set) + &head;
     release.stage = stage.into();
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
@@ -84,7 +87,17 @@ pub fn text(
         holder: &holder,
         host_state: None,
     })?;
-    Ok(format!("{head}{}", redactor.apply(&display::render(&plan))))
+    let text = format!("{head}{}", display::render(&plan));
+    Ok(redactor.apply(&text).into_owned())
+}
+
+/// The line naming the vars `-o/--set` overrides, or nothing.
+fn overrides_line(set: &[(String, String)]) -> String {
+    if set.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("vars overridden (-o): {}\n", pairs.join(", "))
 }
 
 /// What `promote` checks before it deploys.

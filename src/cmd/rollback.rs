@@ -10,7 +10,7 @@ use crate::engine::rollback::{self, Request};
 use crate::outcome::{Outcome, UsageError};
 use crate::plan::planner;
 use crate::plan::release::is_release_id;
-use crate::plan::render::referenced_env;
+use crate::plan::render::{env_references, referenced_env};
 use crate::redact::Redactor;
 
 /// Masks the secrets the tasks read. Unlike a deploy's, it does not need
@@ -22,6 +22,7 @@ fn redactor(app: &App, config: &Config) -> Redactor {
         for t in &config.tasks {
             names.extend(referenced_env(&t.run));
         }
+        names.extend(env_references(config));
         Redactor::new(&names, &app.env)
     })
 }

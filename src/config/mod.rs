@@ -14,4 +14,4 @@ pub mod validate;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use model::*;
-pub use validate::{load, parse, parse_with, ParseContext, BUILTIN_STEPS};
+pub use validate::{load, parse, parse_with, ParseContext, AFTER_FAILED, BUILTIN_STEPS};

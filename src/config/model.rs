@@ -54,6 +54,18 @@ impl Config {
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.name == name)
     }
+
+    /// Sets each var of `overrides` (`-o KEY=VALUE`, names already checked)
+    /// as a string, globally and on every host, over what the file says.
+    pub fn override_vars(&mut self, overrides: &[(String, String)]) {
+        let hosts = self.stages.iter_mut().flat_map(|s| s.hosts.iter_mut());
+        let maps = std::iter::once(&mut self.vars).chain(hosts.map(|h| &mut h.vars));
+        for vars in maps {
+            for (k, v) in overrides {
+                vars.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +193,11 @@ pub struct Host {
     pub port: Option<u16>,
     /// Global vars with this host's vars merged over them.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// The `env:` exported for its commands: the global one, then its
+    /// stage's, then its own, a later value replacing an earlier one in
+    /// place. Names are shell identifiers not starting with `SHIPIT_`;
+    /// values are Tera templates, rendered per host.
+    pub env: Vec<(String, String)>,
 }
 
 impl Host {

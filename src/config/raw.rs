@@ -40,6 +40,10 @@ pub struct RawConfig {
     pub ssh: Option<RawSsh>,
     /// Values for templates and `run` commands (`{{ port }}`).
     pub vars: Option<OrderedMap<serde_json::Value>>,
+    /// Environment variables exported for every task, restart and smoke
+    /// test on the hosts; values are Tera templates (`{{ env.NAME }}` reads
+    /// this machine's environment, and is redacted).
+    pub env: Option<OrderedMap<serde_json::Value>>,
     /// Tera templates rendered per host and uploaded before publish.
     pub templates: Option<Vec<RawTemplate>>,
     /// Your steps, hooked into the deploy graph by `after`.
@@ -119,6 +123,8 @@ pub struct RawStage {
     pub rollout: Option<RawRollout>,
     /// Hosts that may fail before the run aborts and undoes (default 0).
     pub max_failures: Option<u32>,
+    /// Environment variables for this stage's hosts, over the global `env`.
+    pub env: Option<OrderedMap<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -134,6 +140,8 @@ pub struct RawHost {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub vars: Option<OrderedMap<serde_json::Value>>,
+    /// Environment variables for this host, over its stage's and the global `env`.
+    pub env: Option<OrderedMap<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

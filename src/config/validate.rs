@@ -35,6 +35,10 @@ pub const BUILTIN_STEPS: &[&str] = &[
 /// Built-in steps a task may take the name of, to give their command.
 const DEFINABLE_STEPS: &[&str] = &["restart", "smoke_test"];
 
+/// What `after` names for a failure hook: a task that runs only when a
+/// deploy or rollback fails.
+pub const AFTER_FAILED: &str = "failed";
+
 /// What parsing needs from the world, passed in so tests control it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseContext {
@@ -686,6 +690,53 @@ impl Validator<'_> {
         Ok(out)
     }
 
+    /// Adds the `env:` at `at` to `into`, a name already there taking the
+    /// new value in place. Values are strings, numbers or booleans.
+    fn env(
+        &self,
+        raw: Option<&OrderedMap<serde_json::Value>>,
+        at: &[Seg],
+        into: &mut Vec<(String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in raw.map(|m| m.0.as_slice()).unwrap_or_default() {
+            let mut key = at.to_vec();
+            key.push(Seg::Key(name.clone()));
+            if !checks::is_var_name(name) {
+                return Err(self.at_key(
+                    &key,
+                    format!(
+                        "invalid environment variable name `{}`, expected letters, digits and `_`, not starting with a digit",
+                        show(name)
+                    ),
+                ));
+            }
+            if name.starts_with("SHIPIT_") {
+                return Err(self.at_key(
+                    &key,
+                    format!(
+                        "environment variable `{name}` is reserved, shipit sets the `SHIPIT_` ones"
+                    ),
+                ));
+            }
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(self.at(
+                        &key,
+                        format!("invalid value for environment variable `{name}`, expected a string, number or boolean"),
+                    ))
+                }
+            };
+            match into.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => into.push((name.clone(), value)),
+            }
+        }
+        Ok(())
+    }
+
     fn templates(&self, raw: &[RawTemplate]) -> Result<Vec<Template>, ConfigError> {
         // shipit's own entries in `deploy_to`, which a template must not
         // overwrite.
@@ -889,6 +940,18 @@ impl Validator<'_> {
                 ));
             }
             let port = h.port.or(ssh.port);
+            let mut env = Vec::new();
+            self.env(raw.env.as_ref(), &ypath!["env"], &mut env)?;
+            self.env(
+                raw_stage.env.as_ref(),
+                &ypath!["stages", stage, "env"],
+                &mut env,
+            )?;
+            self.env(
+                h.env.as_ref(),
+                &ypath!["stages", stage, "hosts", i, "env"],
+                &mut env,
+            )?;
             let mut vars = global_vars.clone();
             vars.extend(self.vars(
                 h.vars.as_ref(),
@@ -920,6 +983,7 @@ impl Validator<'_> {
                     user: user.clone(),
                     port,
                     vars: vars.clone(),
+                    env: env.clone(),
                 });
             }
         }
@@ -1104,6 +1168,14 @@ impl Validator<'_> {
                     ),
                 ));
             }
+            if name == AFTER_FAILED {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "task `{name}` has the name `after: {AFTER_FAILED}` uses for failure hooks"
+                    ),
+                ));
+            }
             let definable = DEFINABLE_STEPS.contains(&name.as_str());
             if BUILTIN_STEPS.contains(&name.as_str()) && !definable {
                 return Err(self.at_key(
@@ -1138,6 +1210,7 @@ impl Validator<'_> {
                         ),
                     ))
                 }
+                (Some(after), false) if after == AFTER_FAILED => {}
                 (Some(after), false) => {
                     if after == "unlock" {
                         return Err(self.at(
@@ -1145,7 +1218,12 @@ impl Validator<'_> {
                             format!("task `{name}` cannot run after `unlock`, the last step, expected an earlier step like `cleanup`"),
                         ));
                     }
-                    let is_task = raw.iter().any(|(n, _)| n == after && !DEFINABLE_STEPS.contains(&n.as_str()));
+                    // A failure hook is no step of the deploy to follow.
+                    let is_task = raw.iter().any(|(n, t)| {
+                        n == after
+                            && !DEFINABLE_STEPS.contains(&n.as_str())
+                            && t.after.as_deref() != Some(AFTER_FAILED)
+                    });
                     if !BUILTIN_STEPS.contains(&after.as_str()) && !is_task {
                         return Err(self.at(
                             &after_at,
@@ -1219,15 +1297,17 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    /// What a task may run after: built-in steps but `unlock`, then the
-    /// other tasks.
+    /// What a task may run after: built-in steps but `unlock`, `failed`,
+    /// then the other tasks (but failure hooks).
     fn steps<'r>(&self, raw: &'r [(String, RawTask)], except: &str) -> Vec<&'r str> {
         BUILTIN_STEPS
             .iter()
             .copied()
             .filter(|s| *s != "unlock")
+            .chain([AFTER_FAILED])
             .chain(
                 raw.iter()
+                    .filter(|(_, t)| t.after.as_deref() != Some(AFTER_FAILED))
                     .map(|(n, _)| n.as_str())
                     .filter(|n| *n != except && !BUILTIN_STEPS.contains(n)),
             )

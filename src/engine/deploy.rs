@@ -15,6 +15,7 @@ use anyhow::Context;
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, Executor};
+use super::failure_hooks::HookRun;
 use super::fleet::{Fleet, RunCtx};
 use super::lock_protocol::{acquire, stale_lock_repair, unlock, Locks, CLEANUP_TIMEOUT};
 use super::settle::{current_note, settle, step_state, UndoCtx};
@@ -22,6 +23,7 @@ use crate::config::{Config, Host};
 use crate::lock::{pid_alive, LockHolder};
 use crate::outcome::Outcome;
 use crate::plan::commands::{self, HostPaths};
+use crate::plan::failure_hooks::{self, Failure};
 use crate::plan::queue::NodeState;
 use crate::plan::render::{self, RenderError};
 use crate::plan::{planner, release, Filters, Phase, Plan, Recipe, ReleaseInfo};
@@ -211,6 +213,26 @@ async fn deploy_phases(
         exec, &run_plan, &report, &before, states, host_ok, undo, ctx,
     )
     .await;
+    // 4. The failure hooks, once the undo is done, still under the lock.
+    if matches!(outcome.0, Outcome::Failed | Outcome::RollbackIncomplete) {
+        let (step, hosts) = failure_hooks::of_run(&run_plan, &report.queue);
+        let failure = Failure {
+            stage: run_plan.stage.clone(),
+            release: run_plan.release.id.to_string(),
+            step,
+            hosts,
+        };
+        ctx.set_status("running the failure hooks");
+        let hooks = HookRun {
+            recipe: Recipe::Deploy,
+            config: undo.config,
+            hosts: undo.hosts,
+            release: &run_plan.release,
+            env: undo.env,
+            failure: &failure,
+        };
+        super::failure_hooks::run(exec, &hooks).await;
+    }
     // Wherever unlock did not run (a failure, an interrupt), free the lock now.
     let still_locked: Vec<bool> = (0..n_hosts)
         .map(|h| {

@@ -835,6 +835,7 @@ mod tests {
             user: None,
             port: None,
             vars: Default::default(),
+            env: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod event;
 pub mod executor;
+pub mod failure_hooks;
 pub mod fleet;
 pub mod gate;
 pub mod lock_protocol;

@@ -191,6 +191,12 @@ impl TaskRun<'_> {
         )
     }
 
+    /// The host's `env:`, rendered as for its task.
+    fn env_of(&self, h: &Host, c: &Current) -> Result<Vec<(String, String)>, RenderError> {
+        let ctx = render::context(self.config, h, &self.release(c), self.env);
+        render::host_env(h, &ctx)
+    }
+
     /// Renders the task for every host with a placeholder release: a
     /// missing secret fails before any host is touched, as in a deploy.
     pub fn validate(&self) -> Result<(), RenderError> {
@@ -200,6 +206,7 @@ impl TaskRun<'_> {
         };
         for h in &self.hosts {
             self.render(h, &placeholder)?;
+            self.env_of(h, &placeholder)?;
         }
         Ok(())
     }
@@ -258,6 +265,7 @@ pub async fn run(ctx: Ctx, r: TaskRun<'_>) -> anyhow::Result<Outcome> {
         }
         let script = current_of(&h.name, &currents[i]).and_then(|c| {
             let rendered = r.render(h, &c).map_err(|e| e.to_string())?;
+            let env = r.env_of(h, &c).map_err(|e| e.to_string())?;
             let dir = if r.task.local {
                 ".".to_string()
             } else {
@@ -268,6 +276,7 @@ pub async fn run(ctx: Ctx, r: TaskRun<'_>) -> anyhow::Result<Outcome> {
                 &r.release(&c),
                 &dir,
                 &rendered,
+                &env,
                 r.task.retries,
                 r.task.interval,
             ))

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, NodeResult};
+use super::failure_hooks::HookRun;
 use super::fleet::{Fleet, RunCtx};
 use super::rollback_target::{
     self as target, reached, summary, HostEnd, NoTarget, Target, UndoVerdict, Verdict,
@@ -33,11 +34,12 @@ use crate::lock::{pid_alive, LockHolder};
 use crate::outcome::Outcome;
 use crate::plan::chain::Frame;
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
+use crate::plan::failure_hooks::Failure;
 use crate::plan::inspect::{self, HostReleases};
 use crate::plan::render::{self, RenderError};
 use crate::plan::rollback::{self as recipe, HostRollback, RollbackStep, TaskRun};
 use crate::plan::targeting::{self, Targets};
-use crate::plan::{Plan, PlanHost, ReleaseInfo};
+use crate::plan::{Plan, PlanHost, Recipe, ReleaseInfo};
 use crate::redact::Redactor;
 
 /// What a rollback is asked to do.
@@ -124,6 +126,9 @@ struct Run<'a, 'c> {
     freed: Vec<bool>,
     /// Hosts whose lock is someone else's: never freed by this run.
     held_by_others: Vec<bool>,
+    /// The release the hosts were to go to, once decided (for the failure
+    /// hooks).
+    target: Option<String>,
 }
 
 impl Run<'_, '_> {
@@ -182,10 +187,42 @@ impl Run<'_, '_> {
         let ctx = render::context(self.req.config, self.req.hosts[i], r, self.ctx.env);
         Ok(TaskRun {
             run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), self.name(i))?,
+            env: render::host_env(self.req.hosts[i], &ctx)?,
             retries: t.retries,
             interval: t.interval,
             timeout: t.timeout.unwrap_or(recipe::TASK_TIMEOUT),
         })
+    }
+
+    /// Runs the failure hooks once every host's chain has ended: the failed step is the
+    /// first failing host's (`rollback` when the run failed before any
+    /// host switched: a host could not be read, or no target was agreed).
+    async fn failure_hooks(&self, ends: &Ends) {
+        let failed: Vec<(usize, &str)> = ends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.as_ref()?.failed_step()?)))
+            .collect();
+        let failure = Failure {
+            stage: self.req.stage.to_string(),
+            release: self.target.clone().unwrap_or_default(),
+            step: failed.first().map_or("rollback", |(_, s)| s).to_string(),
+            hosts: failed
+                .iter()
+                .map(|(i, _)| self.name(*i).to_string())
+                .collect(),
+        };
+        let release = self.release_info(&failure.release, "", None);
+        self.ctx.set_status("running the failure hooks");
+        let hooks = HookRun {
+            recipe: Recipe::Rollback,
+            config: self.req.config,
+            hosts: &self.req.hosts,
+            release: &release,
+            env: self.ctx.env,
+            failure: &failure,
+        };
+        super::failure_hooks::run(&self.session.exec, &hooks).await;
     }
 
     /// Frees this run's lock wherever it may still be held; the hosts
@@ -281,8 +318,12 @@ pub async fn run(
         session: &session,
         freed: vec![false; n],
         held_by_others: vec![false; n],
+        target: req.to.map(str::to_string),
     };
     let result = rollback(&mut run).await;
+    if let Ok((Outcome::Failed | Outcome::RollbackIncomplete, _, ends)) = &result {
+        run.failure_hooks(ends).await;
+    }
     // Every path out frees the locks this run took.
     let stuck = run.free_locks().await;
     session.close().await;
@@ -438,6 +479,9 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
         Err(why) => return Ok((Outcome::Failed, format!("refused — {why}; {NOTHING}"), none)),
         Ok(t) => t,
     };
+    if let Some(t) = targets.iter().find(|t| !t.stays()) {
+        run.target = Some(t.to.to_string());
+    }
     if targets.iter().all(|t| t.stays()) {
         let ends: Vec<(&str, HostEnd)> = targets
             .iter()

@@ -415,6 +415,18 @@ impl HostEnd {
         matches!(self, HostEnd::Stayed { .. } | HostEnd::Done { .. })
     }
 
+    /// The step that failed on the host, if one did.
+    pub fn failed_step(&self) -> Option<&str> {
+        match self {
+            HostEnd::Stayed { .. } | HostEnd::NotStarted { .. } | HostEnd::Done { .. } => None,
+            HostEnd::NotSwitched { .. } => Some(SWITCH),
+            HostEnd::SwitchedBack { step, .. }
+            | HostEnd::BackUnhealthy { step, .. }
+            | HostEnd::Stuck { step, .. } => Some(step),
+            HostEnd::Unrecorded { .. } => Some(RECORD),
+        }
+    }
+
     /// Where the host is now, for its summary row.
     pub fn state(&self) -> String {
         match self {

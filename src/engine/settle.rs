@@ -52,8 +52,10 @@ impl UndoCtx<'_> {
         let ctx = render::context(self.config, self.hosts[h], release, self.env);
         // It rendered for this run's release, so it renders for the previous.
         let run = render::render(&t.run, &ctx, name, &self.hosts[h].name).ok()?;
+        let env = render::host_env(self.hosts[h], &ctx).ok()?;
         Some(commands::HookCommand {
             run,
+            env,
             retries: t.retries,
             interval: t.interval,
         })
@@ -221,6 +223,7 @@ async fn smoke_after_local_restart(
             &prev,
             &p.current(),
             &smoke.run,
+            &smoke.env,
             smoke.retries,
             smoke.interval
         ),

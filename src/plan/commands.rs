@@ -293,14 +293,16 @@ fn secs(d: Duration) -> String {
     }
 }
 
-/// Runs a user command in `dir`, retrying `retries` times `interval` apart.
-/// `run` is the user's shell command (rendered); it is the one thing here
-/// that is meant to be shell.
+/// Runs a user command in `dir`, retrying `retries` times `interval` apart,
+/// with `env` (the host's rendered `env:`) exported for it. `run` is the
+/// user's shell command (rendered); it is the one thing here that is meant
+/// to be shell.
 pub fn task(
     p: &HostPaths,
     r: &ReleaseInfo,
     dir: &str,
     run: &str,
+    env: &[(String, String)],
     retries: u32,
     interval: Duration,
 ) -> String {
@@ -316,6 +318,7 @@ pub fn task(
         .set("task_run", run)
         .set("task_retries", &retries.to_string())
         .set("task_interval", &secs(interval))
+        .args(env.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()]))
         .done()
 }
 
@@ -325,10 +328,11 @@ pub fn smoke_test(
     r: &ReleaseInfo,
     host: &str,
     run: &str,
+    env: &[(String, String)],
     retries: u32,
     interval: Duration,
 ) -> String {
-    task(p, r, &p.current(), run, retries, interval)
+    task(p, r, &p.current(), run, env, retries, interval)
         + &ledger_append(p, &[entry(r, host, EventKind::Verified)])
 }
 
@@ -422,6 +426,8 @@ pub fn stop_flag(p: &HostPaths, release_id: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookCommand {
     pub run: String,
+    /// The host's rendered `env:`.
+    pub env: Vec<(String, String)>,
     pub retries: u32,
     pub interval: Duration,
 }
@@ -451,7 +457,7 @@ pub fn undo_publish(
             .fill()
             .set(
                 "script",
-                &task(p, prev, &p.current(), &h.run, h.retries, h.interval),
+                &task(p, prev, &p.current(), &h.run, &h.env, h.retries, h.interval),
             )
             .set("message", message)
             .done()
@@ -539,12 +545,20 @@ mod tests {
         let p = HostPaths::new(d.to_str().unwrap());
         let t = LocalTransport::new("localhost");
         for retries in [0, 1] {
-            let s = smoke_test(&p, &rel(), "h", "false", retries, Duration::from_millis(10));
+            let s = smoke_test(
+                &p,
+                &rel(),
+                "h",
+                "false",
+                &[],
+                retries,
+                Duration::from_millis(10),
+            );
             let out = t.run(&s, None, Duration::from_secs(10)).await.unwrap();
             assert_ne!(out.status, Some(0), "retries {retries}");
         }
         assert!(!d.join(".shipit/ledger.jsonl").exists());
-        let s = smoke_test(&p, &rel(), "h", "true", 0, Duration::from_millis(10));
+        let s = smoke_test(&p, &rel(), "h", "true", &[], 0, Duration::from_millis(10));
         assert!(t
             .run(&s, None, Duration::from_secs(10))
             .await
@@ -561,6 +575,7 @@ mod tests {
             &rel(),
             "/srv/shop/current",
             "true",
+            &[],
             0,
             Duration::from_secs(1),
         );
@@ -570,6 +585,7 @@ mod tests {
             &rel(),
             "/srv/shop/current",
             "true",
+            &[],
             3,
             Duration::from_millis(1500),
         );
@@ -592,6 +608,7 @@ mod tests {
             &rel(),
             d.to_str().unwrap(),
             run,
+            &[],
             2,
             Duration::from_millis(10),
         );
@@ -607,6 +624,7 @@ mod tests {
             &rel(),
             d.to_str().unwrap(),
             "false",
+            &[],
             1,
             Duration::from_millis(10),
         );

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::graph::Plan;
-use super::step::{Action, Phase};
+use super::step::{Action, Phase, StepKind};
 use crate::config::TransportKind;
 
 fn short(commit: &str) -> &str {
@@ -74,6 +74,17 @@ pub fn render(plan: &Plan) -> String {
                 Phase::Undo => "only when the run fails or is interrupted: hosts this run switched go back to the release they had (`<previous>`, read by the lock step); hosts it only staged lose the staged release",
             };
             let _ = writeln!(o, "  [{}: {}]", step.phase, note);
+        }
+        if step.phase == Phase::Undo
+            && step.kind == StepKind::Task
+            && !plan.steps[..si]
+                .iter()
+                .any(|s| s.phase == Phase::Undo && s.kind == StepKind::Task)
+        {
+            let _ = writeln!(
+                o,
+                "  [failure hooks (`after: failed`): only when the run failed, after the undo; `SHIPIT_FAILED_STEP` and `SHIPIT_FAILED_HOSTS` say what failed]"
+            );
         }
         // Group hosts by identical work.
         let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod commands;
 pub mod current;
 pub mod display;
+pub mod failure_hooks;
 pub mod graph;
 pub mod host_step;
 pub mod inspect;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::cleanup;
 use super::commands::{self, CheckSpec, HostPaths, LockReport};
+use super::failure_hooks;
 use super::graph::{Node, Plan, PlanHost, Recipe};
+use super::host_step::Target;
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
 use super::step::{builtin_phase, Action, Phase, Step, StepKind, BUILTIN_STEPS};
@@ -243,6 +245,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             let rendered = |t: &Task| {
                 render::render(&t.run, &contexts[i], &format!("task `{}`", t.name), &h.name)
             };
+            let host_env = || render::host_env(h, &contexts[i]);
             let actions = match (name.as_str(), task) {
                 ("lock", _) => vec![Action::Shell(commands::lock(&p, &holder_json))],
                 ("check", _) => vec![Action::Shell(commands::check(&p, &check_spec))],
@@ -281,6 +284,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     release,
                     &p.current(),
                     &rendered(t)?,
+                    &host_env()?,
                     t.retries,
                     t.interval,
                 ))],
@@ -289,6 +293,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     release,
                     &h.name,
                     &rendered(t)?,
+                    &host_env()?,
                     t.retries,
                     t.interval,
                 ))],
@@ -322,6 +327,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                         release,
                         &dir,
                         &rendered(t)?,
+                        &host_env()?,
                         t.retries,
                         t.interval,
                     ))]
@@ -406,6 +412,7 @@ fn undo_nodes(
             };
             Ok(Some(commands::HookCommand {
                 run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), &h.name)?,
+                env: render::host_env(h, &ctx)?,
                 retries: t.retries,
                 interval: t.interval,
             }))
@@ -450,6 +457,40 @@ fn undo_nodes(
             )?),
             deps: Vec::new(),
         });
+    }
+    // The failure hooks, after the undo of a failed run (not of an
+    // interrupted one); what failed is known only then.
+    let failure = failure_hooks::Failure {
+        stage: release.stage.to_string(),
+        release: release.id.to_string(),
+        step: "<failed step>".into(),
+        hosts: vec!["<failed hosts>".into()],
+    };
+    for t in failure_hooks::hooks(config) {
+        let scripts = failure_hooks::scripts(config, t, hosts, release, env, &failure)?;
+        let local = scripts.iter().any(|(target, _)| *target == Target::Local);
+        steps.push(Step {
+            name: t.name.clone(),
+            kind: StepKind::Task,
+            phase: Phase::Undo,
+            local,
+            always: false,
+            timeout: t.timeout.unwrap_or(failure_hooks::HOOK_TIMEOUT),
+            quiet: false,
+            output: false,
+        });
+        let s = steps.len() - 1;
+        for (target, script) in scripts {
+            nodes.push(Node {
+                step: Some(s),
+                host: match target {
+                    Target::Host(i) => Some(i),
+                    Target::Local => None,
+                },
+                action: Action::Shell(script),
+                deps: Vec::new(),
+            });
+        }
     }
     Ok(())
 }

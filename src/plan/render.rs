@@ -58,6 +58,18 @@ pub fn render(text: &str, ctx: &Context, what: &str, host: &str) -> Result<Strin
     })
 }
 
+/// The host's `env:` with each value rendered with `ctx`, for export in
+/// its commands.
+pub fn host_env(host: &Host, ctx: &Context) -> Result<Vec<(String, String)>, RenderError> {
+    host.env
+        .iter()
+        .map(|(name, value)| {
+            let what = format!("`env.{name}`");
+            Ok((name.clone(), render(value, ctx, &what, &host.name)?))
+        })
+        .collect()
+}
+
 /// tera nests the useful part of its errors in `source()`.
 fn explain(e: &tera::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -96,6 +108,18 @@ pub fn referenced_env(text: &str) -> BTreeSet<String> {
         rest = tail;
     }
     out
+}
+
+/// Names of environment variables the hosts' `env:` values read as
+/// `env.NAME`: redacted like those of tasks and templates.
+pub fn env_references(config: &Config) -> BTreeSet<String> {
+    config
+        .stages
+        .iter()
+        .flat_map(|s| &s.hosts)
+        .flat_map(|h| &h.env)
+        .flat_map(|(_, value)| referenced_env(value))
+        .collect()
 }
 
 #[cfg(test)]

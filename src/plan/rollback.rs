@@ -107,6 +107,8 @@ pub fn switch_back(p: &HostPaths, to: &ReleaseInfo, host: &str, from: &str) -> S
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRun {
     pub run: String,
+    /// The host's rendered `env:`.
+    pub env: Vec<(String, String)>,
     pub retries: u32,
     pub interval: Duration,
     pub timeout: Duration,
@@ -153,9 +155,9 @@ fn task_step(
     record_verified: bool,
 ) -> RollbackStep {
     let script = if record_verified {
-        commands::smoke_test(p, r, host, &t.run, t.retries, t.interval)
+        commands::smoke_test(p, r, host, &t.run, &t.env, t.retries, t.interval)
     } else {
-        commands::task(p, r, &p.current(), &t.run, t.retries, t.interval)
+        commands::task(p, r, &p.current(), &t.run, &t.env, t.retries, t.interval)
     };
     RollbackStep {
         name,
@@ -325,6 +327,7 @@ pub fn preview(
             let ctx = render::context(config, h, r, env);
             Ok(Some(TaskRun {
                 run: render::render(&t.run, &ctx, &format!("task `{}`", t.name), &h.name)?,
+                env: render::host_env(h, &ctx)?,
                 retries: t.retries,
                 interval: t.interval,
                 timeout: t.timeout.unwrap_or(TASK_TIMEOUT),
@@ -396,6 +399,7 @@ pub(crate) mod tests {
     ) -> HostRollback<'a> {
         let t = |run: &str| TaskRun {
             run: run.into(),
+            env: Vec::new(),
             retries: 2,
             interval: Duration::from_millis(10),
             timeout: Duration::from_secs(5),

@@ -68,6 +68,7 @@ mod tests {
             user: None,
             port: None,
             vars: BTreeMap::new(),
+            env: Vec::new(),
         }
     }
 

@@ -62,8 +62,8 @@ type Case = (
 #[rustfmt::skip]
 const ERROR_CASES: &[Case] = &[
         ("unknown_key_in_ssh", &["ssh:", "  user: deploy", "  colour: red"], "unknown key `colour` in `ssh`, expected one of `user`, `port`, `identity_file`, `proxy_jump`, `config_file`, `connect_timeout`, `host_key_checking`", Some((3, 3))),
-        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `templates`, `tasks`, `stages`", Some((1, 1))),
-        ("unknown_key_in_host", &["stages:", "  s:", "    hosts:", "      - { host: a, colour: red }"], "unknown key `colour` in `stages.s.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`", Some((4, 20))),
+        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`", Some((1, 1))),
+        ("unknown_key_in_host", &["stages:", "  s:", "    hosts:", "      - { host: a, colour: red }"], "unknown key `colour` in `stages.s.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((4, 20))),
         ("unknown_key_in_gate", &["stages:", "  s:", "    gate: { aprovals: 1 }", "    hosts: [{ host: a }]"], "unknown key `aprovals` in `stages.s.gate`, expected one of `approvals`, `soak`, `approvers`, `self_approval`, `approval_ttl`, `allowed_signers`", Some((3, 13))),
         ("wrong_type", &["keep_releases: five"], r#"invalid type for `keep_releases`: string "five", expected a whole number of 0 or more"#, Some((1, 16))),
         ("negative_count", &["stages:", "  s:", "    max_failures: -1", "    hosts: [{ host: a }]"], "invalid type for `stages.s.max_failures`: integer `-1`, expected a whole number of 0 or more", Some((3, 19))),
@@ -81,8 +81,8 @@ const ERROR_CASES: &[Case] = &[
         ("duplicate_var", &["vars: { a: 1, a: 2 }"], "duplicate key `a` in `vars`", Some((1, 15))),
         ("duplicate_host_var", &["stages:", "  s:", "    hosts:", "      - host: a", "        vars:", "          x: 1", "          x: 2"], "duplicate key `x` in `stages.s.hosts[0].vars`", Some((7, 11))),
         ("duplicate_ssh_key", &["ssh:", "  user: a", "  user: b"], "duplicate key `user` in `ssh`", Some((3, 3))),
-        ("unknown_key_in_spaced_stage", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a, colour: red }]"], "unknown key `colour` in `stages.pro d.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`", Some((3, 24))),
-        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
+        ("unknown_key_in_spaced_stage", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a, colour: red }]"], "unknown key `colour` in `stages.pro d.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((3, 24))),
+        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `linked_files`, `linked_dirs`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
         ("too_deep", &["vars: { a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }"], "invalid YAML: recursion limit exceeded", Some((1, 138))),
         ("duplicate_top_level_key", &["keep_releases: 3", "keep_releases: 4"], "duplicate key `keep_releases`", Some((2, 1))),
         ("yaml_syntax", &["ssh:", "  user: deploy", " port: 22"], "invalid YAML: did not find expected key, while parsing a block mapping", Some((3, 2))),
@@ -121,6 +121,9 @@ const ERROR_CASES: &[Case] = &[
         ("option_identity_file", &["ssh: { identity_file: -x }"], "invalid `ssh.identity_file` `-x`: begins with `-`", Some((1, 23))),
         ("bad_var_name", &["vars:", "  port: 8080", "  my-var: 1"], "invalid var name `my-var`, expected letters, digits and `_`, not starting with a digit", Some((3, 3))),
         ("bad_host_var_name", &["stages:", "  s:", "    hosts:", "      - { host: a, vars: { 2fast: 1 } }"], "invalid var name `2fast`, expected letters, digits and `_`, not starting with a digit", Some((4, 28))),
+        ("bad_env_name", &["env:", "  PORT: 8080", "  my-var: 1"], "invalid environment variable name `my-var`, expected letters, digits and `_`, not starting with a digit", Some((3, 3))),
+        ("reserved_env_name", &["stages:", "  s:", "    env: { SHIPIT_STAGE: x }", "    hosts: [{ host: a }]"], "environment variable `SHIPIT_STAGE` is reserved, shipit sets the `SHIPIT_` ones", Some((3, 12))),
+        ("list_env_value", &["stages:", "  s:", "    hosts:", "      - { host: a, env: { A: [1] } }"], "invalid value for environment variable `A`, expected a string, number or boolean", Some((4, 30))),
         ("absolute_template_dest", &["templates:", "  - { src: templates/app.env.tera, dest: /etc/app.env }"], "absolute path `/etc/app.env` in template `dest`, expected a path relative to `deploy_to`", Some((2, 42))),
         ("escaping_template_dest", &["templates:", "  - { src: templates/app.env.tera, dest: shared/../../x }"], "path `shared/../../x` in template `dest` leaves `deploy_to` through `..`", Some((2, 42))),
         ("reserved_template_dest", &["templates:", "  - { src: templates/app.env.tera, dest: current/app.env }"], "template `dest` `current/app.env` would overwrite shipit's own `current`, expected a path under `shared/`", Some((2, 42))),
@@ -135,9 +138,11 @@ const ERROR_CASES: &[Case] = &[
         ("hex_mode", &["templates:", "  - { src: templates/app.env.tera, dest: shared/.env, mode: 0x1a4 }"], r#"invalid mode `0x1a4` for template `shared/.env`, expected octal digits up to `7777` like `"0600"`"#, Some((2, 61))),
         ("unknown_role_in_task", &["tasks:", "  migrate: { after: fetch, roles: [app, dbb], run: bin/migrate }"], "unknown role `dbb` in task `migrate`, no host has it", Some((2, 41))),
         ("bad_role_in_task", &["tasks:", r#"  migrate: { after: fetch, roles: ["d b"], run: bin/migrate }"#], "invalid role `d b` in task `migrate`, expected letters, digits, `_` or `-`", Some((2, 36))),
-        ("unknown_after", &["tasks:", "  build: { after: linkshared, run: bin/build }", "  notify: { after: build, run: bin/notify }"], "unknown step `linkshared` in `after` of task `build`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `notify`", Some((2, 19))),
+        ("task_named_failed", &["tasks:", "  failed: { after: fetch, run: x }"], "task `failed` has the name `after: failed` uses for failure hooks", Some((2, 3))),
+        ("after_a_failure_hook", &["tasks:", "  alert: { after: failed, run: x }", "  more: { after: alert, run: y }"], "unknown step `alert` in `after` of task `more`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`", Some((3, 18))),
+        ("unknown_after", &["tasks:", "  build: { after: linkshared, run: bin/build }", "  notify: { after: build, run: bin/notify }"], "unknown step `linkshared` in `after` of task `build`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `notify`", Some((2, 19))),
         ("after_unlock", &["tasks:", "  x: { after: unlock, run: y }"], "task `x` cannot run after `unlock`, the last step, expected an earlier step like `cleanup`", Some((2, 15))),
-        ("no_after", &["tasks:", "  build: { run: bin/build }"], "task `build` has no `after`, expected the step it runs after, one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`", Some((2, 3))),
+        ("no_after", &["tasks:", "  build: { run: bin/build }"], "task `build` has no `after`, expected the step it runs after, one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`", Some((2, 3))),
         ("after_on_restart", &["tasks:", "  restart:", "    after: publish", "    run: x"], "task `restart` takes no `after`, it gives the command of the built-in step `restart`", Some((3, 5))),
         ("after_on_smoke_test", &["tasks:", "  smoke_test: { run: x, after: restart }"], "task `smoke_test` takes no `after`, it gives the command of the built-in step `smoke_test`", Some((2, 25))),
         ("cycle", &["tasks:", "  a: { after: b, run: x }", "  b: { after: c, run: x }", "  c: { after: a, run: x }"], "tasks form a cycle: `a -> b -> c -> a`", Some((2, 15))),
@@ -409,6 +414,7 @@ fn the_spec_example_parses() {
             user: Some("deploy".into()),
             port: Some(22),
             vars: c.vars.clone(),
+            env: Vec::new(),
         }
     );
     assert_eq!(prod.hosts[12].deploy_to, "/srv/shop");
@@ -486,6 +492,7 @@ fn defaults_fill_what_is_not_written() {
                 user: None,
                 port: None,
                 vars: BTreeMap::new(),
+                env: Vec::new(),
             }],
             promote_from: None,
             gate: None,
@@ -705,4 +712,41 @@ fn linked_paths_that_only_share_a_prefix_are_not_nested() {
     ]));
     assert_eq!(c.linked_dirs.len(), 3);
     assert_eq!(c.linked_files.len(), 2);
+}
+
+#[test]
+fn env_merges_global_stage_and_host_in_place() {
+    let c = parse_ok(&full(&[
+        "env: { A: global, B: 1, C: true }",
+        "stages:",
+        "  s:",
+        "    env: { B: stage, D: \"{{ env.X }}\" }",
+        "    hosts:",
+        "      - { host: a, env: { A: host } }",
+        "      - { host: b }",
+    ]));
+    let hosts = &c.stage("s").unwrap().hosts;
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        hosts[0].env,
+        pairs(&[
+            ("A", "host"),
+            ("B", "stage"),
+            ("C", "true"),
+            ("D", "{{ env.X }}")
+        ])
+    );
+    assert_eq!(
+        hosts[1].env,
+        pairs(&[
+            ("A", "global"),
+            ("B", "stage"),
+            ("C", "true"),
+            ("D", "{{ env.X }}")
+        ])
+    );
 }

@@ -648,6 +648,7 @@ async fn a_rollback_and_its_undo_run_for_real() {
     let mut w = work(&p, &to, &from);
     w.smoke_test = Some(TaskRun {
         run: "false".into(),
+        env: Vec::new(),
         retries: 0,
         interval: Duration::from_millis(10),
         timeout: Duration::from_secs(5),
