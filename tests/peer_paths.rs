@@ -264,3 +264,47 @@ fn init_with_stages_writes_a_config_each_stage_of_which_plans() {
     );
     assert!(!other.exists());
 }
+
+/// `deploy_to: ~/app` is under the login home of each host, resolved by
+/// the host's own shell: each host of the fleet has a home of its own, and
+/// deploy, releases and rollback all find the release there.
+#[test]
+fn deploy_to_under_the_login_home_is_resolved_on_each_host() {
+    let p = Project::new(2);
+    p.write_config(support::deploy_yml::HOOKS, "", |_| String::new());
+    let path = p.dir.join("deploy.yml");
+    let y = fs::read_to_string(&path).unwrap();
+    let mut with_home = y.clone();
+    for h in p.fleet.hosts() {
+        with_home = with_home.replace(
+            &format!("deploy_to: {}", yaml_str(&h.deploy_to.to_string_lossy())),
+            "deploy_to: \"~/my app\"",
+        );
+    }
+    assert_ne!(with_home, y, "every host's deploy_to was replaced");
+    fs::write(&path, &with_home).unwrap();
+
+    p.deploy_ok();
+    commit(&p.repo, "VERSION", "2\n");
+    p.deploy_ok();
+    for h in p.fleet.hosts() {
+        let d = p.fleet.home(h.index).join("my app");
+        let on = current(&d).unwrap_or_else(|| panic!("no current in {}", d.display()));
+        assert!(on.starts_with("releases/"), "{on}");
+        assert_eq!(fs::read_dir(d.join("releases")).unwrap().count(), 2);
+        assert!(
+            !h.deploy_to.join("releases").exists(),
+            "nothing in the old deploy_to"
+        );
+    }
+    let out = expect_exit(shipit(&p.dir, &["releases", "staging"]), 0);
+    assert!(stdout(&out).contains("agree"), "{}", text(&out));
+    expect_exit(shipit(&p.dir, &["rollback", "staging"]), 0);
+    let first = current(&p.fleet.home(1).join("my app")).unwrap();
+    assert_eq!(current(&p.fleet.home(2).join("my app")).unwrap(), first);
+    // No directory named `~` was made anywhere.
+    for h in p.fleet.hosts() {
+        assert!(!p.fleet.home(h.index).join("~").exists());
+    }
+    assert!(!p.dir.join("~").exists());
+}

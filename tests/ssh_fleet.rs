@@ -589,6 +589,6 @@ async fn sessions_do_not_read_the_users_shell_rc_files() {
     let fleet = Fleet::start(1);
     let t = connect(&fleet, &fleet.hosts()[0]).await;
     let out = run(&t, "printf %s \"$HOME\"").await;
-    assert_eq!(out.stdout_str(), fleet.dir().join("home").to_string_lossy());
+    assert_eq!(out.stdout_str(), fleet.home(1).to_string_lossy());
     t.close().await.unwrap();
 }

@@ -134,12 +134,15 @@ pub enum DeployToError {
     Control,
     /// Normalises to `/`.
     Root,
+    /// Normalises to `~/`, the login home itself.
+    Home,
     /// `~/` with no `HOME` to expand it.
     NoHome,
 }
 
-/// An ssh host's `deploy_to`: absolute, no `..`, normalised (`/a//b/`
-/// becomes `/a/b`).
+/// An ssh host's `deploy_to`: absolute, or under the login home (`~/app`,
+/// resolved by each host's shell), no `..`, normalised (`/a//b/` becomes
+/// `/a/b`).
 pub fn ssh_deploy_to(s: &str) -> Result<String, DeployToError> {
     if s.is_empty() {
         return Err(DeployToError::Empty);
@@ -147,11 +150,13 @@ pub fn ssh_deploy_to(s: &str) -> Result<String, DeployToError> {
     if has_control(s) {
         return Err(DeployToError::Control);
     }
-    if !s.starts_with('/') {
-        return Err(DeployToError::Relative);
-    }
+    let (root, rest) = match s.strip_prefix("~/") {
+        Some(rest) => ("~/", rest),
+        None if s.starts_with('/') => ("/", s),
+        None => return Err(DeployToError::Relative),
+    };
     let mut parts = Vec::new();
-    for part in s.split('/') {
+    for part in rest.split('/') {
         match part {
             "" | "." => {}
             ".." => return Err(DeployToError::DotDot),
@@ -159,9 +164,13 @@ pub fn ssh_deploy_to(s: &str) -> Result<String, DeployToError> {
         }
     }
     if parts.is_empty() {
-        return Err(DeployToError::Root);
+        return Err(if root == "/" {
+            DeployToError::Root
+        } else {
+            DeployToError::Home
+        });
     }
-    Ok(format!("/{}", parts.join("/")))
+    Ok(format!("{root}{}", parts.join("/")))
 }
 
 /// A local host's `deploy_to`: `~/` expanded, a relative path resolved
@@ -291,6 +300,10 @@ mod tests {
         assert_eq!(ssh_deploy_to("var/www"), Err(DeployToError::Relative));
         assert_eq!(ssh_deploy_to("/var/../etc"), Err(DeployToError::DotDot));
         assert_eq!(ssh_deploy_to("/"), Err(DeployToError::Root));
+        assert_eq!(ssh_deploy_to("~//apps/./shop/").unwrap(), "~/apps/shop");
+        assert_eq!(ssh_deploy_to("~/"), Err(DeployToError::Home));
+        assert_eq!(ssh_deploy_to("~/a/../b"), Err(DeployToError::DotDot));
+        assert_eq!(ssh_deploy_to("~app"), Err(DeployToError::Relative));
         assert_eq!(ssh_deploy_to(""), Err(DeployToError::Empty));
         let base = Path::new("/home/me/app");
         let home = Some(Path::new("/home/me"));

@@ -1020,10 +1020,11 @@ impl Validator<'_> {
         resolved.map_err(|e| {
             let reason = match e {
                 DeployToError::Empty => "is empty",
-                DeployToError::Relative => "is relative, expected an absolute path for an ssh host",
+                DeployToError::Relative => "is relative, expected an absolute path or one under the login home (`~/app`) for an ssh host",
                 DeployToError::DotDot => "contains `..`",
                 DeployToError::Control => "contains a control character",
                 DeployToError::Root => "is `/`, expected a directory of its own",
+                DeployToError::Home => "is the login home itself, expected a directory of its own (`~/app`)",
                 DeployToError::NoHome => "starts with `~` but `HOME` is not set",
             };
             self.at(

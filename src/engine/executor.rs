@@ -16,7 +16,7 @@ use crate::plan::commands::{self, HostPaths};
 use crate::plan::queue::{NodeState, Queue};
 use crate::plan::{Action, Phase, Plan, Recipe};
 use crate::redact::Redactor;
-use crate::shell::quote;
+use crate::shell::quote_path;
 use crate::transport::{CommandOutput, Transport, TransportError};
 
 /// Where events go. Cloneable; sending never blocks.
@@ -355,7 +355,7 @@ impl Executor {
             if let (Some(t), Some(flag)) = (self.transports[h].clone(), stop_flag(st.plan, h)) {
                 tokio::spawn(async move {
                     let _ = t
-                        .run(&format!("touch {}", quote(&flag)), None, STOP_TIMEOUT)
+                        .run(&format!("touch {}", quote_path(&flag)), None, STOP_TIMEOUT)
                         .await;
                 });
             }

@@ -60,7 +60,7 @@ pub fn script(stop: Option<&str>, steps: &[ChainStep<'_>]) -> String {
     });
     remote::CHAIN
         .fill()
-        .set("stop", stop.unwrap_or_default())
+        .set_path("stop", stop.unwrap_or_default())
         .args(args)
         .done()
 }

@@ -79,7 +79,7 @@ impl HostPaths {
 pub fn lock(p: &HostPaths, holder_json: &str) -> String {
     remote::LOCK
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("holder", holder_json)
         .set("locked_status", &LOCKED_STATUS.to_string())
@@ -91,7 +91,7 @@ pub fn lock(p: &HostPaths, holder_json: &str) -> String {
 pub fn read_current(p: &HostPaths) -> String {
     remote::READ_CURRENT
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .done()
 }
@@ -133,7 +133,7 @@ pub fn parse_lock_output(stdout: &str) -> LockReport {
 pub fn unlock(p: &HostPaths, token: &str) -> String {
     remote::UNLOCK
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("token", token)
         .done()
 }
@@ -161,7 +161,7 @@ pub fn check(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
     }
     remote::CHECK
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("tools", &tools.join(" "))
         .set("min_free_kb", &MIN_FREE_KB.to_string())
         .args(&spec.linked_files)
@@ -173,7 +173,7 @@ pub fn check(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
 pub fn fetch_git(p: &HostPaths, repository: &str, commit: &str) -> String {
     remote::FETCH_GIT
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("repository", repository)
         .set("commit", commit)
         .done()
@@ -184,7 +184,7 @@ pub fn fetch_git(p: &HostPaths, repository: &str, commit: &str) -> String {
 pub fn upload_artifact(p: &HostPaths, r: &ReleaseInfo) -> String {
     remote::UPLOAD_ARTIFACT
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("release", &r.id)
         .set("digest", r.digest.as_deref().unwrap_or_default())
         .done()
@@ -201,7 +201,7 @@ pub fn create_release_copy(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String
 pub fn ledger_append(p: &HostPaths, entries: &[Entry]) -> String {
     remote::LEDGER_APPEND
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .args(entries.iter().flat_map(|e| {
             let (a, b) = e.split_for_shell();
             [a, b]
@@ -213,7 +213,7 @@ pub fn ledger_append(p: &HostPaths, entries: &[Entry]) -> String {
 pub fn ledger_append_raw(p: &HostPaths, line: &str) -> String {
     remote::LEDGER_APPEND_RAW
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("line", line)
         .done()
 }
@@ -247,7 +247,7 @@ pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String 
 fn create_release(p: &HostPaths, r: &ReleaseInfo, host: &str, export: &str) -> String {
     let fill = remote::CREATE_RELEASE
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("release", &r.id)
         .set("commit", &r.commit)
         .set("export", export)
@@ -267,7 +267,7 @@ pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str
         .chain(files.iter().flat_map(|f| ["file", *f]));
     remote::LINK_SHARED
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("release", release_id)
         .args(pairs)
         .done()
@@ -277,8 +277,8 @@ pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str
 pub fn upload(dest: &str, mode: u32, tag: &str) -> String {
     remote::UPLOAD
         .fill()
-        .set("dest", dest)
-        .set("dir", parent(dest))
+        .set_path("dest", dest)
+        .set_path("dir", parent(dest))
         .set("mode", &format!("{mode:o}"))
         .set("tag", tag)
         .done()
@@ -312,9 +312,9 @@ pub fn task(
         .set("SHIPIT_RELEASE", &r.id)
         .set("SHIPIT_COMMIT", &r.commit)
         .set("SHIPIT_STAGE", &r.stage)
-        .set("SHIPIT_RELEASE_PATH", &p.release(&r.id))
-        .set("SHIPIT_DEPLOY_TO", &p.deploy_to)
-        .set("task_dir", dir)
+        .set_path("SHIPIT_RELEASE_PATH", &p.release(&r.id))
+        .set_path("SHIPIT_DEPLOY_TO", &p.deploy_to)
+        .set_path("task_dir", dir)
         .set("task_run", run)
         .set("task_retries", &retries.to_string())
         .set("task_interval", &secs(interval))
@@ -341,7 +341,7 @@ pub fn smoke_test(
 pub fn publish(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
     remote::PUBLISH
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("release", &r.id)
         .done()
@@ -356,7 +356,7 @@ pub fn record(p: &HostPaths, r: &ReleaseInfo) -> String {
     );
     remote::RECORD
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("line", &line)
         .done()
 }
@@ -368,7 +368,7 @@ pub fn record(p: &HostPaths, r: &ReleaseInfo) -> String {
 pub fn cleanup(p: &HostPaths, remove: &[String]) -> String {
     remote::CLEANUP
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .args(remove)
         .done()
@@ -391,7 +391,7 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
     e.detail = Some(why.to_string());
     remote::DISCARD_STAGED
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("release", &r.id)
         .done()
@@ -408,7 +408,7 @@ pub fn switch_back(p: &HostPaths, r: &ReleaseInfo, host: &str, previous: Option<
     });
     remote::SWITCH_BACK
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("release", &r.id)
         .set("previous", previous.unwrap_or_default())

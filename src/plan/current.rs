@@ -18,7 +18,7 @@ pub struct Current {
 pub fn probe(p: &HostPaths) -> String {
     remote::PROBE_CURRENT
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .done()
 }

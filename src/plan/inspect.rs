@@ -63,7 +63,7 @@ fn tool_check(name: &str) -> &'static str {
 pub fn preflight(p: &HostPaths, spec: &CheckSpec<'_>) -> String {
     remote::PREFLIGHT
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("tools", &tools(spec).join(" "))
         .args(&spec.linked_files)
         .done()
@@ -308,7 +308,7 @@ pub const LEDGER_MARK: &str = "--- ledger";
 pub fn releases(p: &HostPaths) -> String {
     remote::RELEASES
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("ledger_mark", LEDGER_MARK)
         .done()
@@ -442,7 +442,7 @@ pub fn disagreements(hosts: &[(&str, &HostReleases)]) -> Vec<String> {
 pub fn lock_state(p: &HostPaths) -> String {
     remote::LOCK_STATE
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .done()
 }
 
@@ -463,7 +463,7 @@ pub fn free_lock(p: &HostPaths, token: Option<&str>, record: Option<&Entry>) -> 
         .unwrap_or_default();
     remote::FREE_LOCK
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("token", token.unwrap_or_default())
         .set("any_holder", if token.is_some() { "no" } else { "yes" })
         .set("record", &record)
@@ -482,7 +482,7 @@ pub fn promote_target(
 ) -> String {
     remote::PROMOTE_TARGET
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("signers", signers.unwrap_or_default())
         .set("signers_mark", signers_mark)

@@ -49,7 +49,7 @@ pub fn lock_and_read(p: &HostPaths, holder_json: &str) -> String {
 pub fn switch(p: &HostPaths, from: &str, to: &str) -> String {
     remote::ROLLBACK_SWITCH
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("from", from)
         .set("to", to)
@@ -84,7 +84,7 @@ pub fn record(
     commands::ledger_append(p, &entries)
         + &remote::RECORD
             .fill()
-            .set("deploy_to", &p.deploy_to)
+            .set_path("deploy_to", &p.deploy_to)
             .set("line", &revisions_line(&to.user, &to.id))
             .done()
 }
@@ -95,7 +95,7 @@ pub fn record(
 pub fn switch_back(p: &HostPaths, to: &ReleaseInfo, host: &str, from: &str) -> String {
     remote::ROLLBACK_SWITCHED
         .fill()
-        .set("deploy_to", &p.deploy_to)
+        .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
         .set("to", &to.id)
         .done()

@@ -277,6 +277,18 @@ impl Fill {
         self
     }
 
+    /// Sets input `name` to the path `value` on the host, quoted; a leading
+    /// `~/` is the login home (see [`shell::quote_path`]).
+    pub fn set_path(mut self, name: &'static str, value: &str) -> Self {
+        assert!(is_name(name), "`{name}` is not a shell variable name");
+        self.prologue.push_str(name);
+        self.prologue.push('=');
+        self.prologue.push_str(&shell::quote_path(value));
+        self.prologue.push('\n');
+        self.set.push(name);
+        self
+    }
+
     /// Sets the positional parameters (`"$@"`) to `values`, each quoted.
     pub fn args<I, S>(mut self, values: I) -> Self
     where

@@ -20,6 +20,17 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// Quotes a path on a host for `sh` like [`quote`], except that a leading
+/// `~/` is the login home of the user shipit connects as: it becomes
+/// `"$HOME"` followed by the quoted rest, so `deploy_to: ~/app` is resolved
+/// on each host by its own shell. Nothing else is ever expanded.
+pub fn quote_path(s: &str) -> String {
+    match s.strip_prefix("~/") {
+        Some(rest) => format!("\"$HOME\"{}", quote(&format!("/{rest}"))),
+        None => quote(s),
+    }
+}
+
 /// Joins `base` and a relative path with one `/`.
 pub fn join(base: &str, rel: &str) -> String {
     if rel.is_empty() {
@@ -85,5 +96,22 @@ mod tests {
         assert_eq!(parent("/srv/app/shared/.env"), "/srv/app/shared");
         assert_eq!(parent("/srv"), "/");
         assert_eq!(parent("log"), ".");
+    }
+
+    #[test]
+    fn a_path_under_the_login_home_expands_home_and_nothing_else() {
+        assert_eq!(quote_path("/srv/app"), "'/srv/app'");
+        assert_eq!(quote_path("~/app $(x)"), "\"$HOME\"'/app $(x)'");
+        assert_eq!(quote_path("a~/b"), "'a~/b'");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", quote_path("~/a b/$(touch x)")))
+            .env("HOME", "/home/me")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/home/me/a b/$(touch x)"
+        );
     }
 }

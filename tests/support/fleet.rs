@@ -123,7 +123,12 @@ impl Fleet {
         // rc files of the user running the tests (a shell set-up that is
         // slow or takes locks, such as `pyenv init`, would make every
         // command of every test wait on it).
-        fs::create_dir_all(root.join("home")).expect("cannot create the fleet's home");
+        // One home per host, as real hosts have: `deploy_to: ~/app` lands in
+        // a different place on each.
+        for index in 1..=n {
+            fs::create_dir_all(root.join(format!("home-{index}")))
+                .expect("cannot create a host's home");
+        }
         assert!(
             !root.to_string_lossy().contains(char::is_whitespace),
             "the temporary directory `{}` holds whitespace; set TMPDIR to a plain path",
@@ -196,6 +201,11 @@ impl Fleet {
     /// The fleet's temporary directory; free for the test's own files too.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Host `index`'s login home (1-based): its sessions' `$HOME`.
+    pub fn home(&self, index: usize) -> PathBuf {
+        self.dir().join(format!("home-{index}"))
     }
 
     /// The user every host lets in: whoever runs the tests.
@@ -302,7 +312,7 @@ impl Fleet {
              LogLevel VERBOSE\n\
              Subsystem sftp internal-sftp\n\
              SetEnv HOME={home}\n",
-            home = self.dir().join("home").display(),
+            home = self.home(host.index).display(),
             addr = host.address,
             host_key = self.host_key.display(),
             pid = self

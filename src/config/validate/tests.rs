@@ -187,9 +187,10 @@ const ERROR_CASES: &[Case] = &[
         ("zero_host_port", &["stages:", "  s:", "    hosts:", "      - { host: a, port: 0 }"], "port 0 for host `a` in stage `s`, expected 1 to 65535", Some((4, 26))),
         ("hostile_host_user", &["stages:", "  s:", "    hosts:", "      - { host: a, user: 'x y' }"], "invalid `user` `x y` of host `a` in stage `s`: contains whitespace", Some((4, 26))),
         ("no_deploy_to", &["deploy_to: ~"], "host `a` in stage `s` has no `deploy_to`, set it on the host or globally", Some((7, 9))),
-        ("relative_ssh_deploy_to", &["stages:", "  s:", "    hosts:", "      - { host: a, deploy_to: var/www }"], "invalid deploy_to `var/www` for host `a` in stage `s`: is relative, expected an absolute path for an ssh host", Some((4, 31))),
-        ("relative_global_deploy_to", &["deploy_to: ./www"], "invalid deploy_to `./www` for host `a` in stage `s`: is relative, expected an absolute path for an ssh host", Some((1, 12))),
+        ("relative_ssh_deploy_to", &["stages:", "  s:", "    hosts:", "      - { host: a, deploy_to: var/www }"], "invalid deploy_to `var/www` for host `a` in stage `s`: is relative, expected an absolute path or one under the login home (`~/app`) for an ssh host", Some((4, 31))),
+        ("relative_global_deploy_to", &["deploy_to: ./www"], "invalid deploy_to `./www` for host `a` in stage `s`: is relative, expected an absolute path or one under the login home (`~/app`) for an ssh host", Some((1, 12))),
         ("dotdot_ssh_deploy_to", &["stages:", "  s:", "    hosts:", "      - { host: a, deploy_to: /var/www/../../etc }"], "invalid deploy_to `/var/www/../../etc` for host `a` in stage `s`: contains `..`", Some((4, 31))),
+        ("home_deploy_to", &["deploy_to: \"~/\""], "invalid deploy_to `~/` for host `a` in stage `s`: is the login home itself, expected a directory of its own (`~/app`)", Some((1, 12))),
         ("root_deploy_to", &["deploy_to: /./"], "invalid deploy_to `/./` for host `a` in stage `s`: is `/`, expected a directory of its own", Some((1, 12))),
         ("root_local_deploy_to", &["stages:", "  s:", "    hosts:", "      - { host: localhost, transport: local, deploy_to: ../../../../../../../../.. }"], "invalid deploy_to `../../../../../../../../..` for host `localhost` in stage `s`: is `/`, expected a directory of its own", Some((4, 57))),
 ];
