@@ -30,6 +30,8 @@ pub struct Artifact {
     pub bytes: Arc<Vec<u8>>,
     /// `sha256:<hex>`.
     pub digest: String,
+    /// The commit's committer time, epoch seconds.
+    pub commit_time: i64,
 }
 
 pub fn digest_of(bytes: &[u8]) -> String {
@@ -124,6 +126,7 @@ pub fn build(repo_path: &Path, commit: &str) -> Result<Artifact, ArtifactError> 
     Ok(Artifact {
         bytes: Arc::new(bytes),
         digest,
+        commit_time: c.time().seconds(),
     })
 }
 

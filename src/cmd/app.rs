@@ -171,6 +171,7 @@ impl App {
             stage: stage.into(),
             build_url: self.env.get("BUILD_URL").cloned(),
             digest: None,
+            commit_time: resolved.time,
         })
     }
 
@@ -191,6 +192,7 @@ impl App {
         };
         let a = crate::artifact::build(&path, &release.commit)?;
         release.digest = Some(a.digest.clone());
+        release.commit_time = release.commit_time.or(Some(a.commit_time));
         Ok(Some(a))
     }
 

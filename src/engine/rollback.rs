@@ -148,6 +148,7 @@ impl Run<'_, '_> {
             stage: self.req.stage.into(),
             build_url: self.ctx.env.get("BUILD_URL").cloned(),
             digest,
+            commit_time: None,
         }
     }
 

@@ -212,7 +212,7 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
 }
 
 /// Exports the commit from the mirror into a new release dir, writes
-/// REVISION and records `staged`.
+/// REVISION and REVISION_TIME and records `staged`.
 pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
     create_release(p, r, host, "git")
 }
@@ -226,6 +226,10 @@ fn create_release(p: &HostPaths, r: &ReleaseInfo, host: &str, export: &str) -> S
         .set("deploy_to", &p.deploy_to)
         .set("release", &r.id)
         .set("commit", &r.commit)
+        .set(
+            "commit_time",
+            &r.commit_time.map(|t| t.to_string()).unwrap_or_default(),
+        )
         .set("export", export)
         .done();
     fill + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
@@ -452,6 +456,7 @@ mod tests {
             stage: "staging".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         }
     }
 

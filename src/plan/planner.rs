@@ -579,6 +579,7 @@ stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n      - { hos
             stage: "s".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         };
         let holder = LockHolder {
             user: "alice".into(),

@@ -20,6 +20,10 @@ pub struct ReleaseInfo {
     pub build_url: Option<String>,
     /// Strategy copy: the archive's digest (`sha256:<hex>`).
     pub digest: Option<String>,
+    /// The commit's committer time, epoch seconds, written to the release's
+    /// `REVISION_TIME` (when unknown here, strategy git reads it from the
+    /// host's mirror).
+    pub commit_time: Option<i64>,
 }
 
 const ID_FORMAT: &str = "%Y%m%dT%H%M%SZ";

@@ -311,6 +311,7 @@ pub fn preview(
             stage: stage.into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         };
         let (from, to) = (mk("<current>"), mk("<target>"));
         let task = |name: &str, r: &ReleaseInfo| -> Result<Option<TaskRun>, RenderError> {
@@ -383,6 +384,7 @@ pub(crate) mod tests {
             stage: "staging".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         }
     }
 

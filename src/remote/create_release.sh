@@ -1,9 +1,10 @@
 # shellcheck shell=sh
 # Fills a new release dir from the release's archive `releases/.ID.tar`
 # (first written from the host's git mirror when `export` is `git`, else
-# already uploaded), then writes REVISION. The `staged` ledger line follows
-# (ledger_append.sh).
-: "${deploy_to?}" "${release?}" "${commit?}" "${export?}"
+# already uploaded), then writes REVISION and REVISION_TIME (the commit's
+# time, epoch seconds: `commit_time`, or read from the mirror when empty).
+# The `staged` ledger line follows (ledger_append.sh).
+: "${deploy_to?}" "${release?}" "${commit?}" "${commit_time?}" "${export?}"
 set -e
 rel="$deploy_to/releases/$release"
 tar="$deploy_to/releases/.$release.tar"
@@ -12,3 +13,5 @@ mkdir -p "$rel"
 if [ "$export" = git ]; then git --git-dir="$deploy_to/repo" archive --format=tar -o "$tar" "$commit"; fi
 tar -x -f "$tar" -C "$rel" && rm -f "$tar"
 printf '%s\n' "$commit" > "$rel/REVISION"
+if [ -z "$commit_time" ] && [ "$export" = git ]; then commit_time=$(git --git-dir="$deploy_to/repo" show -s --format=%ct "$commit"); fi
+if [ -n "$commit_time" ]; then printf '%s\n' "$commit_time" > "$rel/REVISION_TIME"; fi
