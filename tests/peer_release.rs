@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 
-use support::project::{current, git, Project};
+use support::project::{commit, current, events, git, releases, stderr, Project};
 
 /// Both strategies write the commit's time beside its SHA.
 #[test]
@@ -30,5 +30,86 @@ fn each_release_has_revision_time_beside_revision() {
             "{strategy}"
         );
         assert!(time.parse::<i64>().unwrap() > 1_000_000_000, "{time}");
+    }
+}
+
+/// `deploy --release ID` names the release; an id already on a host, or one
+/// that sorts before a release there, is refused with nothing changed; and
+/// rollback and cleanup order the named releases.
+#[test]
+fn a_release_named_by_the_pipeline_is_used_as_given_and_never_reused() {
+    let w = Project::new(2);
+    w.write_config("", "", |_| String::new());
+    let yml = w.dir.join("deploy.yml");
+    let text = fs::read_to_string(&yml).unwrap();
+    fs::write(&yml, text.replace("keep_releases: 5", "keep_releases: 1")).unwrap();
+    let first = git(&w.repo, &["rev-parse", "HEAD"]);
+    w.run_expect(&["deploy", "staging", "--release", "build-0001"], 0);
+    for d in w.hosts() {
+        assert_eq!(current(&d).as_deref(), Some("releases/build-0001"));
+        assert_eq!(
+            fs::read_to_string(d.join("releases/build-0001/REVISION")).unwrap(),
+            format!("{first}\n")
+        );
+    }
+
+    // The same id with another commit, or with the same one: refused.
+    let second = commit(&w.repo, "app.txt", "two\n");
+    let err = stderr(&w.run_expect(&["deploy", "staging", "--release", "build-0001"], 2));
+    assert!(
+        err.contains(&format!(
+            "release `build-0001` already exists there with commit {first}, not {second}"
+        )),
+        "{err}"
+    );
+    let err = stderr(&w.run_expect(
+        &[
+            "deploy",
+            "staging",
+            "--release",
+            "build-0001",
+            "--revision",
+            &first,
+        ],
+        2,
+    ));
+    assert!(
+        err.contains("already exists there with the same commit"),
+        "{err}"
+    );
+    // An id that sorts before the hosts' releases: refused.
+    let err = stderr(&w.run_expect(&["deploy", "staging", "--release", "build-0000"], 2));
+    assert!(
+        err.contains("release `build-0001` there sorts after `build-0000`"),
+        "{err}"
+    );
+    // Not a simple name: refused before connecting.
+    let err = stderr(&w.run_expect(&["deploy", "staging", "--release", "../x"], 2));
+    assert!(err.contains("is not a usable release id"), "{err}");
+    for d in w.hosts() {
+        assert_eq!(current(&d).as_deref(), Some("releases/build-0001"));
+        assert_eq!(releases(&d), ["build-0001"]);
+        assert!(!d.join(".shipit/lock").exists(), "the lock was freed");
+    }
+
+    // The next named release; a minted id would sort before it: refused.
+    w.run_expect(&["deploy", "staging", "--release", "build-0002"], 0);
+    let err = stderr(&w.deploy_expect(2));
+    assert!(err.contains("keep passing `--release`"), "{err}");
+    w.run_expect(&["deploy", "staging", "--release", "build-0003"], 0);
+    w.run_expect(&["deploy", "staging", "--release", "build-0004"], 0);
+    for d in w.hosts() {
+        assert_eq!(current(&d).as_deref(), Some("releases/build-0004"));
+        // keep_releases 1 and the rollback target stay; the oldest named
+        // releases went.
+        let left = releases(&d);
+        assert!(!left.contains(&"build-0001".to_string()), "{left:?}");
+        assert!(left.contains(&"build-0003".to_string()), "{left:?}");
+    }
+    // Rollback goes to the named release before.
+    w.run_expect(&["rollback", "staging"], 0);
+    for d in w.hosts() {
+        assert_eq!(current(&d).as_deref(), Some("releases/build-0003"));
+        assert!(events(&d).contains(&("rolled_back".to_string(), "build-0004".to_string())));
     }
 }

@@ -613,7 +613,8 @@ mod tests {
         let remove: Vec<String> = [
             ids[0],
             ids[2],
-            "keepme",
+            ".keepme",
+            "-rf",
             "../current",
             "20260101T000009Z",
             "$(touch pwned)",
@@ -633,7 +634,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("not a release id, left alone: keepme"),
+            err.contains("not a release id, left alone: .keepme"),
             "{err}"
         );
         let mut left: Vec<String> = std::fs::read_dir(d.join("releases"))
