@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 
-use support::project::{commit, current, events, git, releases, stderr, Project};
+use support::project::{commit, current, events, git, releases, stderr, text, Project};
 
 /// Both strategies write the commit's time beside its SHA.
 #[test]
@@ -111,5 +111,56 @@ fn a_release_named_by_the_pipeline_is_used_as_given_and_never_reused() {
     for d in w.hosts() {
         assert_eq!(current(&d).as_deref(), Some("releases/build-0003"));
         assert!(events(&d).contains(&("rolled_back".to_string(), "build-0004".to_string())));
+    }
+}
+
+/// `repo_tree` deploys one directory of a monorepo, its contents at the
+/// release's root, with either strategy; a directory the commit lacks fails
+/// the deploy with its name.
+#[test]
+fn repo_tree_deploys_one_directory_of_the_repository() {
+    for (strategy, missing_exit) in [("git", 1), ("copy", 2)] {
+        let w = Project::new(1);
+        fs::create_dir_all(w.repo.join("services/api/bin")).unwrap();
+        fs::write(w.repo.join("services/api/bin/serve"), "api\n").unwrap();
+        let sha = commit(&w.repo, "services/api/index.txt", "the api\n");
+        w.write_config(
+            &format!("strategy: {strategy}\nrepo_tree: ./services/api/\n"),
+            "",
+            |_| String::new(),
+        );
+        w.deploy_ok();
+        let d = &w.hosts()[0];
+        let rel = d.join(current(d).expect("current is set"));
+        assert_eq!(
+            fs::read_to_string(rel.join("index.txt")).unwrap(),
+            "the api\n"
+        );
+        assert_eq!(fs::read_to_string(rel.join("bin/serve")).unwrap(), "api\n");
+        assert!(!rel.join("README").exists(), "{strategy}: only the subtree");
+        assert!(
+            !rel.join("services").exists(),
+            "{strategy}: only the subtree"
+        );
+        assert_eq!(
+            fs::read_to_string(rel.join("REVISION")).unwrap(),
+            format!("{sha}\n")
+        );
+
+        w.write_config(
+            &format!("strategy: {strategy}\nrepo_tree: services/nope\n"),
+            "",
+            |_| String::new(),
+        );
+        let out = w.deploy_expect(missing_exit);
+        let all = text(&out);
+        assert!(
+            all.contains("repo_tree `services/nope` is not a directory in commit"),
+            "{strategy}: {all}"
+        );
+        assert_eq!(
+            current(d),
+            Some(rel.strip_prefix(d).unwrap().to_string_lossy().into_owned())
+        );
     }
 }

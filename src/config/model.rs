@@ -26,6 +26,8 @@ pub struct Config {
     pub branch: String,
     pub keep_releases: u32,
     pub strategy: Strategy,
+    /// Only this directory of the repository is deployed.
+    pub repo_tree: Option<RelPath>,
     pub linked_files: Vec<RelPath>,
     pub linked_dirs: Vec<RelPath>,
     pub ssh: SshSettings,

@@ -29,6 +29,9 @@ pub struct RawConfig {
     /// `git`: each host keeps a mirror and exports the commit; `copy`: shipit
     /// builds the archive once and uploads it.
     pub strategy: Option<RawStrategy>,
+    /// Deploy only this directory of the repository (a monorepo's
+    /// `services/api`): its contents become the release's root.
+    pub repo_tree: Option<String>,
     /// Files under `shared/` linked into every release.
     pub linked_files: Option<Vec<String>>,
     /// Directories under `shared/` linked into every release.

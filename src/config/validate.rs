@@ -323,6 +323,11 @@ impl Validator<'_> {
             None | Some(RawStrategy::Git) => Strategy::Git,
             Some(RawStrategy::Copy) => Strategy::Copy,
         };
+        let repo_tree = raw
+            .repo_tree
+            .as_deref()
+            .map(|t| self.rel_path(t, &ypath!["repo_tree"], "`repo_tree`", "the repository"))
+            .transpose()?;
         let linked_files = self.linked("linked_files", raw.linked_files.as_deref())?;
         let linked_dirs = self.linked("linked_dirs", raw.linked_dirs.as_deref())?;
         if let Some((i, dir)) = linked_dirs
@@ -348,6 +353,7 @@ impl Validator<'_> {
             branch,
             keep_releases,
             strategy,
+            repo_tree,
             linked_files,
             linked_dirs,
             ssh,

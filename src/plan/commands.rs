@@ -169,7 +169,7 @@ pub fn upload_artifact(p: &HostPaths, r: &ReleaseInfo) -> String {
 /// Strategy copy: unpacks the uploaded archive into a new release dir,
 /// writes REVISION and records `staged` (with the digest).
 pub fn create_release_copy(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
-    create_release(p, r, host, "none")
+    create_release(p, r, host, "none", None)
 }
 
 /// Appends ledger lines, timestamped on the host, in one write; a line cut
@@ -212,15 +212,27 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
 }
 
 /// Exports the commit from the mirror into a new release dir, writes
-/// REVISION and REVISION_TIME and records `staged`.
-pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
-    create_release(p, r, host, "git")
+/// REVISION and REVISION_TIME and records `staged`. With `tree`
+/// (`repo_tree`), only that directory is exported.
+pub fn create_release_git(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    host: &str,
+    tree: Option<&str>,
+) -> String {
+    create_release(p, r, host, "git", tree)
 }
 
 /// A new release dir filled from the release's archive (written first from
 /// the git mirror when `export` is `git`, else already uploaded), then
 /// REVISION and `staged`.
-fn create_release(p: &HostPaths, r: &ReleaseInfo, host: &str, export: &str) -> String {
+fn create_release(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    host: &str,
+    export: &str,
+    tree: Option<&str>,
+) -> String {
     let fill = remote::CREATE_RELEASE
         .fill()
         .set("deploy_to", &p.deploy_to)
@@ -231,6 +243,7 @@ fn create_release(p: &HostPaths, r: &ReleaseInfo, host: &str, export: &str) -> S
             &r.commit_time.map(|t| t.to_string()).unwrap_or_default(),
         )
         .set("export", export)
+        .set("tree", tree.unwrap_or_default())
         .done();
     fill + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
 }

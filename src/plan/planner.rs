@@ -256,7 +256,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     }
                 },
                 ("create_release", _) => vec![Action::Shell(match config.strategy {
-                    Strategy::Git => commands::create_release_git(&p, release, &h.name),
+                    Strategy::Git => commands::create_release_git(
+                        &p,
+                        release,
+                        &h.name,
+                        config.repo_tree.as_ref().map(|t| t.as_str()),
+                    ),
                     Strategy::Copy => commands::create_release_copy(&p, release, &h.name),
                 })],
                 ("link_shared", _) => vec![Action::Shell(commands::link_shared(
