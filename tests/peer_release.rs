@@ -164,3 +164,59 @@ fn repo_tree_deploys_one_directory_of_the_repository() {
         );
     }
 }
+
+/// With `seed_linked_dirs`, a linked dir missing from `shared/` starts as a
+/// copy of the release's; once there it is never overwritten. Without it,
+/// the shared dir starts empty.
+#[test]
+fn seed_linked_dirs_copies_the_first_release_into_shared() {
+    for seed in [true, false] {
+        let w = Project::new(1);
+        fs::create_dir_all(w.repo.join("storage/app")).unwrap();
+        commit(&w.repo, "storage/app/default.txt", "v1\n");
+        w.write_config(
+            &format!("linked_dirs: [storage, log]\nseed_linked_dirs: {seed}\n"),
+            "",
+            |_| String::new(),
+        );
+        w.deploy_ok();
+        let d = &w.hosts()[0];
+        let shared = d.join("shared");
+        let rel = d.join(current(d).expect("current is set"));
+        assert_eq!(
+            fs::read_link(rel.join("storage")).unwrap(),
+            shared.join("storage")
+        );
+        assert!(
+            shared.join("log").is_dir(),
+            "a dir the release lacks is created"
+        );
+        assert_eq!(fs::read_dir(shared.join("log")).unwrap().count(), 0);
+        if !seed {
+            assert_eq!(fs::read_dir(shared.join("storage")).unwrap().count(), 0);
+            continue;
+        }
+        assert_eq!(
+            fs::read_to_string(shared.join("storage/app/default.txt")).unwrap(),
+            "v1\n"
+        );
+        // Once seeded, shared is the operator's: the next release's copy
+        // does not overwrite it.
+        fs::write(shared.join("storage/uploaded.txt"), "user data\n").unwrap();
+        commit(&w.repo, "storage/app/default.txt", "v2\n");
+        w.deploy_ok();
+        assert_eq!(
+            fs::read_to_string(shared.join("storage/app/default.txt")).unwrap(),
+            "v1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(shared.join("storage/uploaded.txt")).unwrap(),
+            "user data\n"
+        );
+        let names: Vec<String> = fs::read_dir(&shared)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("seed")), "{names:?}");
+    }
+}

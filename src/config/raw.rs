@@ -36,6 +36,9 @@ pub struct RawConfig {
     pub linked_files: Option<Vec<String>>,
     /// Directories under `shared/` linked into every release.
     pub linked_dirs: Option<Vec<String>>,
+    /// A linked dir missing from `shared/` is first copied there from the
+    /// release, when the release has it (default false: created empty).
+    pub seed_linked_dirs: Option<bool>,
     /// How to reach the hosts (the system OpenSSH).
     pub ssh: Option<RawSsh>,
     /// Values for templates and `run` commands (`{{ port }}`).

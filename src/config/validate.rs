@@ -356,6 +356,7 @@ impl Validator<'_> {
             repo_tree,
             linked_files,
             linked_dirs,
+            seed_linked_dirs: raw.seed_linked_dirs.unwrap_or(false),
             ssh,
             vars,
             templates,

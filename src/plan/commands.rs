@@ -249,11 +249,18 @@ fn create_release(
 }
 
 /// Symlinks linked dirs and files from `shared/` into the release, creating
-/// shared dirs that are missing. A linked path whose parent inside the
+/// shared dirs that are missing (with `seed`, copied from the release when
+/// it has them). A linked path whose parent inside the
 /// release is a symlink leading out of `deploy_to` (a repository can
 /// commit `tmp -> /var`) is refused: the link, and the `rm -rf` before it,
 /// would land outside.
-pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str]) -> String {
+pub fn link_shared(
+    p: &HostPaths,
+    release_id: &str,
+    dirs: &[&str],
+    files: &[&str],
+    seed: bool,
+) -> String {
     let pairs = dirs
         .iter()
         .flat_map(|d| ["dir", *d])
@@ -262,6 +269,7 @@ pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str
         .fill()
         .set("deploy_to", &p.deploy_to)
         .set("release", release_id)
+        .set("seed", if seed { "1" } else { "" })
         .args(pairs)
         .done()
 }
@@ -476,7 +484,7 @@ mod tests {
     #[test]
     fn paths_are_quoted_even_when_hostile() {
         let p = HostPaths::new("/srv/my app/$(touch x)");
-        let s = link_shared(&p, "20261124T190102Z", &["log"], &[".env"]);
+        let s = link_shared(&p, "20261124T190102Z", &["log"], &[".env"], false);
         assert!(s.starts_with("deploy_to='/srv/my app/$(touch x)'\n"), "{s}");
         assert!(s.contains("set -- 'dir' 'log' 'file' '.env'\n"), "{s}");
         assert!(!s.contains(" /srv/my app"), "{s}");

@@ -269,6 +269,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     &release.id,
                     &dirs,
                     &files,
+                    config.seed_linked_dirs,
                 ))],
                 ("render_templates", _) => config
                     .templates
