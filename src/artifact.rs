@@ -20,6 +20,8 @@ pub enum ArtifactError {
     Open { repo: String, reason: String },
     #[error("commit `{commit}` is not in `{repo}`")]
     NoCommit { repo: String, commit: String },
+    #[error("repo_tree `{tree}` is not a directory in commit `{commit}`")]
+    NoTree { commit: String, tree: String },
     #[error("cannot build the archive of `{commit}`: {reason}")]
     Build { commit: String, reason: String },
 }
@@ -30,6 +32,8 @@ pub struct Artifact {
     pub bytes: Arc<Vec<u8>>,
     /// `sha256:<hex>`.
     pub digest: String,
+    /// The commit's committer time, epoch seconds.
+    pub commit_time: i64,
 }
 
 pub fn digest_of(bytes: &[u8]) -> String {
@@ -38,6 +42,16 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 /// Builds the tar of `commit`'s tree in the repository at `repo_path`.
 pub fn build(repo_path: &Path, commit: &str) -> Result<Artifact, ArtifactError> {
+    build_tree(repo_path, commit, None)
+}
+
+/// Builds the tar of `commit`'s tree, or with `subtree` (`repo_tree`) of
+/// that directory only, its contents at the archive's root.
+pub fn build_tree(
+    repo_path: &Path,
+    commit: &str,
+    subtree: Option<&str>,
+) -> Result<Artifact, ArtifactError> {
     let repo_name = repo_path.display().to_string();
     let repo = git2::Repository::open(repo_path).map_err(|e| ArtifactError::Open {
         repo: repo_name.clone(),
@@ -49,7 +63,18 @@ pub fn build(repo_path: &Path, commit: &str) -> Result<Artifact, ArtifactError> 
     };
     let oid = git2::Oid::from_str(commit).map_err(|_| no_commit())?;
     let c = repo.find_commit(oid).map_err(|_| no_commit())?;
-    let tree = c.tree().map_err(|_| no_commit())?;
+    let mut tree = c.tree().map_err(|_| no_commit())?;
+    if let Some(sub) = subtree {
+        let no_tree = || ArtifactError::NoTree {
+            commit: commit.to_string(),
+            tree: sub.to_string(),
+        };
+        let entry = tree.get_path(Path::new(sub)).map_err(|_| no_tree())?;
+        if entry.kind() != Some(git2::ObjectType::Tree) {
+            return Err(no_tree());
+        }
+        tree = repo.find_tree(entry.id()).map_err(|_| no_tree())?;
+    }
     let mtime = c.time().seconds().max(0) as u64;
     let fail = |reason: String| ArtifactError::Build {
         commit: commit.to_string(),
@@ -124,6 +149,7 @@ pub fn build(repo_path: &Path, commit: &str) -> Result<Artifact, ArtifactError> 
     Ok(Artifact {
         bytes: Arc::new(bytes),
         digest,
+        commit_time: c.time().seconds(),
     })
 }
 
@@ -299,5 +325,35 @@ pub(crate) mod tests {
                 .contains("commit `0123456789012345678901234567890123456789` is not in"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_subtree_is_archived_at_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        git(d, &["init", "-q"]);
+        std::fs::create_dir_all(d.join("services/api/bin")).unwrap();
+        std::fs::write(d.join("services/api/bin/run"), "api\n").unwrap();
+        std::fs::write(d.join("services/api/README"), "api\n").unwrap();
+        std::fs::write(d.join("top.txt"), "top\n").unwrap();
+        git(d, &["add", "-A"]);
+        git(d, &["commit", "-q", "-m", "x"]);
+        let sha = git(d, &["rev-parse", "HEAD"]);
+        let a = build_tree(d, &sha, Some("services/api")).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(&a.bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["README", "bin/", "bin/run"]);
+        assert_ne!(a.digest, build(d, &sha).unwrap().digest);
+        for bad in ["services/nope", "top.txt"] {
+            let e = build_tree(d, &sha, Some(bad)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("repo_tree `{bad}` is not a directory in commit `{sha}`")
+            );
+        }
     }
 }

@@ -108,6 +108,12 @@ pub enum Command {
         /// Deploy this branch, tag or commit instead of the configured branch.
         #[arg(long)]
         revision: Option<String>,
+        /// Name the release ID instead of minting a timestamp (a build
+        /// number: `build-000142`). Letters, digits, `.`, `_`, `-`. Refused
+        /// (exit 2, nothing changed) when a host has that release already
+        /// or a release that sorts after it: ids order releases as strings.
+        #[arg(long, value_name = "ID")]
+        release: Option<String>,
         /// When the stage is locked, wait up to this long (`5m`, `30s`) for
         /// the lock instead of exiting 4.
         #[arg(long, value_name = "DURATION", value_parser = duration_arg)]

@@ -25,6 +25,9 @@ pub struct Resolved {
     /// First line of its message (empty when only the SHA is known, as for
     /// remote repositories).
     pub subject: String,
+    /// Committer time, epoch seconds (unknown for remote repositories: the
+    /// host reads it from its mirror, or the archive's build does).
+    pub time: Option<i64>,
 }
 
 fn is_url(repo: &str) -> bool {
@@ -62,6 +65,7 @@ pub fn resolve(repository: &str, reference: &str) -> Result<Resolved, GitError> 
     Ok(Resolved {
         commit: commit.id().to_string(),
         subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
+        time: Some(commit.time().seconds()),
     })
 }
 
@@ -126,6 +130,7 @@ fn resolve_remote(repository: &str, reference: &str) -> Result<Resolved, GitErro
         return Ok(Resolved {
             commit: reference.to_lowercase(),
             subject: String::new(),
+            time: None,
         });
     }
     let out = Command::new("git")
@@ -159,6 +164,7 @@ fn resolve_remote(repository: &str, reference: &str) -> Result<Resolved, GitErro
         Some((sha, _)) => Ok(Resolved {
             commit: sha.to_string(),
             subject: String::new(),
+            time: None,
         }),
         None => Err(GitError::UnknownRef {
             repo: repository.to_string(),

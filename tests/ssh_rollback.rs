@@ -160,8 +160,9 @@ fn rollback_to_an_older_release() {
     p.run_expect(&["rollback", "staging", "--to", &b], 0);
     assert_all_on(&p, &b);
 
-    // Not a release id: bad usage. A release no host has: refused.
-    p.run_expect(&["rollback", "staging", "--to", "yesterday"], 2);
+    // Not a release id (nor a name `deploy --release` takes): bad usage.
+    // A release no host has: refused.
+    p.run_expect(&["rollback", "staging", "--to", "../yesterday"], 2);
     let out = p.run_expect(&["rollback", "staging", "--to", "20200101T000000Z"], 1);
     assert_says(
         &out,

@@ -174,6 +174,7 @@ impl App {
             stage: stage.into(),
             build_url: self.env.get("BUILD_URL").cloned(),
             digest: None,
+            commit_time: resolved.time,
         })
     }
 
@@ -192,8 +193,13 @@ impl App {
         } else {
             std::path::PathBuf::from(&config.repository)
         };
-        let a = crate::artifact::build(&path, &release.commit)?;
+        let a = crate::artifact::build_tree(
+            &path,
+            &release.commit,
+            config.repo_tree.as_ref().map(|t| t.as_str()),
+        )?;
         release.digest = Some(a.digest.clone());
+        release.commit_time = release.commit_time.or(Some(a.commit_time));
         Ok(Some(a))
     }
 

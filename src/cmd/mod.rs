@@ -73,8 +73,18 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
         Command::Deploy {
             stage,
             revision,
+            release,
             wait_lock,
-        } => deploy::run(&app, stage, revision.as_deref(), *wait_lock).await,
+        } => {
+            deploy::run(
+                &app,
+                stage,
+                revision.as_deref(),
+                release.as_deref(),
+                *wait_lock,
+            )
+            .await
+        }
         Command::Check { stage } => check::run(&app, stage).await,
         Command::Releases { stage } => releases::run(&app, stage).await,
         Command::Lock { stage, message } => lock::lock(&app, stage, message.as_deref()).await,

@@ -32,6 +32,7 @@ pub fn run(
             stage: stage.into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         },
         PlanRecipe::Promote => app.release_info(&config, stage, revision)?,
         PlanRecipe::Deploy => {

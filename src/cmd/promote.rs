@@ -54,5 +54,5 @@ pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome
     }
     let commit = review.cand.commit.clone();
     let promotion = review.promotion()?;
-    deploy::run_with(app, to, Some(&commit), None, Some(&promotion)).await
+    deploy::run_with(app, to, Some(&commit), None, None, Some(&promotion)).await
 }

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::rollback::{self, Request};
 use crate::outcome::{Outcome, UsageError};
 use crate::plan::planner;
-use crate::plan::release::is_release_id;
+use crate::plan::release::{check_fixed_id, is_release_id};
 use crate::plan::render::{env_references, referenced_env};
 use crate::redact::Redactor;
 
@@ -29,7 +29,7 @@ fn redactor(app: &App, config: &Config) -> Redactor {
 
 pub async fn run(app: &App, stage: &str, to: Option<&str>, force: bool) -> anyhow::Result<Outcome> {
     if let Some(id) = to {
-        if !is_release_id(id) {
+        if !is_release_id(id) && check_fixed_id(id).is_err() {
             return Err(UsageError(format!(
                 "`{id}` is not a release id (like 20261124T190102Z; `shipit releases {stage}` lists them)"
             ))

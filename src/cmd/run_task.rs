@@ -50,6 +50,7 @@ pub async fn run(app: &App, stage: &str, task_name: &str) -> anyhow::Result<Outc
         stage: stage.into(),
         build_url: app.env.get("BUILD_URL").cloned(),
         digest: None,
+        commit_time: None,
     };
     let redactor = app.redactor(&config)?;
     let run = TaskRun {

@@ -33,8 +33,12 @@ pub struct Config {
     pub current_path: String,
     pub keep_releases: u32,
     pub strategy: Strategy,
+    /// Only this directory of the repository is deployed.
+    pub repo_tree: Option<RelPath>,
     pub linked_files: Vec<RelPath>,
     pub linked_dirs: Vec<RelPath>,
+    /// A linked dir missing from `shared/` is seeded from the release.
+    pub seed_linked_dirs: bool,
     pub ssh: SshSettings,
     /// Global vars; each host's `vars` already include these merged under
     /// its own.

@@ -32,10 +32,16 @@ pub struct RawConfig {
     /// `git`: each host keeps a mirror and exports the commit; `copy`: shipit
     /// builds the archive once and uploads it.
     pub strategy: Option<RawStrategy>,
+    /// Deploy only this directory of the repository (a monorepo's
+    /// `services/api`): its contents become the release's root.
+    pub repo_tree: Option<String>,
     /// Files under `shared/` linked into every release.
     pub linked_files: Option<Vec<String>>,
     /// Directories under `shared/` linked into every release.
     pub linked_dirs: Option<Vec<String>>,
+    /// A linked dir missing from `shared/` is first copied there from the
+    /// release, when the release has it (default false: created empty).
+    pub seed_linked_dirs: Option<bool>,
     /// How to reach the hosts (the system OpenSSH).
     pub ssh: Option<RawSsh>,
     /// Values for templates and `run` commands (`{{ port }}`).

@@ -328,6 +328,11 @@ impl Validator<'_> {
             None | Some(RawStrategy::Git) => Strategy::Git,
             Some(RawStrategy::Copy) => Strategy::Copy,
         };
+        let repo_tree = raw
+            .repo_tree
+            .as_deref()
+            .map(|t| self.rel_path(t, &ypath!["repo_tree"], "`repo_tree`", "the repository"))
+            .transpose()?;
         let linked_files = self.linked("linked_files", raw.linked_files.as_deref())?;
         let linked_dirs = self.linked("linked_dirs", raw.linked_dirs.as_deref())?;
         if let Some((i, dir)) = linked_dirs
@@ -367,8 +372,10 @@ impl Validator<'_> {
             current_path,
             keep_releases,
             strategy,
+            repo_tree,
             linked_files,
             linked_dirs,
+            seed_linked_dirs: raw.seed_linked_dirs.unwrap_or(false),
             ssh,
             vars,
             templates,

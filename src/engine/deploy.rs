@@ -21,7 +21,7 @@ use super::lock_protocol::{acquire, stale_lock_repair, unlock, Locks, CLEANUP_TI
 use super::settle::{current_note, settle, step_state, UndoCtx};
 use crate::config::{Config, Host};
 use crate::lock::{pid_alive, LockHolder};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, UsageError};
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::failure_hooks::{self, Failure};
 use crate::plan::queue::NodeState;
@@ -130,6 +130,7 @@ async fn deploy_phases(
     host_ok: &mut [bool],
     undo: &UndoCtx<'_>,
     wait_lock: Option<Duration>,
+    fixed_id: bool,
     ctx: &RunCtx<'_>,
 ) -> anyhow::Result<(Outcome, String)> {
     let n_hosts = plan.hosts.len();
@@ -172,14 +173,38 @@ async fn deploy_phases(
         ));
     }
 
-    // 2. One release id, later than any release already on a host.
-    let id = release::next_release_id(ctx.now, &existing);
-    if id != release.id {
-        exec.events().send(Event::Notice(format!(
-            "release id is {id}: {} is not later than a release already on a host",
-            release.id
-        )));
-        release.id = id.into();
+    // 2. One release id, later than any release already on a host (a
+    // fixed one, `--release`, is taken as given).
+    if !fixed_id {
+        let id = release::next_release_id(ctx.now, &existing);
+        if id != release.id {
+            exec.events().send(Event::Notice(format!(
+                "release id is {id}: {} is not later than a release already on a host",
+                release.id
+            )));
+            release.id = id.into();
+        }
+    }
+    // Release ids are never reused and sort in deploy order: refused, with
+    // nothing changed, when the id is on a host already or sorts before a
+    // release there.
+    for (h, b) in before.iter().enumerate() {
+        let Some(found) = &b.found else { continue };
+        if let Some(why) =
+            release::id_clash(&release.id, &release.commit, &found.releases, &found.ledger)
+        {
+            unlock(exec, plan, &locked).await;
+            let hint = if fixed_id {
+                ""
+            } else {
+                " (a release named with `deploy --release`); keep passing `--release` with ids that sort later"
+            };
+            return Err(UsageError(format!(
+                "refusing to deploy release `{}` to `{}`: {why}{hint}; nothing was changed",
+                release.id, plan.hosts[h].name
+            ))
+            .into());
+        }
     }
     // The plan again, now with what the lock step read on each host: the
     // cleanup is decided from it (and the release id may have changed).
@@ -258,6 +283,9 @@ pub struct Request<'a> {
     pub holder: LockHolder,
     pub redactor: Redactor,
     pub wait_lock: Option<Duration>,
+    /// The release id was given (`deploy --release`): used as is, never
+    /// moved past the hosts' releases.
+    pub fixed_id: bool,
 }
 
 impl Request<'_> {
@@ -365,6 +393,7 @@ pub async fn run(
         &mut host_ok,
         &undo,
         req.wait_lock,
+        req.fixed_id,
         ctx,
     )
     .await;
@@ -462,6 +491,7 @@ mod tests {
             stage: "s".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         }
     }
 
@@ -501,6 +531,7 @@ mod tests {
             holder,
             redactor: Redactor::default(),
             wait_lock: None,
+            fixed_id: false,
         };
         prepare(&mut req, &env).unwrap();
         let (events, mut rx) = EventSink::new();

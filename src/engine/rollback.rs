@@ -153,6 +153,7 @@ impl Run<'_, '_> {
             stage: self.req.stage.into(),
             build_url: self.ctx.env.get("BUILD_URL").cloned(),
             digest,
+            commit_time: None,
         }
     }
 

@@ -13,7 +13,7 @@
 use crate::ledger::{Entry, EventKind};
 
 use super::inspect::release_status;
-use super::release::is_release_id;
+use super::release::is_known_release;
 
 /// Whether a release counts as good for the cleanup (see the module
 /// documentation).
@@ -25,7 +25,8 @@ fn is_good(entries: &[Entry], id: &str) -> bool {
 }
 
 /// The releases to remove, newest first. `present` are the host's release
-/// dirs (names that are not release ids are never touched), `entries` its
+/// dirs (names that are not release ids shipit made, see
+/// [`is_known_release`], are never touched), `entries` its
 /// ledger, `current` the release `current` points at when the cleanup runs,
 /// `this_run` the deploy's release (counted even when it is not in
 /// `present` yet), `keep` the config's `keep_releases`.
@@ -40,7 +41,7 @@ pub fn to_remove(
         .iter()
         .map(String::as_str)
         .chain([this_run])
-        .filter(|id| is_release_id(id))
+        .filter(|id| is_known_release(id, entries))
         .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();

@@ -193,7 +193,7 @@ pub fn upload_artifact(p: &HostPaths, r: &ReleaseInfo) -> String {
 /// Strategy copy: unpacks the uploaded archive into a new release dir,
 /// writes REVISION and records `staged` (with the digest).
 pub fn create_release_copy(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
-    create_release(p, r, host, "none")
+    create_release(p, r, host, "none", None)
 }
 
 /// Appends ledger lines, timestamped on the host, in one write; a line cut
@@ -236,31 +236,55 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
 }
 
 /// Exports the commit from the mirror into a new release dir, writes
-/// REVISION and records `staged`.
-pub fn create_release_git(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {
-    create_release(p, r, host, "git")
+/// REVISION and REVISION_TIME and records `staged`. With `tree`
+/// (`repo_tree`), only that directory is exported.
+pub fn create_release_git(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    host: &str,
+    tree: Option<&str>,
+) -> String {
+    create_release(p, r, host, "git", tree)
 }
 
 /// A new release dir filled from the release's archive (written first from
 /// the git mirror when `export` is `git`, else already uploaded), then
 /// REVISION and `staged`.
-fn create_release(p: &HostPaths, r: &ReleaseInfo, host: &str, export: &str) -> String {
+fn create_release(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    host: &str,
+    export: &str,
+    tree: Option<&str>,
+) -> String {
     let fill = remote::CREATE_RELEASE
         .fill()
         .set_path("deploy_to", &p.deploy_to)
         .set("release", &r.id)
         .set("commit", &r.commit)
+        .set(
+            "commit_time",
+            &r.commit_time.map(|t| t.to_string()).unwrap_or_default(),
+        )
         .set("export", export)
+        .set("tree", tree.unwrap_or_default())
         .done();
     fill + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
 }
 
 /// Symlinks linked dirs and files from `shared/` into the release, creating
-/// shared dirs that are missing. A linked path whose parent inside the
+/// shared dirs that are missing (with `seed`, copied from the release when
+/// it has them). A linked path whose parent inside the
 /// release is a symlink leading out of `deploy_to` (a repository can
 /// commit `tmp -> /var`) is refused: the link, and the `rm -rf` before it,
 /// would land outside.
-pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str]) -> String {
+pub fn link_shared(
+    p: &HostPaths,
+    release_id: &str,
+    dirs: &[&str],
+    files: &[&str],
+    seed: bool,
+) -> String {
     let pairs = dirs
         .iter()
         .flat_map(|d| ["dir", *d])
@@ -269,6 +293,7 @@ pub fn link_shared(p: &HostPaths, release_id: &str, dirs: &[&str], files: &[&str
         .fill()
         .set_path("deploy_to", &p.deploy_to)
         .set("release", release_id)
+        .set("seed", if seed { "1" } else { "" })
         .args(pairs)
         .done()
 }
@@ -486,13 +511,14 @@ mod tests {
             stage: "staging".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         }
     }
 
     #[test]
     fn paths_are_quoted_even_when_hostile() {
         let p = HostPaths::new("/srv/my app/$(touch x)");
-        let s = link_shared(&p, "20261124T190102Z", &["log"], &[".env"]);
+        let s = link_shared(&p, "20261124T190102Z", &["log"], &[".env"], false);
         assert!(s.starts_with("deploy_to='/srv/my app/$(touch x)'\n"), "{s}");
         assert!(s.contains("set -- 'dir' 'log' 'file' '.env'\n"), "{s}");
         assert!(!s.contains(" /srv/my app"), "{s}");
@@ -655,7 +681,8 @@ mod tests {
         let remove: Vec<String> = [
             ids[0],
             ids[2],
-            "keepme",
+            ".keepme",
+            "-rf",
             "../current",
             "20260101T000009Z",
             "$(touch pwned)",
@@ -675,7 +702,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("not a release id, left alone: keepme"),
+            err.contains("not a release id, left alone: .keepme"),
             "{err}"
         );
         let mut left: Vec<String> = std::fs::read_dir(d.join("releases"))

@@ -159,6 +159,7 @@ mod tests {
             stage: "s".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         }
     }
 

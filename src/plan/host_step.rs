@@ -65,6 +65,7 @@ pub fn plan(step: &HostStep, hosts: &[&Host], scripts: Vec<(Target, String)>) ->
             stage: step.stage.clone().into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         },
         hosts: hosts
             .iter()

@@ -12,7 +12,7 @@ use crate::lock::LockHolder;
 use crate::remote;
 
 use super::commands::{self, CheckSpec, HostPaths, MIN_FREE_KB};
-use super::release::is_release_id;
+use super::release::is_known_release;
 
 /// What `shipit check` verifies for `config`: the same as the deploy's
 /// `check` step. Linked files that a template renders into `shared/` are
@@ -318,7 +318,9 @@ pub fn releases(p: &HostPaths) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostReleases {
     pub deploy_to_exists: bool,
-    /// Release ids (dir names that [`is_release_id`]), oldest first, each
+    /// Release ids (dir names that
+    /// [`is_release_id`](super::release::is_release_id), or that the ledger
+    /// records: `deploy --release` ids), oldest first, each
     /// with the commit in its `REVISION` (empty when unreadable).
     pub releases: Vec<(String, String)>,
     /// The dir `current` points to (its last path component), if any.
@@ -346,7 +348,7 @@ pub fn parse_releases(stdout: &str) -> Option<HostReleases> {
             out.deploy_to_exists = true;
         } else if let Some(x) = line.strip_prefix("release:") {
             let (id, commit) = x.split_once(':').unwrap_or((x, ""));
-            if is_release_id(id) {
+            if is_known_release(id, &out.ledger.entries) {
                 out.releases
                     .push((id.to_string(), commit.trim().to_string()));
             }

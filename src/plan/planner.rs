@@ -260,7 +260,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     }
                 },
                 ("create_release", _) => vec![Action::Shell(match config.strategy {
-                    Strategy::Git => commands::create_release_git(&p, release, &h.name),
+                    Strategy::Git => commands::create_release_git(
+                        &p,
+                        release,
+                        &h.name,
+                        config.repo_tree.as_ref().map(|t| t.as_str()),
+                    ),
                     Strategy::Copy => commands::create_release_copy(&p, release, &h.name),
                 })],
                 ("link_shared", _) => vec![Action::Shell(commands::link_shared(
@@ -268,6 +273,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     &release.id,
                     &dirs,
                     &files,
+                    config.seed_linked_dirs,
                 ))],
                 ("render_templates", _) => config
                     .templates
@@ -621,6 +627,7 @@ stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n      - { hos
             stage: "s".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         };
         let holder = LockHolder {
             user: "alice".into(),

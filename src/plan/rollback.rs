@@ -315,6 +315,7 @@ pub fn preview(
             stage: stage.into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         };
         let (from, to) = (mk("<current>"), mk("<target>"));
         let task = |name: &str, r: &ReleaseInfo| -> Result<Option<TaskRun>, RenderError> {
@@ -388,6 +389,7 @@ pub(crate) mod tests {
             stage: "staging".into(),
             build_url: None,
             digest: None,
+            commit_time: None,
         }
     }
 

@@ -1,11 +1,13 @@
 # shellcheck shell=sh
 # Symlinks linked dirs and files from `shared/` into release `release`,
-# creating shared dirs that are missing. The arguments come in pairs:
+# creating shared dirs that are missing: with `seed` non-empty, a missing
+# shared dir is first copied from the release when the release has it as a
+# real directory (Deployer's shared_dirs). The arguments come in pairs:
 # `dir PATH` or `file PATH`, paths relative to the release. A linked path
 # whose parent inside the release is a symlink leading out of `deploy_to`
 # (a repository can commit `tmp -> /var`) is refused: the link, and the
 # `rm -rf` before it, would land outside.
-: "${deploy_to?}" "${release?}"
+: "${deploy_to?}" "${release?}" "${seed?}"
 set -e
 rel="$deploy_to/releases/$release"
 dt=
@@ -31,6 +33,9 @@ while [ "$#" -ge 2 ]; do
   target="$deploy_to/shared/$path"
   link="$rel/$path"
   if [ "$kind" = dir ]; then
+    if [ -n "$seed" ] && [ ! -e "$target" ] && [ ! -L "$target" ] && [ -d "$link" ] && [ ! -L "$link" ]; then
+      mkdir -p "${target%/*}" && rm -rf "$target.shipit-seed" && cp -R -p "$link" "$target.shipit-seed" && mv "$target.shipit-seed" "$target"
+    fi
     mkdir -p "$target" "${link%/*}" && rm -rf "$link" && ln -s "$target" "$link"
   else
     mkdir -p "${link%/*}" && rm -rf "$link" && ln -s "$target" "$link"
