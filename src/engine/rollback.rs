@@ -19,7 +19,7 @@
 //! Every path out frees the locks this run took. On an interrupt, hosts
 //! not yet started stay where they are and chains already sent finish.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, NodeResult};
@@ -644,6 +644,3 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
     let (outcome, line) = summary(&named, interrupted);
     Ok((outcome, line, ends))
 }
-
-/// How long a rollback's own steps may take, for callers that budget.
-pub const STEP_TIMEOUT: Duration = recipe::STEP_TIMEOUT;
