@@ -188,20 +188,11 @@ pub async fn run(
     let runs = session.run_hosts(&plan).await;
     session.close().await;
     if ctx.interrupted() {
-        ctx.send(Event::Report(vec![format!("check {stage}: interrupted")]));
-        let ends: Vec<HostEnd> = runs
-            .iter()
-            .map(|r| HostEnd {
-                ok: false,
-                state: r.state(),
-            })
-            .collect();
-        return Ok(session.finish(
+        return Ok(session.finish_interrupted(
             "check",
             stage,
-            &ends,
-            "interrupted".into(),
-            Outcome::Interrupted,
+            &runs,
+            format!("check {stage}: interrupted"),
         ));
     }
     let r = report(stage, &names, &paths, &spec, &runs, staleness);

@@ -14,6 +14,14 @@ pub enum StepOutcome {
 }
 
 impl StepOutcome {
+    /// `Ok` without a reason to fail, `Failed` with it.
+    pub fn from_reason(reason: Option<&str>) -> StepOutcome {
+        match reason {
+            None => StepOutcome::Ok,
+            Some(r) => StepOutcome::Failed(r.to_string()),
+        }
+    }
+
     /// The command's exit status: `Some(0)` for a step that succeeded, the
     /// status of a command that ran and exited non-zero (`exit N`), `None`
     /// when it did not run to an exit (timed out, lost connection, killed).

@@ -618,10 +618,7 @@ async fn run_one(job: RunOne) -> NodeResult {
     job.events.send(Event::StepFinished {
         host: job.label,
         step: job.step,
-        outcome: match &reason {
-            None => StepOutcome::Ok,
-            Some(r) => StepOutcome::Failed(r.clone()),
-        },
+        outcome: StepOutcome::from_reason(reason.as_deref()),
         duration,
         tail: tail_lines,
     });
@@ -682,10 +679,7 @@ fn finished(
     job.events.send(Event::StepFinished {
         host: job.label.clone(),
         step: job.steps[i].name.clone(),
-        outcome: match &reason {
-            None => StepOutcome::Ok,
-            Some(r) => StepOutcome::Failed(r.clone()),
-        },
+        outcome: StepOutcome::from_reason(reason.as_deref()),
         duration,
         tail: tail_lines,
     });

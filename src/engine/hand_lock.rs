@@ -527,22 +527,11 @@ pub async fn unlock(
     let states = session.run_hosts(&read).await;
     if ctx.interrupted() {
         session.close().await;
-        ctx.send(Event::Report(vec![format!(
-            "unlock {stage}: interrupted; nothing was freed"
-        )]));
-        let ends: Vec<HostEnd> = states
-            .iter()
-            .map(|r| HostEnd {
-                ok: false,
-                state: r.state(),
-            })
-            .collect();
-        return Ok(session.finish(
+        return Ok(session.finish_interrupted(
             "unlock",
             stage,
-            &ends,
-            "interrupted".into(),
-            Outcome::Interrupted,
+            &states,
+            format!("unlock {stage}: interrupted; nothing was freed"),
         ));
     }
     let decisions: Vec<Decision> = states

@@ -122,23 +122,11 @@ async fn read(
     let runs = session.run_hosts(&plan).await;
     session.close().await;
     if ctx.interrupted() {
-        ctx.send(Event::Report(vec![format!(
-            "{recipe} {stage}: interrupted"
-        )]));
-        let ends: Vec<HostEnd> = runs
-            .iter()
-            .map(|r| HostEnd {
-                ok: false,
-                state: r.state(),
-            })
-            .collect();
-        let name = recipe.to_string();
-        session.finish(
-            &name,
+        session.finish_interrupted(
+            &recipe.to_string(),
             stage,
-            &ends,
-            "interrupted".into(),
-            Outcome::Interrupted,
+            &runs,
+            format!("{recipe} {stage}: interrupted"),
         );
         return Ok(None);
     }

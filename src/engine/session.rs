@@ -297,6 +297,32 @@ impl Session {
         )));
         outcome
     }
+
+    /// Ends a run that was interrupted after its read round: `line` is its
+    /// closing report line, each host's state is how its read ended.
+    pub fn finish_interrupted(
+        &self,
+        recipe: &str,
+        stage: &str,
+        runs: &[HostRun],
+        line: String,
+    ) -> Outcome {
+        self.ctx.send(Event::Report(vec![line]));
+        let ends: Vec<HostEnd> = runs
+            .iter()
+            .map(|r| HostEnd {
+                ok: false,
+                state: r.state(),
+            })
+            .collect();
+        self.finish(
+            recipe,
+            stage,
+            &ends,
+            "interrupted".into(),
+            Outcome::Interrupted,
+        )
+    }
 }
 
 /// A run's summary, for runs that create no release.

@@ -122,6 +122,7 @@ pub fn node_of(plan: &Plan, h: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::config::TransportKind;
+    use crate::plan::targeting::tests::task;
 
     fn host(name: &str) -> Host {
         Host {
@@ -169,20 +170,6 @@ mod tests {
         Host {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             ..host(name)
-        }
-    }
-
-    fn task(roles: &[&str], once: bool, local: bool) -> Task {
-        Task {
-            name: "t".into(),
-            after: None,
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            once,
-            local,
-            run: "true".into(),
-            retries: 0,
-            interval: Duration::from_secs(1),
-            timeout: None,
         }
     }
 

@@ -53,7 +53,7 @@ pub fn targets(task: &Task, hosts: &[&Host]) -> Targets {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::model::{Host, Task, TransportKind};
     use std::collections::BTreeMap;
@@ -72,7 +72,8 @@ mod tests {
         }
     }
 
-    fn task(roles: &[&str], once: bool, local: bool) -> Task {
+    /// A task `t` with these roles, `once` and `local`, for tests.
+    pub(crate) fn task(roles: &[&str], once: bool, local: bool) -> Task {
         Task {
             name: "t".into(),
             after: None,
