@@ -17,6 +17,7 @@ pub mod lock;
 pub mod logging;
 pub mod outcome;
 pub mod plan;
+pub mod process;
 pub mod redact;
 pub mod remote;
 pub mod report;

@@ -1,9 +1,8 @@
 //! The deploy lock's record: who holds it, since when, why.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use serde::{Deserialize, Serialize};
+
+use crate::process::{ProcessIdentity, Seen};
 
 /// Starts the token of a lock taken with `shipit lock`.
 pub const BY_HAND_TOKEN_PREFIX: &str = "by-hand:";
@@ -14,7 +13,7 @@ pub const STALE_NOTE: &str = "(stale: holder process is gone)";
 /// What makes a lock stale, as seen from the machine asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Staleness<'a> {
-    /// The machine running shipit (pids are checked only for its locks).
+    /// The machine running shipit.
     pub machine: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
     /// A lock older than this is stale, whoever holds it (`--lock-ttl`).
@@ -34,6 +33,11 @@ pub struct LockHolder {
     pub message: String,
     /// Unique per run; unlock frees the lock only when it carries this.
     pub token: String,
+    /// The holding process: boot id, pid namespace and start time, which
+    /// with `pid` tell whether it still runs. Locks taken by shipit
+    /// before it recorded this have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<ProcessIdentity>>,
 }
 
 impl LockHolder {
@@ -61,16 +65,18 @@ impl LockHolder {
     }
 
     /// Why the lock is stale, if it is: the process that took it is gone
-    /// (it was taken on this machine, a pid means nothing elsewhere, and
-    /// `pid_alive` says it no longer runs; never for locks taken with
-    /// `shipit lock`, which are meant to outlive their process), or it is
-    /// older than the lock TTL (`--lock-ttl`), whoever holds it.
+    /// (`seen` says so, which only a machine of the same boot and pid
+    /// namespace can: see [`crate::process`]; never for locks taken with
+    /// `shipit lock`, which are meant to outlive their process, nor for
+    /// records without a process identity, whose pid could belong to any
+    /// machine of that name), or it is older than the lock TTL
+    /// (`--lock-ttl`), whoever holds it.
     pub fn stale_reason(
         &self,
         s: &Staleness<'_>,
-        pid_alive: impl Fn(u32) -> bool,
+        seen: impl Fn(&LockHolder) -> Seen,
     ) -> Option<String> {
-        if !self.taken_by_hand() && self.machine == s.machine && !pid_alive(self.pid) {
+        if !self.taken_by_hand() && seen(self) == Seen::Gone {
             return Some(STALE_NOTE.to_string());
         }
         let ttl = s.ttl?;
@@ -89,13 +95,17 @@ impl LockHolder {
     }
 
     /// Whether [`LockHolder::stale_reason`] finds a reason.
-    pub fn is_stale(&self, s: &Staleness<'_>, pid_alive: impl Fn(u32) -> bool) -> bool {
-        self.stale_reason(s, pid_alive).is_some()
+    pub fn is_stale(&self, s: &Staleness<'_>, seen: impl Fn(&LockHolder) -> Seen) -> bool {
+        self.stale_reason(s, seen).is_some()
     }
 
     /// [`LockHolder::describe`], with why it is stale when it is.
-    pub fn describe_checked(&self, s: &Staleness<'_>, pid_alive: impl Fn(u32) -> bool) -> String {
-        match self.stale_reason(s, pid_alive) {
+    pub fn describe_checked(
+        &self,
+        s: &Staleness<'_>,
+        seen: impl Fn(&LockHolder) -> Seen,
+    ) -> String {
+        match self.stale_reason(s, seen) {
             Some(why) => format!("{} {why}", self.describe()),
             None => self.describe(),
         }
@@ -109,36 +119,19 @@ impl LockHolder {
     }
 }
 
-/// Whether a process with this pid runs on this machine. When that cannot
-/// be told, says it does: a lock is never called stale without evidence.
-pub fn pid_alive(pid: u32) -> bool {
-    if Path::new("/proc/self").exists() {
-        return Path::new(&format!("/proc/{pid}")).exists();
+/// Whether the process holding `holder` still runs, as this machine sees
+/// it (see [`crate::process`]): unknown for records without a process
+/// identity.
+pub fn holder_seen(holder: &LockHolder) -> Seen {
+    match &holder.process {
+        Some(p) => p.seen_here(holder.pid),
+        None => Seen::Unknown,
     }
-    // `ps -p` sees every user's processes (`kill -0` fails on those it may
-    // not signal).
-    Command::new("ps")
-        .args(["-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pid_alive_tells_running_from_gone() {
-        assert!(pid_alive(std::process::id()));
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(!pid_alive(pid));
-    }
 
     fn holder() -> LockHolder {
         LockHolder {
@@ -149,43 +142,90 @@ mod tests {
             stage: "production".into(),
             message: "deploy of `production`".into(),
             token: "build-7-42-x".into(),
+            process: Some(Box::new(ProcessIdentity {
+                boot_id: "boot-1".into(),
+                pid_ns: "pid:[1]".into(),
+                start_time: 500,
+            })),
         }
     }
 
     #[test]
-    fn stale_only_when_taken_here_by_a_process_that_is_gone() {
+    fn stale_only_when_this_machine_can_tell_its_process_is_gone() {
         let h = holder();
-        let dead = |_| false;
-        let alive = |_| true;
-        // (machine asking, pid alive?, by hand?) -> stale?
+        // (what this machine sees, by hand?) -> stale?
         let cases = [
-            ("build-7", false, false, true),
-            ("build-7", true, false, false),
-            // Another machine's pid says nothing about this one's processes.
-            ("laptop", false, false, false),
+            (Seen::Gone, false, true),
+            (Seen::Running, false, false),
+            // Another machine, container or boot: its pid says nothing here.
+            (Seen::Unknown, false, false),
             // `shipit lock` locks outlive their process on purpose.
-            ("build-7", false, true, false),
+            (Seen::Gone, true, false),
         ];
-        for (machine, is_alive, by_hand, stale) in cases {
+        for (seen, by_hand, stale) in cases {
             let h = if by_hand {
                 h.clone().by_hand()
             } else {
                 h.clone()
             };
-            let got = if is_alive {
-                h.is_stale(&at(machine, None), alive)
-            } else {
-                h.is_stale(&at(machine, None), dead)
-            };
-            assert_eq!(got, stale, "{machine} alive={is_alive} by_hand={by_hand}");
+            assert_eq!(
+                h.is_stale(&at("build-7", None), |_| seen),
+                stale,
+                "{seen:?} by_hand={by_hand}"
+            );
         }
         assert!(h
-            .describe_checked(&at("build-7", None), dead)
+            .describe_checked(&at("build-7", None), |_| Seen::Gone)
             .ends_with(": deploy of `production` (stale: holder process is gone)"));
         assert_eq!(
-            h.describe_checked(&at("build-7", None), alive),
+            h.describe_checked(&at("build-7", None), |_| Seen::Running),
             h.describe()
         );
+    }
+
+    #[test]
+    fn the_holder_is_judged_by_its_process_identity_not_its_machine_name() {
+        // A live process of this very machine, recorded as shipit does.
+        let me = LockHolder {
+            pid: std::process::id(),
+            process: ProcessIdentity::of_self().map(Box::new),
+            ..holder()
+        };
+        assert_eq!(holder_seen(&me), Seen::Running);
+        // The same pid and machine name from another boot (another
+        // container or CI machine called the same): never stale.
+        let elsewhere = LockHolder {
+            process: me.process.clone().map(|p| {
+                Box::new(ProcessIdentity {
+                    boot_id: "another-boot".into(),
+                    ..*p
+                })
+            }),
+            ..me.clone()
+        };
+        assert_eq!(holder_seen(&elsewhere), Seen::Unknown);
+        // The pid reused by a later process: the holder is gone.
+        let reused = LockHolder {
+            process: me.process.clone().map(|p| {
+                Box::new(ProcessIdentity {
+                    start_time: p.start_time + 1,
+                    ..*p
+                })
+            }),
+            ..me.clone()
+        };
+        assert_eq!(holder_seen(&reused), Seen::Gone);
+    }
+
+    #[test]
+    fn records_of_older_versions_are_read_and_never_called_stale_by_pid() {
+        let old = r#"{"user":"alice","machine":"build-7","pid":4194000,"time":"2026-11-24T19:01:02Z","stage":"production","message":"deploy of `production`","token":"t"}"#;
+        let h = LockHolder::from_stderr(old).expect("an old record reads");
+        assert_eq!(h.process, None);
+        assert_eq!(holder_seen(&h), Seen::Unknown);
+        assert!(!h.is_stale(&at("build-7", None), holder_seen));
+        // The TTL still applies.
+        assert!(h.is_stale(&at("build-7", Some(3600)), holder_seen));
     }
 
     fn at(machine: &str, ttl: Option<u64>) -> Staleness<'_> {
@@ -202,7 +242,7 @@ mod tests {
     fn a_lock_older_than_the_ttl_is_stale_whoever_holds_it() {
         // Taken at 19:01:02, asked at 21:01:02: two hours old.
         let h = holder();
-        let alive = |_| true;
+        let alive = |_: &LockHolder| Seen::Running;
         assert!(!h.is_stale(&at("laptop", None), alive));
         assert!(!h.is_stale(&at("laptop", Some(3 * 3600)), alive));
         assert!(h.is_stale(&at("laptop", Some(3600)), alive));
@@ -233,6 +273,7 @@ mod tests {
             stage: "production".into(),
             message: "deploy 20261124T190102Z".into(),
             token: "t".into(),
+            process: None,
         };
         let stderr = format!(
             "shipit: deploy lock held\n{}\n",

@@ -255,6 +255,7 @@ fn holder(i: usize) -> LockHolder {
         stage: "staging".into(),
         message: format!("deploy of `staging` number {i}"),
         token: format!("token-{i}"),
+        process: None,
     }
 }
 

@@ -355,9 +355,11 @@ fn a_stale_lock_is_reported_as_stale_and_unlock_frees_it() {
         .unwrap()
         .trim()
         .to_string();
-    // A pid that ran here and is gone.
-    let mut child = Command::new("true").spawn().unwrap();
+    // A process that ran here and is gone, recorded as shipit records it
+    // (this boot, this pid namespace, its start time).
+    let mut child = Command::new("sleep").arg("0.2").spawn().unwrap();
     let pid = child.id();
+    let identity = shipit::process::ProcessIdentity::of(pid).unwrap();
     child.wait().unwrap();
     let d = &fleet.hosts()[0].deploy_to;
     hold_lock(
@@ -368,6 +370,11 @@ fn a_stale_lock_is_reported_as_stale_and_unlock_frees_it() {
         "deploy of `staging`",
         "ghost-token",
     );
+    let info_path = lock_dir(d).join("info");
+    let mut info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&info_path).unwrap()).unwrap();
+    info["process"] = serde_json::to_value(&identity).unwrap();
+    fs::write(&info_path, format!("{info}\n")).unwrap();
 
     let out = expect_exit(shipit(fleet.dir(), &["check", "staging"]), 0);
     let s = stdout(&out);

@@ -227,6 +227,7 @@ impl App {
                 release_id,
                 self.now.timestamp_subsec_nanos()
             ),
+            process: crate::process::ProcessIdentity::of(self.pid).map(Box::new),
         }
     }
 

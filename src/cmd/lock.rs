@@ -7,7 +7,7 @@ use crate::engine::hand_lock::{self, Unlocker, DEFAULT_MESSAGE};
 use crate::outcome::Outcome;
 use crate::plan::planner;
 
-pub use crate::lock::pid_alive;
+pub use crate::lock::holder_seen;
 
 pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;

@@ -9,7 +9,7 @@
 use super::event::{CheckStatus, Event, Fact};
 use super::session::{parse_output, plural, Ctx, HostEnd, HostRun, Session};
 use crate::config::{Config, Host};
-use crate::lock::{pid_alive, LockHolder, Staleness};
+use crate::lock::{holder_seen, LockHolder, Staleness};
 use crate::outcome::Outcome;
 use crate::plan::commands::{HostPaths, LOCK_DIR};
 use crate::plan::host_step::{self, HostStep, SCRIPT_TIMEOUT};
@@ -25,9 +25,9 @@ pub fn held_note(
     lock_path: &str,
 ) -> String {
     match holder {
-        Some(h) if h.is_stale(staleness, pid_alive) => format!(
+        Some(h) if h.is_stale(staleness, holder_seen) => format!(
             "by {}; `shipit unlock {stage}` frees it",
-            h.describe_checked(staleness, pid_alive)
+            h.describe_checked(staleness, holder_seen)
         ),
         Some(h) => format!("by {}", h.describe()),
         None => format!("with no readable holder record in `{lock_path}/info`"),
@@ -272,6 +272,7 @@ mod tests {
             stage: "staging".into(),
             message: "hotfix".into(),
             token: "t".into(),
+            process: None,
         };
         assert_eq!(
             held_note(Some(&h), &staleness(), "staging", "/srv/a/.shipit/lock"),

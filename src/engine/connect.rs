@@ -7,6 +7,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Host, SshSettings, TransportKind};
+use crate::transport::leftovers;
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshTarget, SshTransport};
 use crate::transport::{Transport, TransportError};
@@ -15,6 +16,18 @@ use crate::transport::{Transport, TransportError};
 /// fill a big fleet quickly, few enough that ssh's own CPU work and sshd's
 /// `MaxStartups` are never the bottleneck.
 pub const CONNECT_AT_ONCE: usize = 64;
+
+/// A new directory for this run's ssh control sockets (named after this
+/// process, see [`leftovers`]), after cleaning what runs that were killed
+/// left behind; `notice` hears of each cleaned one.
+pub fn control_dir(notice: impl Fn(String)) -> std::io::Result<tempfile::TempDir> {
+    let tmp = std::env::temp_dir();
+    for swept in leftovers::sweep(&tmp) {
+        notice(swept.describe());
+    }
+    let prefix = leftovers::run_dir_prefix().unwrap_or_else(|| "shipit-".to_string());
+    tempfile::Builder::new().prefix(&prefix).tempdir_in(tmp)
+}
 
 /// Connects to every host; index `i` of the result is `hosts[i]`'s.
 pub async fn connect_all(

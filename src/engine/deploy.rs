@@ -20,7 +20,7 @@ use super::fleet::{Fleet, RunCtx};
 use super::lock_protocol::{acquire, stale_lock_repair, unlock, Locks, CLEANUP_TIMEOUT};
 use super::settle::{current_note, settle, step_state, UndoCtx};
 use crate::config::{Config, Host};
-use crate::lock::{pid_alive, LockHolder};
+use crate::lock::{holder_seen, LockHolder};
 use crate::outcome::{Outcome, UsageError};
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::failure_hooks::{self, Failure};
@@ -160,9 +160,9 @@ async fn deploy_phases(
                 "stage `{}` is locked on `{}` by {}; nothing was changed",
                 plan.stage,
                 plan.hosts[*h].name,
-                holder.describe_checked(&ctx.staleness, pid_alive)
+                holder.describe_checked(&ctx.staleness, holder_seen)
             );
-            if holder.is_stale(&ctx.staleness, pid_alive) {
+            if holder.is_stale(&ctx.staleness, holder_seen) {
                 message.push_str(&stale_lock_repair(exec, plan, &before).await);
             }
             return Ok((Outcome::Locked, message));
@@ -520,6 +520,7 @@ mod tests {
             stage: "s".into(),
             message: "deploy of `s`".into(),
             token: format!("token-{}", release.id),
+            process: None,
         };
         let mut req = Request {
             config,

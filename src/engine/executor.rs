@@ -62,6 +62,20 @@ pub struct NodeResult {
 /// the wrapper script).
 const CHAIN_SLACK: Duration = Duration::from_secs(30);
 
+/// How long past a step's time limit its end may take to arrive before the
+/// host is asked whether it is still there: the host's `timeout` has
+/// ended the step by then (TERM at the limit), unless the step ignores
+/// TERM (KILL follows five seconds later) or the host stopped answering.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a host that is silent past a step's limit has to answer a
+/// trivial command before it counts as gone.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often a host that still answers, but whose step overran its limit,
+/// is asked again.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// How many lines of a failed command's output are kept.
 pub const TAIL_LINES: usize = 12;
 
@@ -630,6 +644,14 @@ async fn run_one(job: RunOne) -> NodeResult {
     }
 }
 
+/// Whether the host behind `t` still runs a trivial command within
+/// [`PROBE_TIMEOUT`].
+async fn still_answers(t: &Arc<dyn Transport>) -> bool {
+    t.run("true", None, PROBE_TIMEOUT)
+        .await
+        .is_ok_and(|o| o.success())
+}
+
 struct ChainJobStep {
     node: usize,
     /// Keep no output tail when it succeeds (see `plan::Step::quiet`).
@@ -722,7 +744,42 @@ async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
     let mut parser = FrameParser::default();
     let mut results: Vec<Option<NodeResult>> = job.steps.iter().map(|_| None).collect();
     let mut started: Vec<Option<Instant>> = vec![None; job.steps.len()];
-    while let Some(chunk) = rx.recv().await {
+    // When the host last said something, and last answered the question
+    // whether it is still there (since it last said something).
+    let mut last_heard = Instant::now();
+    let mut answered: Option<Instant> = None;
+    // The step that the host stopped answering in, if it did.
+    let mut silent: Option<usize> = None;
+    loop {
+        // The step on the host now: a step's end must arrive within its
+        // limit (and a little) after it started, or after the host last
+        // spoke when its start has not arrived either.
+        let current = results.iter().position(|r| r.is_none());
+        let deadline = current.map(|i| {
+            let due = started[i].unwrap_or(last_heard) + job.steps[i].timeout + ANSWER_GRACE;
+            // A host that answered is asked again a while later: its step
+            // may end late (KILL after TERM), or the host may go.
+            answered.map_or(due, |a| due.max(a + RECHECK))
+        });
+        let chunk = match deadline {
+            Some(at) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), rx.recv()).await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        if still_answers(&job.transport).await {
+                            answered = Some(Instant::now());
+                            continue;
+                        }
+                        silent = current;
+                        break;
+                    }
+                }
+            }
+            None => rx.recv().await,
+        };
+        let Some(chunk) = chunk else { break };
+        last_heard = Instant::now();
+        answered = None;
         for frame in parser.push(&chunk) {
             match frame {
                 Frame::Started(i) if i < job.steps.len() => {
@@ -772,16 +829,41 @@ async fn run_chain(job: ChainJob) -> Vec<(usize, Option<NodeResult>)> {
             }
         }
     }
+    if let Some(i) = silent {
+        // Nothing more will come from this host: end the local side and
+        // close the connection, so the rest of the run (undo, unlock) fails
+        // at once on it instead of waiting out each limit again.
+        run.abort();
+        let _ = job.transport.close().await;
+        let reason = format!(
+            "timed out after {}s (the host stopped answering)",
+            job.steps[i].timeout.as_secs()
+        );
+        tracing::debug!(host = %job.label, step = %job.steps[i].name, "host stopped answering");
+        let duration = started[i].map(|s| s.elapsed()).unwrap_or_default();
+        results[i] = Some(finished(&job, i, false, None, Some(reason), duration));
+    }
     let outcome = match run.await {
         Ok(r) => r,
+        Err(e) if e.is_cancelled() => Err(TransportError::Io {
+            host: job.label.clone(),
+            reason: "the host stopped answering".to_string(),
+        }),
         Err(e) => Err(TransportError::Io {
             host: job.label.clone(),
             reason: format!("internal error: {e}"),
         }),
     };
+    // Stopped by the run's interrupt before a step: the steps not reached
+    // did not run, so they stay without a result (skipped, not failed).
+    let stopped = matches!(&outcome, Ok(out) if out.status == Some(chain::STOPPED_STATUS));
     // The first step without a result is where the chain broke off, if it
     // did: it fails with the transport's reason.
-    if let Some(i) = results.iter().position(|r| r.is_none()) {
+    if let Some(i) = results
+        .iter()
+        .position(|r| r.is_none())
+        .filter(|_| !stopped)
+    {
         let stopped_by_failure = results[..i]
             .iter()
             .any(|r| r.as_ref().is_some_and(|r| !r.ok));

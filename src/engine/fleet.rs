@@ -72,9 +72,7 @@ impl Fleet {
         events: &EventSink,
         redactor: &Redactor,
     ) -> anyhow::Result<Fleet> {
-        let control = tempfile::Builder::new()
-            .prefix("shipit-")
-            .tempdir_in(std::env::temp_dir())
+        let control = super::connect::control_dir(|n| events.send(Event::Notice(n)))
             .context("cannot create a directory for ssh control sockets")?;
         let conns = connect_all(hosts, ssh, control.path()).await;
         let mut unreachable = vec![None; hosts.len()];

@@ -17,7 +17,7 @@ use super::event::{Event, Fact, Holder};
 use super::session::{parse_output, plural, stderr_tail, Ctx, HostEnd, HostRun, Session};
 use crate::config::{Config, Host};
 use crate::ledger::{Entry, EventKind};
-use crate::lock::{pid_alive, LockHolder, Staleness};
+use crate::lock::{holder_seen, LockHolder, Staleness};
 use crate::outcome::Outcome;
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
 use crate::plan::host_step::{self, HostStep, Target, SCRIPT_TIMEOUT};
@@ -35,7 +35,7 @@ pub fn holder(h: &LockHolder, staleness: &Staleness<'_>) -> Holder {
         pid: h.pid,
         time: h.time.clone(),
         message: h.message.clone(),
-        stale: h.is_stale(staleness, pid_alive),
+        stale: h.is_stale(staleness, holder_seen),
     }
 }
 
@@ -172,7 +172,7 @@ pub fn not_taken(
                     Some(lock_fact(
                         "held",
                         Some(holder(h, staleness)),
-                        format!("held by {}", h.describe_checked(staleness, pid_alive)),
+                        format!("held by {}", h.describe_checked(staleness, holder_seen)),
                     )),
                     format!("held by `{}`", h.user),
                 )
@@ -220,7 +220,7 @@ pub fn not_taken(
         )
     } else if let Some((host, h)) = held_by {
         let who = match h {
-            Some(h) => format!("by {}", h.describe_checked(staleness, pid_alive)),
+            Some(h) => format!("by {}", h.describe_checked(staleness, holder_seen)),
             None => "(no readable holder record)".to_string(),
         };
         (
@@ -367,7 +367,7 @@ pub fn decide(
     };
     let stale = holder
         .as_ref()
-        .is_some_and(|h| h.is_stale(staleness, pid_alive));
+        .is_some_and(|h| h.is_stale(staleness, holder_seen));
     let mine = holder
         .as_ref()
         .is_some_and(|h| h.user == u.user && h.taken_by_hand());
@@ -402,7 +402,7 @@ pub fn unlocked(
     staleness: &Staleness<'_>,
 ) -> LockReport {
     let describe = |h: &Option<LockHolder>| match h {
-        Some(h) => format!("by {}", h.describe_checked(staleness, pid_alive)),
+        Some(h) => format!("by {}", h.describe_checked(staleness, holder_seen)),
         None => "with no readable holder record".to_string(),
     };
     let held = |h: &Option<LockHolder>| h.as_ref().map(|h| holder(h, staleness));
@@ -586,6 +586,7 @@ mod tests {
             stage: "staging".into(),
             message: "hotfix".into(),
             token: "by-hand:bobs".into(),
+            process: None,
         }
     }
 

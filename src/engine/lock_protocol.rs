@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::event::Event;
 use super::executor::{Executor, NodeResult, RunReport};
 use super::fleet::RunCtx;
-use crate::lock::{pid_alive, LockHolder};
+use crate::lock::{holder_seen, LockHolder};
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
 use crate::plan::queue::NodeState;
 use crate::plan::{Phase, Plan};
@@ -209,7 +209,7 @@ pub fn collect_locks(
                         Some(holder) => {
                             states[h] = Some(format!(
                                 "locked by {}",
-                                holder.describe_checked(&ctx.staleness, pid_alive)
+                                holder.describe_checked(&ctx.staleness, holder_seen)
                             ));
                             holders.push((h, holder));
                         }

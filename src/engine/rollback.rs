@@ -30,7 +30,7 @@ use super::rollback_target::{
 };
 use crate::config::{Config, Host};
 use crate::ledger::LEDGER_PATH;
-use crate::lock::{pid_alive, LockHolder};
+use crate::lock::{holder_seen, LockHolder};
 use crate::outcome::Outcome;
 use crate::plan::chain::Frame;
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
@@ -411,7 +411,9 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
             Read::Held(h) => {
                 run.held_by_others[i] = true;
                 let who = match &h {
-                    Some(h) => format!("by {}", h.describe_checked(&run.ctx.staleness, pid_alive)),
+                    Some(h) => {
+                        format!("by {}", h.describe_checked(&run.ctx.staleness, holder_seen))
+                    }
                     None => "(no readable holder record)".to_string(),
                 };
                 run.report(Some(i), format!("locked {who}"));

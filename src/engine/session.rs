@@ -150,9 +150,7 @@ impl Session {
     /// nodes fail with why.
     pub async fn open(hosts: &[&Host], ssh: &SshSettings, ctx: Ctx) -> anyhow::Result<Session> {
         let started = Instant::now();
-        let control = tempfile::Builder::new()
-            .prefix("shipit-")
-            .tempdir_in(std::env::temp_dir())
+        let control = super::connect::control_dir(|n| ctx.send(Event::Notice(n)))
             .context("cannot create a directory for ssh control sockets")?;
         let names: Vec<String> = hosts.iter().map(|h| h.name.to_string()).collect();
         let mut transports = Vec::new();

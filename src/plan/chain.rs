@@ -23,6 +23,11 @@ use crate::remote;
 /// The status `timeout` exits with when the limit was hit.
 pub const TIMEOUT_STATUS: i32 = 124;
 
+/// The status the script exits with when it stopped before a step because
+/// the run was interrupted: the steps not reached were not run (they did
+/// not fail).
+pub const STOPPED_STATUS: i32 = 99;
+
 /// The script to run: `sh -s`, with [`script`]'s text on stdin.
 pub const RUNNER: &str = "exec sh -s";
 
@@ -61,6 +66,7 @@ pub fn script(stop: Option<&str>, steps: &[ChainStep<'_>]) -> String {
     remote::CHAIN
         .fill()
         .set_path("stop", stop.unwrap_or_default())
+        .set("stopped_status", &STOPPED_STATUS.to_string())
         .args(args)
         .done()
 }

@@ -553,6 +553,7 @@ mod tests {
             stage: "staging".into(),
             message: "db maintenance".into(),
             token: token.into(),
+            process: None,
         }
     }
 

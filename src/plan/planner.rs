@@ -637,6 +637,7 @@ stages:\n  s:\n    hosts:\n      - { host: a, deploy_to: /srv/a }\n      - { hos
             stage: "s".into(),
             message: "deploy".into(),
             token: "T".into(),
+            process: None,
         };
         let (old, target, failed) = ("20260101T000001Z", "20260101T000002Z", "20260101T000003Z");
         let found = BTreeMap::from([(

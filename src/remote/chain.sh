@@ -6,11 +6,14 @@
 # step runs as its own `sh -c` with stdin from a file or /dev/null, its
 # stdout and stderr captured to files, under `timeout` when the host has
 # it. When the file `stop` exists (and `stop` is not empty), no further
-# step starts. After a failed step the script stops (exit 0: the frames
-# tell).
-: "${stop?}"
+# step starts and the script exits `stopped_status`. After a failed step
+# the script stops (exit 0: the frames tell).
+: "${stop?}" "${stopped_status?}"
 t=$(mktemp -d "${TMPDIR:-/tmp}/shipit.XXXXXX") || { echo 'shipit: cannot create a temporary directory on the host' >&2; exit 97; }
 trap 'rm -rf "$t"' EXIT
+# A connection that dies (HUP) or a kill of the group (TERM) removes it too.
+trap 'exit 129' HUP
+trap 'exit 143' TERM
 if command -v timeout >/dev/null 2>&1; then to='timeout -k 5'; else to=''; fi
 while [ "$#" -ge 5 ]; do
   id=$1
@@ -19,7 +22,7 @@ while [ "$#" -ge 5 ]; do
   input=$4
   step=$5
   shift 5
-  if [ -n "$stop" ] && [ -e "$stop" ]; then exit 0; fi
+  if [ -n "$stop" ] && [ -e "$stop" ]; then exit "$stopped_status"; fi
   printf '\036S %s\n' "$id"
   if [ "$has_input" = yes ]; then printf '%s' "$input" > "$t/i"; from="$t/i"; else from=/dev/null; fi
   # `$to` is a command with its options, or nothing: split on purpose.

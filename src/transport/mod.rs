@@ -1,6 +1,7 @@
 //! How commands reach a host: over ssh (one multiplexed connection per host)
 //! or locally through `sh -c` for `transport: local` hosts.
 
+pub mod leftovers;
 pub mod local;
 pub mod ssh;
 

@@ -10,6 +10,17 @@
 //! `SessionBuilder` runs) and hands it to openssh with `Session::resume`:
 //! that way a connection attempt can be killed when it stalls, which ssh
 //! alone never gives up on once the server has sent its banner.
+//!
+//! Every ssh process shipit starts (the master, each command's client, the
+//! master's holder) runs in a process group of its own: a Ctrl-C at the
+//! terminal goes to shipit's group alone, so the commands on the hosts
+//! finish and report truly while shipit stops and undoes.
+//!
+//! The master lives only while shipit does: it exits [`CONTROL_PERSIST`]
+//! after its last client left, and a holder (a client that opens no
+//! session, see [`hold_args`]) stays connected until shipit closes the
+//! connection or dies; whatever a killed run still leaves behind is
+//! cleaned by the next run (`transport::leftovers`).
 
 use std::ffi::OsString;
 use std::fs;
@@ -21,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openssh::{Session, Stdio};
+use openssh::Session;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::{mpsc, Semaphore};
@@ -82,8 +93,13 @@ impl SshTarget {
 
 /// How often ssh checks that a quiet server is still there (three missed
 /// answers end the connection), so a host that vanishes is noticed even
-/// between commands.
+/// between commands. A step notices sooner: at its own time limit.
 const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long a master stays up after its last client (the holder included)
+/// went away: a master is never left running for long by a run that was
+/// killed.
+pub const CONTROL_PERSIST: Duration = Duration::from_secs(10);
 
 /// Commands running at once on one host. sshd's `MaxSessions` (10 by
 /// default) refuses more sessions per connection; two stay free for
@@ -115,6 +131,10 @@ pub struct SshTransport {
     /// `None` once closed.
     session: Mutex<Option<Arc<Session>>>,
     slots: Semaphore,
+    /// Keeps the master up while this transport is open (see
+    /// [`hold_args`]); it ends when its stdin closes: on `close`, on drop,
+    /// or with shipit.
+    holder: Mutex<Option<tokio::process::Child>>,
     control: ControlDir,
 }
 
@@ -153,6 +173,8 @@ impl SshTransport {
             .stdin(StdStdio::null())
             .stdout(StdStdio::null())
             .stderr(StdStdio::null())
+            // A Ctrl-C at the terminal is for shipit, not its connections.
+            .process_group(0)
             // Until it has connected and forked, this process is the
             // connection attempt: dropping it on the deadline ends it.
             .kill_on_drop(true);
@@ -190,12 +212,39 @@ impl SshTransport {
             control.socket.clone().into_boxed_path(),
             Some(control.log.clone().into_boxed_path()),
         );
+        // Without its holder the master would go after CONTROL_PERSIST of
+        // quiet (a long local step, a lock wait); the commands would then
+        // fail as if the host had gone, so a failure to start it is one.
+        let holder = Command::new("sh")
+            .arg("-c")
+            .arg(HOLD_SCRIPT)
+            .arg("shipit-hold")
+            .args(hold_args(&control.socket))
+            .stdin(StdStdio::piped())
+            .stdout(StdStdio::null())
+            .stderr(StdStdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| fail(format!("cannot run `sh` to hold the connection open: {e}")))?;
         Ok(SshTransport {
             host: target.host.clone(),
             session: Mutex::new(Some(Arc::new(session))),
             slots: Semaphore::new(MAX_CONCURRENT_COMMANDS),
+            holder: Mutex::new(Some(holder)),
             control,
         })
+    }
+
+    /// A client of the master running `script` (see [`remote_command`]) in
+    /// a process group of its own; ended when dropped (the command on the
+    /// host goes on: see [`SshTransport::kill_remote`]).
+    fn client(&self, script: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(client_args(&self.control.socket))
+            .arg(remote_command(script))
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
     }
 
     fn session(&self) -> Result<Arc<Session>, TransportError> {
@@ -254,21 +303,20 @@ impl SshTransport {
                 .await
                 // Never closed; this only keeps the type honest.
                 .map_err(|e| self.io_error("the connection was closed", e))?;
-            let mut cmd = Arc::clone(&session).arc_raw_command(remote_command(script));
+            let mut cmd = self.client(script);
             cmd.stdin(if stdin.is_some() {
-                Stdio::piped()
+                StdStdio::piped()
             } else {
-                Stdio::null()
+                StdStdio::null()
             })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(StdStdio::piped())
+            .stderr(StdStdio::piped());
             let mut child = cmd
                 .spawn()
-                .await
-                .map_err(|e| self.io_error("cannot start the command", error_chain(&e)))?;
-            let stdin_pipe = child.stdin().take();
-            let stdout_pipe = child.stdout().take();
-            let stderr_pipe = child.stderr().take();
+                .map_err(|e| self.io_error("cannot start the command", e))?;
+            let stdin_pipe = child.stdin.take();
+            let stdout_pipe = child.stdout.take();
+            let stderr_pipe = child.stderr.take();
             // Written concurrently with reading output, so a large upload
             // cannot deadlock against a full stdout pipe. A command that
             // does not read its stdin makes the write fail; that is fine.
@@ -296,7 +344,7 @@ impl SshTransport {
                 // The local ssh client is already gone (dropped with the
                 // future); the command itself still runs on the host.
                 if let Some(pgid) = stderr.pgid {
-                    self.kill_remote(&session, pgid).await;
+                    self.kill_remote(pgid).await;
                 }
                 return Err(TransportError::Timeout {
                     host: self.host.clone(),
@@ -304,12 +352,9 @@ impl SshTransport {
                 });
             }
         };
-        let status = match waited {
-            Ok(status) => status.code(),
-            // openssh reads exit statuses 127 and 255 as its own errors;
-            // for `sh -c` they are the script's statuses.
-            Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => Some(127),
-            Err(openssh::Error::RemoteProcessTerminated) => {
+        let status = match waited.map(|s| s.code()) {
+            // ssh exits 255 when it failed itself, and when the command did.
+            Ok(Some(255)) => {
                 if let Err(e) = session.check().await {
                     let reason = match e {
                         openssh::Error::Disconnected => "the connection was lost".to_string(),
@@ -337,7 +382,8 @@ impl SshTransport {
                 }
                 Some(255)
             }
-            Err(e) => return Err(self.io_error("the command failed", error_chain(&e))),
+            Ok(code) => code,
+            Err(e) => return Err(self.io_error("the command failed", e)),
         };
         Ok(CommandOutput {
             status,
@@ -348,11 +394,11 @@ impl SshTransport {
 
     /// Ends the process group `pgid` on the host: TERM, then KILL for
     /// whatever is still there after about two seconds. Best effort.
-    async fn kill_remote(&self, session: &Arc<Session>, pgid: u32) {
-        let mut cmd = Arc::clone(session).arc_raw_command(remote_command(&kill_script(pgid)));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+    async fn kill_remote(&self, pgid: u32) {
+        let mut cmd = self.client(&kill_script(pgid));
+        cmd.stdin(StdStdio::null())
+            .stdout(StdStdio::null())
+            .stderr(StdStdio::null());
         let _ = tokio::time::timeout(KILL_TIMEOUT, cmd.status()).await;
     }
 }
@@ -402,12 +448,15 @@ impl Transport for SshTransport {
             let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
             guard.take()
         };
+        // Its stdin closed, the holder ends its client and exits.
+        drop(self.holder.lock().unwrap_or_else(|e| e.into_inner()).take());
         if session.is_none() {
             return Ok(());
         }
         let out = Command::new("ssh")
             .args(exit_args(&self.control.socket))
             .stdin(StdStdio::null())
+            .process_group(0)
             .output()
             .await
             .map_err(|e| self.io_error("cannot run `ssh -O exit`", e))?;
@@ -433,7 +482,9 @@ impl Drop for SshTransport {
             .take()
             .is_some();
         if open && self.control.socket.exists() {
+            use std::os::unix::process::CommandExt as _;
             let _ = std::process::Command::new("ssh")
+                .process_group(0)
                 .args(exit_args(&self.control.socket))
                 .stdin(StdStdio::null())
                 .stdout(StdStdio::null())
@@ -504,17 +555,11 @@ fn master_args(target: &SshTarget, socket: &Path, log: &Path) -> Vec<OsString> {
     push(&log);
     push(&"-S");
     push(&socket);
-    for a in [
-        "-M",
-        "-f",
-        "-N",
-        "-o",
-        "ControlPersist=yes",
-        "-o",
-        "BatchMode=yes",
-    ] {
+    for a in ["-M", "-f", "-N", "-o", "BatchMode=yes"] {
         push(&a);
     }
+    push(&"-o");
+    push(&format!("ControlPersist={}", CONTROL_PERSIST.as_secs()));
     push(&"-o");
     push(&format!(
         "StrictHostKeyChecking={}",
@@ -556,6 +601,29 @@ fn master_args(target: &SshTarget, socket: &Path, log: &Path) -> Vec<OsString> {
     }
     push(&"--");
     push(&target.host);
+    args
+}
+
+/// A client of the master at `socket` that runs the command given after
+/// these (what openssh's `raw_command` runs): port 9 (discard) so that it
+/// never makes a connection of its own when the master is gone.
+fn client_args(socket: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-S".into(), socket.into()];
+    args.extend(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none"].map(OsString::from));
+    args
+}
+
+/// Runs `ssh "$@"` (the holder, [`hold_args`]) until its own stdin, a pipe
+/// from shipit, closes: when the transport is dropped or shipit dies, even
+/// by SIGKILL. `read` is a builtin: the holder costs one sh and one ssh.
+const HOLD_SCRIPT: &str = "ssh \"$@\" </dev/null & p=$!; read -r _; kill \"$p\" 2>/dev/null";
+
+/// A client of the master at `socket` that stays connected without opening
+/// a session (`-O proxy -N`: no shell on the host, no `MaxSessions` slot),
+/// which keeps the master from exiting after [`CONTROL_PERSIST`].
+fn hold_args(socket: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-S".into(), socket.into()];
+    args.extend(["-o", "BatchMode=yes", "-O", "proxy", "-N", "none"].map(OsString::from));
     args
 }
 
@@ -864,8 +932,8 @@ mod tests {
     fn the_master_runs_in_batch_mode_and_leaves_the_rest_to_the_ssh_config() {
         assert_eq!(
             args(&target()).join(" "),
-            "-E /c/ssh-1-0/log -S /c/ssh-1-0/s -M -f -N -o ControlPersist=yes \
-             -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
+            "-E /c/ssh-1-0/log -S /c/ssh-1-0/s -M -f -N -o BatchMode=yes \
+             -o ControlPersist=10 -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
              -o ServerAliveInterval=15 -- web-1"
         );
     }
