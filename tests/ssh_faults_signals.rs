@@ -165,13 +165,13 @@ fn stdout_of(o: &Output) -> String {
 }
 
 /// A project of `hosts` hosts with a passing smoke test and `restart`
-/// running [`HOLD_IF_ASKED`], its first release deployed; `extra` holds
-/// more tasks.
-fn restart_holding_project(hosts: usize, extra: &str) -> Project {
+/// running [`HOLD_IF_ASKED`], its first release deployed; `stage_extra`
+/// as in [`Project::write_config`].
+fn restart_holding_project(hosts: usize, stage_extra: &str) -> Project {
     let p = Project::new(hosts);
     p.write_config(
-        &format!("tasks:\n{SMOKE}  restart:\n    run: \"{HOLD_IF_ASKED}\"\n{extra}"),
-        "",
+        &format!("tasks:\n{SMOKE}  restart:\n    run: \"{HOLD_IF_ASKED}\"\n"),
+        stage_extra,
         |_| String::new(),
     );
     p.deploy_ok();
@@ -284,10 +284,14 @@ fn ctrl_c_to_the_process_group_lets_running_steps_finish_and_undoes_the_switch()
 /// after the run that owned it is gone, even when that run was killed
 /// with SIGKILL and could close nothing; the next run removes the killed
 /// run's temporary directory (and says so), and only that: a live run's
-/// is left alone.
+/// is left alone. The next deploy finds the half-state the killed run
+/// left (its lock, one host switched, the other only staged), reports it,
+/// takes the dead run's lock over and brings every host to its release;
+/// the release that was staged and never published is cleaned up.
 #[test]
-fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_removes_its_temp_dir() {
-    let p = restart_holding_project(2, "");
+fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_cleans_up_after_it() {
+    let p = restart_holding_project(2, "    rollout: { batch: 1 }\n");
+    let old = on(&p.hosts()[0]).unwrap();
     let canary = p.hosts()[0].clone();
     hold_on(&canary);
     commit(&p.repo, "VERSION", "2\n");
@@ -296,8 +300,8 @@ fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_removes_its_temp_di
     let pid = deploy.id();
     wait_for_hold(&canary, 1, &mut deploy, out_dir.path());
     assert!(ssh_processes_of(pid).len() >= 2, "masters are up");
-    let left = temp_dirs_of(pid);
-    assert_eq!(left.len(), 1, "{left:?}");
+    let killed_release = on(&canary).unwrap();
+    assert_ne!(killed_release, old);
 
     deploy.kill().unwrap(); // SIGKILL: no undo, no clean-up can run
     deploy.wait().unwrap();
@@ -309,7 +313,12 @@ fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_removes_its_temp_di
         Duration::from_secs(40),
         || ssh_processes_of(pid).is_empty(),
     );
-    assert!(left[0].exists(), "nobody removed it yet");
+    let left = temp_dirs_of(pid);
+    assert_eq!(left.len(), 1, "nobody removed it yet: {left:?}");
+    // The half-state: fleet-1 switched, fleet-2 only staged, both locked.
+    assert_eq!(on(&p.hosts()[1]).as_deref(), Some(old.as_str()));
+    assert!(releases(&p.hosts()[1]).contains(&killed_release));
+    assert!(p.hosts().iter().all(|d| locked(d)));
 
     // A live run's directory, which the next run must not touch.
     let live = tempfile::Builder::new()
@@ -322,22 +331,34 @@ fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_removes_its_temp_di
         .tempdir()
         .unwrap();
 
-    let next = p.run(&["releases", "staging"]);
-    let s = stdout_of(&next);
+    commit(&p.repo, "VERSION", "3\n");
+    let s = p.deploy_ok();
     assert!(
         s.contains(&format!("a shipit run that was killed (pid {pid})")),
-        "{}",
-        text(&next)
+        "{s}"
     );
     assert!(!left[0].exists(), "the killed run's temp dir is removed");
     assert!(live.path().exists(), "a live run's temp dir stays");
-    // The half-done deploy is reported by the next deploy: its lock is stale.
-    let refused = p.deploy_expect(4);
     assert!(
-        stdout_of(&refused).contains("(stale: holder process is gone)"),
-        "{}",
-        text(&refused)
+        s.contains(&format!(
+            "every host was locked by a run that is gone (`tester` on `{}` (pid {pid})",
+            machine()
+        )) && s.contains(&format!(
+            "freed; it left the hosts on different releases ({killed_release} on fleet-1; {old} on fleet-2)"
+        )),
+        "{s}"
     );
+    let now = all_on(&p);
+    assert!(
+        now[0].is_some() && now[1] == now[0] && now[0].as_deref() != Some(old.as_str()),
+        "every host on the new release: {now:?}"
+    );
+    assert_ne!(now[0].as_deref(), Some(killed_release.as_str()));
+    assert!(
+        !releases(&p.hosts()[1]).contains(&killed_release),
+        "the release staged and never published is gone from fleet-2"
+    );
+    assert_unlocked(&p);
 }
 
 fn ns_number() -> String {
@@ -405,10 +426,10 @@ fn write_lock(d: &Path, pid: u32, process: Option<String>) {
 /// pid and start time. A lock taken by a live run in another container or
 /// on another CI machine with the same hostname (another boot id; its pid
 /// means nothing here) is never called stale: the deploy exits 4 naming
-/// the holder, and `unlock` without `--force` leaves it. A lock of a run
-/// of this very boot and namespace whose process is gone is stale; a
-/// record of an older version (no process identity) is read and shown,
-/// never called stale by its pid.
+/// the holder, and `unlock` without `--force` leaves it. A record of an
+/// older version (no process identity) is read and shown, never called
+/// stale by its pid. A lock of a run of this very boot and namespace whose
+/// process is gone is that run's for certain: the deploy takes it over.
 #[test]
 fn a_live_lock_from_another_machine_of_the_same_name_is_never_stale() {
     let p = Project::new(1);
@@ -459,12 +480,15 @@ fn a_live_lock_from_another_machine_of_the_same_name_is_never_stale() {
             boot_id()
         )),
     );
-    let refused = p.deploy_expect(4);
-    let s = stdout_of(&refused);
-    assert!(s.contains("(stale: holder process is gone)"), "{s}");
-    p.run_expect(&["unlock", "staging"], 0);
+    let s = p.deploy_ok();
+    assert!(
+        s.contains(&format!(
+            "every host was locked by a run that is gone (`ci` on `{}` (pid {pid})",
+            machine()
+        )),
+        "{s}"
+    );
     assert!(!locked(&d));
-    p.deploy_ok();
     assert_ne!(all_on(&p), before);
 }
 

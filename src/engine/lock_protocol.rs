@@ -9,7 +9,13 @@
 //! run frees what it took and polls until the deadline. A stale lock (its
 //! holder's process is gone, or older than `--lock-ttl`) is reported with
 //! the exact commands that repair the fleet, including where a killed run
-//! left hosts on different releases. Each lock step also reports where
+//! left hosts on different releases. A lock that a run certainly gone
+//! (this machine and container saw its process end: see
+//! [`crate::process`]; never a lock taken with `shipit lock`) holds on
+//! every host, as a run killed mid-way leaves it, is taken over instead:
+//! freed with its own token, once, with a notice saying whose it was and
+//! where that run left the hosts; the deploy then brings every host to its
+//! release. Each lock step also reports where
 //! `current` pointed ([`Before`]) and which releases exist, from which the
 //! run mints its release id.
 
@@ -20,8 +26,10 @@ use super::executor::{Executor, NodeResult, RunReport};
 use super::fleet::RunCtx;
 use crate::lock::{holder_seen, LockHolder};
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
+use crate::plan::inspect;
 use crate::plan::queue::NodeState;
 use crate::plan::{Phase, Plan};
+use crate::process::Seen;
 
 /// A host's state after step `step` failed: `failed at build: exit 2`.
 pub fn failed_state(step: &str, r: Option<&NodeResult>) -> String {
@@ -92,29 +100,7 @@ pub async fn lock_in_order(
 /// the command that makes them agree again. Hosts whose lock step did not
 /// say where `current` is are asked (read only).
 pub async fn stale_lock_repair(exec: &Executor, plan: &Plan, before: &[Before]) -> String {
-    let mut currents: Vec<Option<String>> = before.iter().map(|b| b.current.clone()).collect();
-    let probes = (0..plan.hosts.len())
-        .filter(|&h| currents[h].is_none())
-        .map(|h| async move {
-            let p = HostPaths::of_plan(&plan.hosts[h]);
-            let r = exec
-                .run_on(
-                    h,
-                    &plan.hosts[h].name,
-                    "read_current",
-                    &commands::read_current(&p),
-                    CLEANUP_TIMEOUT,
-                )
-                .await;
-            let current = r
-                .output
-                .filter(|o| o.success())
-                .and_then(|o| commands::parse_lock_output(&o.stdout_str()).current);
-            (h, current)
-        });
-    for (h, c) in futures::future::join_all(probes).await {
-        currents[h] = c;
-    }
+    let currents = known_currents(exec, plan, before).await;
     let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
     repair_advice(&plan.stage, &names, &currents)
 }
@@ -152,6 +138,137 @@ pub fn repair_advice(stage: &str, hosts: &[&str], currents: &[Option<String>]) -
     format!(
         "; the run that held it is gone and left the hosts on different releases ({where_}): \
          free the lock with {unlock}, then run `shipit deploy {stage}` to bring every host to a new release{back}"
+    )
+}
+
+/// Takes over the lock of a run that is gone, when that run held it on
+/// every host of `plan`: what a run killed mid-way leaves (a run that
+/// ended freed it wherever it could, so a lock left on some hosts only
+/// marks hosts that need a person, and stays). Frees it on each host with
+/// its own token (a lock taken meanwhile by someone else stays), and says
+/// whose it was and where that run left the hosts. `None` when it is not
+/// such a lock.
+async fn take_over(exec: &Executor, plan: &Plan, got: &LockOutcome) -> Option<String> {
+    let (_, before, _, holders, _) = got;
+    let dead = &holders.first()?.1;
+    let token = dead.token.as_str();
+    let unknown = (0..plan.hosts.len()).filter(|h| !holders.iter().any(|(x, _)| x == h));
+    let reads = unknown.map(|h| async move {
+        let script = inspect::lock_state(&HostPaths::of_plan(&plan.hosts[h]));
+        let r = exec
+            .run_on(
+                h,
+                &plan.hosts[h].name,
+                "lock_state",
+                &script,
+                CLEANUP_TIMEOUT,
+            )
+            .await;
+        r.output
+            .filter(|o| o.success())
+            .and_then(|o| LockHolder::from_stderr(&lock_info(&o.stdout_str())))
+    });
+    let others = futures::future::join_all(reads).await;
+    let everywhere = holders.iter().all(|(_, h)| h.token == token)
+        && others
+            .iter()
+            .all(|h| h.as_ref().is_some_and(|h| h.token == token));
+    if !everywhere {
+        return None;
+    }
+    let frees = (0..plan.hosts.len()).map(|h| async move {
+        let script = commands::unlock(&HostPaths::of_plan(&plan.hosts[h]), token);
+        let r = exec
+            .run_on(
+                h,
+                &plan.hosts[h].name,
+                "free_stale_lock",
+                &script,
+                CLEANUP_TIMEOUT,
+            )
+            .await;
+        (h, r.ok)
+    });
+    let freed = futures::future::join_all(frees).await;
+    let not_freed: Vec<String> = freed
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(h, _)| format!("`{}`", plan.hosts[*h].name))
+        .collect();
+    let not_freed = if not_freed.is_empty() {
+        String::new()
+    } else {
+        format!(" (not on {})", not_freed.join(", "))
+    };
+    let currents = known_currents(exec, plan, before).await;
+    let hosts: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+    let left = match where_hosts_are(&hosts, &currents) {
+        Some(w) => format!("; it left the hosts on different releases ({w})"),
+        None => String::new(),
+    };
+    Some(format!(
+        "every host was locked by a run that is gone ({}): freed{not_freed}{left}",
+        dead.describe()
+    ))
+}
+
+/// The holder record in `lock_state.sh`'s output (its `lockinfo:` lines).
+fn lock_info(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("lockinfo:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where `current` points on each host: from the lock step, else read.
+async fn known_currents(exec: &Executor, plan: &Plan, before: &[Before]) -> Vec<Option<String>> {
+    let mut currents: Vec<Option<String>> = before.iter().map(|b| b.current.clone()).collect();
+    let probes = (0..plan.hosts.len())
+        .filter(|&h| currents[h].is_none())
+        .map(|h| async move {
+            let p = HostPaths::of_plan(&plan.hosts[h]);
+            let r = exec
+                .run_on(
+                    h,
+                    &plan.hosts[h].name,
+                    "read_current",
+                    &commands::read_current(&p),
+                    CLEANUP_TIMEOUT,
+                )
+                .await;
+            let current = r
+                .output
+                .filter(|o| o.success())
+                .and_then(|o| commands::parse_lock_output(&o.stdout_str()).current);
+            (h, current)
+        });
+    for (h, c) in futures::future::join_all(probes).await {
+        currents[h] = c;
+    }
+    currents
+}
+
+/// `B on web-1; A on web-2, web-3` when the hosts are on different
+/// releases (newest first), else `None`.
+fn where_hosts_are(hosts: &[&str], currents: &[Option<String>]) -> Option<String> {
+    let mut groups: Vec<(Option<&str>, Vec<&str>)> = Vec::new();
+    for (host, c) in hosts.iter().zip(currents) {
+        match groups.iter_mut().find(|(g, _)| *g == c.as_deref()) {
+            Some((_, hs)) => hs.push(host),
+            None => groups.push((c.as_deref(), vec![host])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    groups.sort_by(|a, b| b.0.cmp(&a.0));
+    Some(
+        groups
+            .iter()
+            .map(|(c, hs)| format!("{} on {}", c.unwrap_or("no release"), hs.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
     )
 }
 
@@ -275,6 +392,7 @@ pub async fn acquire(
     let deadline = wait_lock.map(|d| Instant::now() + d);
     let mut shutdown = ctx.shutdown.clone();
     let mut waited = false;
+    let mut took_over = false;
     let (locked, before, existing, holders, failed) = loop {
         for s in states.iter_mut() {
             if s.as_deref().is_some_and(|x| x.starts_with("locked")) {
@@ -286,6 +404,15 @@ pub async fn acquire(
         let only_held = *failed
             && !holders.is_empty()
             && (0..n_hosts).all(|h| !tried[h] || locked[h] || holders.iter().any(|(x, _)| *x == h));
+        let dead = |h: &LockHolder| !h.taken_by_hand() && holder_seen(h) == Seen::Gone;
+        if only_held && !took_over && !exec.interrupted() && dead(&holders[0].1) {
+            if let Some(note) = take_over(exec, plan, &got).await {
+                took_over = true;
+                unlock(exec, plan, locked).await;
+                exec.events().send(Event::Notice(note));
+                continue;
+            }
+        }
         match deadline {
             Some(d) if only_held && Instant::now() < d && !exec.interrupted() => {
                 unlock(exec, plan, locked).await;
@@ -319,6 +446,31 @@ pub async fn acquire(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn where_hosts_are_is_said_only_when_they_differ() {
+        let (a, b) = ("20261120T080000Z", "20261124T190102Z");
+        let hosts = ["w1", "w2", "w3"];
+        let some = |v: &[Option<&str>]| v.iter().map(|c| c.map(str::to_string)).collect::<Vec<_>>();
+        let cases: &[(&[Option<&str>], Option<&str>)] = &[
+            (&[Some(a), Some(a), Some(a)], None),
+            (
+                &[Some(b), Some(a), Some(a)],
+                Some("20261124T190102Z on w1; 20261120T080000Z on w2, w3"),
+            ),
+            (
+                &[None, Some(a), Some(b)],
+                Some("20261124T190102Z on w3; 20261120T080000Z on w2; no release on w1"),
+            ),
+        ];
+        for (currents, want) in cases {
+            assert_eq!(
+                where_hosts_are(&hosts, &some(currents)).as_deref(),
+                *want,
+                "{currents:?}"
+            );
+        }
+    }
 
     #[test]
     fn repair_advice_names_where_a_killed_run_left_each_host() {
