@@ -5,7 +5,10 @@
 # time, epoch seconds: `commit_time`, or read from the mirror when empty).
 # With `tree` (`repo_tree`), only that directory of the commit is exported
 # (strategy copy: the uploaded archive holds only it already).
-# The `staged` ledger line follows (ledger_append.sh).
+# The `staged` ledger line follows (ledger_append.sh). When anything from
+# the dir's creation to that line fails (a full disk, a broken mirror),
+# the script removes the release dir and the archive before it ends: a
+# failed creation leaves nothing that could pass for a release.
 : "${deploy_to?}" "${release?}" "${commit?}" "${commit_time?}" "${export?}" "${tree?}"
 set -e
 rel="$deploy_to/releases/$release"
@@ -14,9 +17,17 @@ if [ -e "$rel" ]; then echo "release dir $rel already exists" >&2; exit 1; fi
 if [ "$export" = git ] && [ -n "$tree" ] && [ "$(git --git-dir="$deploy_to/repo" cat-file -t "$commit:$tree" 2>/dev/null)" != tree ]; then
   echo "repo_tree \`$tree\` is not a directory in commit $commit" >&2; exit 1
 fi
-mkdir -p "$rel"
+mkdir -p "$deploy_to/releases"
+mkdir "$rel"
+# From here on the dir and the archive are this run's; the trap stays set
+# for the `staged` record that follows.
+unmake() {
+  if [ "$?" -ne 0 ]; then rm -rf "$rel" "$tar"; echo "release $release could not be created; removed what was made of it" >&2; fi
+}
+trap unmake EXIT
 if [ "$export" = git ]; then git --git-dir="$deploy_to/repo" archive --format=tar -o "$tar" "$commit${tree:+:$tree}"; fi
-tar -x -f "$tar" -C "$rel" && rm -f "$tar"
+tar -x -f "$tar" -C "$rel"
+rm -f "$tar"
 printf '%s\n' "$commit" > "$rel/REVISION"
 if [ -z "$commit_time" ] && [ "$export" = git ]; then commit_time=$(git --git-dir="$deploy_to/repo" show -s --format=%ct "$commit"); fi
 if [ -n "$commit_time" ]; then printf '%s\n' "$commit_time" > "$rel/REVISION_TIME"; fi

@@ -130,6 +130,14 @@ body!(
     /// Runs a filled script in a subshell; fails with a message if it fails.
     GUARDED, "guarded.sh"
 );
+body!(
+    /// Runs a filled record; says `ledger:failed` and goes on if it fails.
+    BEST_EFFORT, "best_effort.sh"
+);
+body!(
+    /// Switches `current` back where it points at this run's release.
+    UNDO_SWITCH, "undo_switch.sh"
+);
 
 body!(
     /// Runs the steps of one host as one script, framing each step's result.
@@ -194,6 +202,8 @@ const ALL: &[Body] = &[
     DISCARD_STAGED,
     SWITCH_BACK,
     GUARDED,
+    BEST_EFFORT,
+    UNDO_SWITCH,
     CHAIN,
     QUIET,
     PREFLIGHT,
