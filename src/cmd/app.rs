@@ -166,7 +166,11 @@ impl App {
         let reference = revision.unwrap_or(&config.branch);
         let resolved = git::resolve(&config.repository, reference)?;
         Ok(ReleaseInfo {
-            id: release::release_id(self.now).into(),
+            id: release::mint(
+                self.now,
+                &release::run_suffix(&self.machine, self.pid, self.now),
+            )
+            .into(),
             commit: resolved.commit.into(),
             reference: reference.to_string(),
             user: self.user(),

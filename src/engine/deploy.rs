@@ -173,10 +173,11 @@ async fn deploy_phases(
         ));
     }
 
-    // 2. One release id, later than any release already on a host (a
-    // fixed one, `--release`, is taken as given).
+    // 2. One release id (the run's, with its run suffix), later than any
+    // release already on a host (a fixed one, `--release`, is taken as
+    // given).
     if !fixed_id {
-        let id = release::next_release_id(ctx.now, &existing);
+        let id = release::next_release_id(&release.id, &existing);
         if id != release.id {
             exec.events().send(Event::Notice(format!(
                 "release id is {id}: {} is not later than a release already on a host",
