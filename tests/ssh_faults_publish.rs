@@ -13,18 +13,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use support::project::{
     all_on, assert_unlocked, commit, events, expect_exit, git, on, releases, shipit_cmd, stdout,
-    text, Project,
+    text, wait_until, Project,
 };
 
 /// `restart` records the release it restarts; `smoke_test` fails on a host
 /// with a `FAIL_SMOKE` file naming the commit; `build` (staging, after the
 /// release is created) replaces the host's ledger with a directory when
 /// the host holds `BREAK_LEDGER`, so every later ledger append there fails
-/// as on a full disk (the real ledger is kept aside as `ledger.saved`).
+/// as on a full disk (the real ledger is kept aside as `ledger.saved`);
+/// with `HANG_LEDGER`, by a named pipe, so the next append there (the
+/// publish's, right after its rename) waits for a reader that never comes.
 const FAULTY: &str = r#"tasks:
   build:
     after: create_release
-    run: "if [ -e ../../BREAK_LEDGER ]; then rm ../../BREAK_LEDGER; mv ../../.shipit/ledger.jsonl ../../ledger.saved; mkdir ../../.shipit/ledger.jsonl; fi"
+    run: "if [ -e ../../BREAK_LEDGER ]; then rm ../../BREAK_LEDGER; mv ../../.shipit/ledger.jsonl ../../ledger.saved; mkdir ../../.shipit/ledger.jsonl; fi; if [ -e ../../HANG_LEDGER ]; then rm ../../HANG_LEDGER; mv ../../.shipit/ledger.jsonl ../../ledger.saved; mkfifo ../../.shipit/ledger.jsonl; fi"
   restart:
     run: "echo \"$SHIPIT_RELEASE\" >> ../../restarts"
   smoke_test:
@@ -143,6 +145,57 @@ fn a_ledger_append_failing_after_the_switch_on_one_host_puts_every_host_back() {
         .all(|c| c == &now[0] && c.as_deref() != Some(&old)));
     let out = expect_exit(p.run(&["releases", "staging"]), 0);
     assert!(stdout(&out).contains("5 hosts agree"), "{}", text(&out));
+}
+
+#[test]
+fn a_connection_lost_after_the_rename_is_exit_5_naming_the_host_and_its_state() {
+    let mut p = Project::new(2);
+    p.write_config(FAULTY, "", |_| String::new());
+    p.deploy_ok();
+    let old = on(&p.hosts()[0]).unwrap();
+    let victim = p.hosts()[1].clone();
+    fs::write(victim.join("HANG_LEDGER"), "").unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    let deploy = shipit_cmd(&p.dir, &["deploy", "staging", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // fleet-2's publish renamed `current`, then hangs on its record: its
+    // host goes down with the publish still running.
+    wait_until(
+        "fleet-2's publish renamed current",
+        Duration::from_secs(60),
+        || on(&victim).is_some_and(|c| c != old),
+    );
+    let new = on(&victim).unwrap();
+    p.fleet.hosts_mut()[1].stop();
+    let out = expect_exit(deploy.wait_with_output().unwrap(), 5);
+
+    // fleet-1 went back; fleet-2 could not be reached, and is named with
+    // what is known of it: not "current unchanged".
+    assert_eq!(on(&p.hosts()[0]), Some(old.clone()), "{}", text(&out));
+    assert_eq!(on(&victim), Some(new.clone()));
+    let s = summary(&out);
+    let headline = s["headline"].as_str().unwrap();
+    assert!(
+        headline
+            .contains("fleet-2 could not be put back on their previous release: needs a person"),
+        "{headline}"
+    );
+    let rows = states(&s);
+    assert!(
+        rows[0].1.contains(&format!("current is {old} again")),
+        "{rows:?}"
+    );
+    assert!(rows[1].1.contains("failed at publish"), "{rows:?}");
+    assert!(
+        rows[1]
+            .1
+            .contains(&format!("current unknown (this run's release is {new})")),
+        "{rows:?}"
+    );
+    assert!(!rows[1].1.contains("current unchanged"), "{rows:?}");
 }
 
 #[test]
