@@ -199,6 +199,44 @@ fn a_connection_lost_after_the_rename_is_exit_5_naming_the_host_and_its_state() 
 }
 
 #[test]
+fn an_undo_whose_smoke_test_fails_says_where_current_points() {
+    let p = Project::new(2);
+    // Once BROKEN_HOST exists on a host, no release passes its smoke test.
+    p.write_config(
+        &FAULTY.replace(
+            "run: \"test \\\"$(cat ../../FAIL_SMOKE 2>/dev/null)\\\" != \\\"$(cat REVISION)\\\"\"",
+            "run: \"test ! -e ../../BROKEN_HOST\"",
+        ),
+        "",
+        |_| String::new(),
+    );
+    p.deploy_ok();
+    let old = on(&p.hosts()[0]).unwrap();
+    fs::write(p.hosts()[1].join("BROKEN_HOST"), "").unwrap();
+    commit(&p.repo, "VERSION", "2\n");
+    let out = expect_exit(p.run(&["deploy", "staging", "--format", "json"]), 5);
+    assert_eq!(all_on(&p), [Some(old.clone()), Some(old.clone())]);
+    let s = summary(&out);
+    let headline = s["headline"].as_str().unwrap();
+    assert!(
+        headline.contains("fleet-2 could not be put back"),
+        "{headline}"
+    );
+    let rows = states(&s);
+    assert!(
+        rows[1].1.contains(&format!(
+            "switched back, current is {old}, but its restart or smoke test failed"
+        )),
+        "{rows:?}"
+    );
+    assert!(
+        rows[0].1.contains(&format!("current is {old} again")),
+        "{rows:?}"
+    );
+    assert_unlocked(&p);
+}
+
+#[test]
 fn a_revisions_log_append_failing_after_every_smoke_test_puts_every_host_back() {
     let p = Project::new(3);
     p.write_config(FAULTY, "", |_| String::new());

@@ -269,13 +269,15 @@ async fn switch_back(
         ok &= removed;
         report.ledger_failed |= !recorded;
     }
-    let mut answered = report.switched_back.is_some();
-    if !answered {
-        // Cut off before it said anything: ask where `current` points. An
-        // empty answer is a host without `current`.
-        let read = read_back(exec, plan, h).await;
-        answered = read.is_some();
-        report.current = read.filter(|c| !c.is_empty());
+    // The script says where `current` points last, when it gets there.
+    let mut answered = report.current.is_some() || (r.ok && report.switched_back.is_some());
+    if !r.ok && report.current.is_none() {
+        // Cut off, or stopped by a failing step: ask where `current`
+        // points. An empty answer is a host without `current`.
+        if let Some(c) = read_back(exec, plan, h).await {
+            answered = true;
+            report.current = Some(c).filter(|c| !c.is_empty());
+        }
     }
     Undone {
         ok,
@@ -698,6 +700,9 @@ impl<'a, 'c> Settlement<'a, 'c> {
                 (Some(c), _) if c == release.id.as_str() => {
                     format!("could not switch back: current is still this run's release {c}")
                 }
+                (Some(c), _) if u.report.switched_back == Some(true) => format!(
+                    "switched back, current is {c}, but its restart or smoke test failed"
+                ),
                 (Some(c), _) => format!(
                     "could not switch back cleanly: current is {c}, but its undo failed"
                 ),
