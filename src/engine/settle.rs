@@ -93,9 +93,9 @@ impl UndoCtx<'_> {
 }
 
 /// Whether this run may have created its release dir on host `h`: the step
-/// succeeded, or it broke off (timeout, lost connection) part way. A script
-/// that ran and refused (the dir already existed) created nothing, and what
-/// is there is not this run's to remove.
+/// succeeded, or failed in any way (a full disk, a timeout, a lost
+/// connection) but one: a script that refused because the dir already
+/// existed created nothing, and what is there is not this run's to remove.
 pub fn created_release(plan: &Plan, res: &[Option<NodeResult>], queue: &Queue, h: usize) -> bool {
     let Some(s) = plan.step_index("create_release") else {
         return false;
@@ -104,7 +104,11 @@ pub fn created_release(plan: &Plan, res: &[Option<NodeResult>], queue: &Queue, h
         .filter(|(_, n)| n.host == Some(h))
         .any(|(i, _)| match queue.state(i) {
             NodeState::Done => true,
-            NodeState::Failed => res[i].as_ref().is_none_or(|r| r.output.is_none()),
+            NodeState::Failed => res[i].as_ref().is_none_or(|r| {
+                r.output
+                    .as_ref()
+                    .is_none_or(|o| o.status != Some(commands::RELEASE_EXISTS_STATUS))
+            }),
             _ => false,
         })
 }

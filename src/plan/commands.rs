@@ -13,6 +13,10 @@ use super::release::ReleaseInfo;
 /// Exit status a lock script uses to say the lock is held by someone else.
 pub const LOCKED_STATUS: i32 = 75;
 
+/// Exit status of `create_release` when the release dir exists already
+/// (not this run's: nothing was made, nothing is to be removed).
+pub const RELEASE_EXISTS_STATUS: i32 = 73;
+
 /// Where the lock lives, relative to `deploy_to`.
 pub const LOCK_DIR: &str = ".shipit/lock";
 
@@ -268,6 +272,7 @@ fn create_release(
         )
         .set("export", export)
         .set("tree", tree.unwrap_or_default())
+        .set("exists_status", &RELEASE_EXISTS_STATUS.to_string())
         .done();
     fill + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
 }
@@ -898,8 +903,31 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(!out.success());
+        assert_eq!(out.status, Some(RELEASE_EXISTS_STATUS));
         assert!(std::path::Path::new(&p.release(&rel().id)).is_dir());
+    }
+
+    #[test]
+    fn a_creation_stopped_by_its_time_limit_removes_what_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("releases")).unwrap();
+        let p = HostPaths::new(d.to_str().unwrap());
+        // An archive nobody writes: unpacking it waits until the step's
+        // time limit stops it, as the hosts' `timeout` does (chain.sh).
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(p.archive(&rel().id))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let out = std::process::Command::new("timeout")
+            .args(["-k", "5", "1", "sh", "-c"])
+            .arg(create_release_copy(&p, &rel(), "h"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(124), "{out:?}");
+        let left: Vec<_> = std::fs::read_dir(d.join("releases")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
