@@ -193,10 +193,22 @@ impl App {
         } else {
             std::path::PathBuf::from(&config.repository)
         };
-        let a = crate::artifact::build_tree(
+        let open = |url: &str| -> Result<std::path::PathBuf, String> {
+            if git::is_remote(url) {
+                git::local_mirror(url, &self.env).map_err(|e| e.to_string())
+            } else {
+                Ok(std::path::PathBuf::from(url))
+            }
+        };
+        let submodules = crate::artifact::Submodules {
+            base: &config.repository,
+            open: &open,
+        };
+        let a = crate::artifact::build_with(
             &path,
             &release.commit,
             config.repo_tree.as_ref().map(|t| t.as_str()),
+            config.submodules.then_some(&submodules),
         )?;
         release.digest = Some(a.digest.clone());
         release.commit_time = release.commit_time.or(Some(a.commit_time));

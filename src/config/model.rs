@@ -39,6 +39,8 @@ pub struct Config {
     pub linked_dirs: Vec<RelPath>,
     /// A linked dir missing from `shared/` is seeded from the release.
     pub seed_linked_dirs: bool,
+    /// Git submodules are populated in the release.
+    pub submodules: bool,
     pub ssh: SshSettings,
     /// Global vars; each host's `vars` already include these merged under
     /// its own.

@@ -42,6 +42,10 @@ pub struct RawConfig {
     /// A linked dir missing from `shared/` is first copied there from the
     /// release, when the release has it (default false: created empty).
     pub seed_linked_dirs: Option<bool>,
+    /// Populate the commit's git submodules (nested ones too) in every
+    /// release (default false: submodule paths stay empty, as with `git
+    /// archive`).
+    pub submodules: Option<bool>,
     /// How to reach the hosts (the system OpenSSH).
     pub ssh: Option<RawSsh>,
     /// Values for templates and `run` commands (`{{ port }}`).

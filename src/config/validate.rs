@@ -376,6 +376,7 @@ impl Validator<'_> {
             linked_files,
             linked_dirs,
             seed_linked_dirs: raw.seed_linked_dirs.unwrap_or(false),
+            submodules: raw.submodules.unwrap_or(false),
             ssh,
             vars,
             templates,
