@@ -125,11 +125,36 @@ impl App {
         }
     }
 
-    /// The config, with the vars of `-o/--set` over its own.
+    /// The config, with the vars of `-o/--set` over its own; the hosts of
+    /// `hosts_from` are not there yet (see [`App::load_config_for`]).
     pub fn load_config(&self) -> anyhow::Result<Config> {
         let mut config = config::load(&self.global.config)?;
         config.override_vars(&self.global.set);
         Ok(config)
+    }
+
+    /// The config, with the hosts that `stages`' `hosts_from` commands
+    /// print added to them.
+    pub async fn load_config_for(&self, stages: &[&str]) -> anyhow::Result<Config> {
+        let mut config = self.load_config()?;
+        self.resolve_inventories(&mut config, stages).await?;
+        Ok(config)
+    }
+
+    /// Runs the `hosts_from` commands of `stages` and adds the hosts they
+    /// print (with the vars of `-o/--set`).
+    pub async fn resolve_inventories(
+        &self,
+        config: &mut Config,
+        stages: &[&str],
+    ) -> anyhow::Result<()> {
+        for stage in stages {
+            config::inventory::resolve(config, stage)
+                .await
+                .map_err(|e| crate::outcome::UsageError(e.to_string()))?;
+        }
+        config.override_vars(&self.global.set);
+        Ok(())
     }
 
     pub fn filters(&self) -> Filters {

@@ -135,6 +135,22 @@ pub struct RawStage {
     pub max_failures: Option<u32>,
     /// Environment variables for this stage's hosts, over the global `env`.
     pub env: Option<OrderedMap<serde_json::Value>>,
+    /// Commands run on this machine that print more hosts, one a line
+    /// (`host [role,role]`): an autoscaling group's instances.
+    pub hosts_from: Option<Vec<RawInventory>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Inventory")]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// A shell command run on this machine, in the directory of
+    /// deploy.yml; it prints one host a line, `host` or `host role,role`.
+    pub run: String,
+    /// The roles of a printed host whose line names none.
+    pub roles: Option<Vec<String>>,
+    /// How long the command may take (default 60s).
+    pub timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

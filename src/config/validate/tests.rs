@@ -141,10 +141,10 @@ const ERROR_CASES: &[Case] = &[
         ("unknown_role_in_task", &["tasks:", "  migrate: { after: fetch, roles: [app, dbb], run: bin/migrate }"], "unknown role `dbb` in task `migrate`, no host has it", Some((2, 41))),
         ("bad_role_in_task", &["tasks:", r#"  migrate: { after: fetch, roles: ["d b"], run: bin/migrate }"#], "invalid role `d b` in task `migrate`, expected letters, digits, `_` or `-`", Some((2, 36))),
         ("task_named_failed", &["tasks:", "  failed: { after: fetch, run: x }"], "task `failed` has the name `after: failed` uses for failure hooks", Some((2, 3))),
-        ("after_a_failure_hook", &["tasks:", "  alert: { after: failed, run: x }", "  more: { after: alert, run: y }"], "unknown step `alert` in `after` of task `more`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`", Some((3, 18))),
-        ("unknown_after", &["tasks:", "  build: { after: linkshared, run: bin/build }", "  notify: { after: build, run: bin/notify }"], "unknown step `linkshared` in `after` of task `build`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `notify`", Some((2, 19))),
+        ("after_a_failure_hook", &["tasks:", "  alert: { after: failed, run: x }", "  more: { after: alert, run: y }"], "unknown step `alert` in `after` of task `more`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `finished`", Some((3, 18))),
+        ("unknown_after", &["tasks:", "  build: { after: linkshared, run: bin/build }", "  notify: { after: build, run: bin/notify }"], "unknown step `linkshared` in `after` of task `build`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `finished`, `notify`", Some((2, 19))),
         ("after_unlock", &["tasks:", "  x: { after: unlock, run: y }"], "task `x` cannot run after `unlock`, the last step, expected an earlier step like `cleanup`", Some((2, 15))),
-        ("no_after", &["tasks:", "  build: { run: bin/build }"], "task `build` has no `after`, expected the step it runs after, one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`", Some((2, 3))),
+        ("no_after", &["tasks:", "  build: { run: bin/build }"], "task `build` has no `after`, expected the step it runs after, one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `finished`", Some((2, 3))),
         ("after_on_restart", &["tasks:", "  restart:", "    after: publish", "    run: x"], "task `restart` takes no `after`, it gives the command of the built-in step `restart`", Some((3, 5))),
         ("after_on_smoke_test", &["tasks:", "  smoke_test: { run: x, after: restart }"], "task `smoke_test` takes no `after`, it gives the command of the built-in step `smoke_test`", Some((2, 25))),
         ("cycle", &["tasks:", "  a: { after: b, run: x }", "  b: { after: c, run: x }", "  c: { after: a, run: x }"], "tasks form a cycle: `a -> b -> c -> a`", Some((2, 15))),
@@ -504,6 +504,8 @@ fn defaults_fill_what_is_not_written() {
             gate: None,
             rollout: Rollout::default(),
             max_failures: 0,
+            hosts_from: Vec::new(),
+            from_inventory: Vec::new(),
         }],
     };
     assert_eq!(c, want);
