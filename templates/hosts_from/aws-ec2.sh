@@ -24,6 +24,9 @@ case "$field" in
   name) query="Reservations[].Instances[].Tags[?Key=='Name'].Value[]" ;;
   *) echo "aws-ec2.sh: unknown field $field (private-ip, private-dns, public-dns, name)" >&2; exit 2 ;;
 esac
-aws ec2 describe-instances \
+# A failing `aws` fails the inventory (and so the shipit command), never
+# an empty list.
+found=$(aws ec2 describe-instances \
   --filters "Name=tag:$tag,Values=$value" "Name=instance-state-name,Values=running" \
-  --query "$query" --output text | tr '\t' '\n' | grep -v '^None$' | sort
+  --query "$query" --output text)
+printf '%s\n' "$found" | tr '\t' '\n' | grep -v -e '^None$' -e '^$' | sort || true
