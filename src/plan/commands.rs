@@ -241,14 +241,30 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
 
 /// Exports the commit from the mirror into a new release dir, writes
 /// REVISION and REVISION_TIME and records `staged`. With `tree`
-/// (`repo_tree`), only that directory is exported.
+/// (`repo_tree`), only that directory is exported. With `submodules` (the
+/// superproject's `repository`, which relative submodule URLs are taken
+/// against), the commit's submodules are filled in too before `staged`.
 pub fn create_release_git(
     p: &HostPaths,
     r: &ReleaseInfo,
     host: &str,
     tree: Option<&str>,
+    submodules: Option<&str>,
 ) -> String {
-    create_release(p, r, host, "git", tree)
+    let Some(repository) = submodules else {
+        return create_release(p, r, host, "git", tree);
+    };
+    let modules = remote::SUBMODULES_GIT
+        .fill()
+        .set_path("deploy_to", &p.deploy_to)
+        .set("release", &r.id)
+        .set("commit", &r.commit)
+        .set("repository", repository)
+        .set("tree", tree.unwrap_or_default())
+        .done();
+    create_release_script(p, r, "git", tree)
+        + &modules
+        + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
 }
 
 /// A new release dir filled from the release's archive (written first from
@@ -261,7 +277,19 @@ fn create_release(
     export: &str,
     tree: Option<&str>,
 ) -> String {
-    let fill = remote::CREATE_RELEASE
+    create_release_script(p, r, export, tree)
+        + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
+}
+
+/// The release dir, filled from its archive, with REVISION and
+/// REVISION_TIME (no ledger line).
+fn create_release_script(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    export: &str,
+    tree: Option<&str>,
+) -> String {
+    remote::CREATE_RELEASE
         .fill()
         .set_path("deploy_to", &p.deploy_to)
         .set("release", &r.id)
@@ -273,8 +301,7 @@ fn create_release(
         .set("export", export)
         .set("tree", tree.unwrap_or_default())
         .set("exists_status", &RELEASE_EXISTS_STATUS.to_string())
-        .done();
-    fill + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
+        .done()
 }
 
 /// Symlinks linked dirs and files from `shared/` into the release, creating

@@ -7,7 +7,9 @@
 # (strategy copy: the uploaded archive holds only it already).
 # The `staged` ledger line follows (ledger_append.sh). When anything from
 # the dir's creation to that line fails (a full disk, a broken mirror),
-# the script removes the release dir and the archive before it ends: a
+# the script removes the release dir, the archive and the submodules' work
+# dir (submodules_git.sh, which may follow in the same shell) before it
+# ends: a
 # failed creation leaves nothing that could pass for a release (also when
 # it is stopped by a signal: its time limit). A release dir that exists
 # already is not this run's: refused with status `exists_status`, left
@@ -25,7 +27,7 @@ mkdir "$rel"
 # From here on the dir and the archive are this run's; the trap stays set
 # for the `staged` record that follows.
 unmake() {
-  if [ "$?" -ne 0 ]; then rm -rf "$rel" "$tar"; echo "release $release could not be created; removed what was made of it" >&2; fi
+  if [ "$?" -ne 0 ]; then rm -rf "$rel" "$tar" "$deploy_to/releases/.$release.submodules"; echo "release $release could not be created; removed what was made of it" >&2; fi
 }
 trap unmake EXIT
 trap 'exit 143' TERM HUP INT

@@ -83,6 +83,10 @@ body!(
     CREATE_RELEASE, "create_release.sh"
 );
 body!(
+    /// Strategy git: fills a release's git submodules, nested ones too.
+    SUBMODULES_GIT, "submodules_git.sh"
+);
+body!(
     /// Appends ledger lines, timestamped on the host.
     LEDGER_APPEND, "ledger_append.sh"
 );
