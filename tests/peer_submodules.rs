@@ -207,5 +207,12 @@ fn a_missing_submodule_commit_fails_the_deploy() {
             "{strategy}: {all}"
         );
         assert_eq!(current(d), before, "{strategy}");
+        // A failed creation leaves nothing behind: no release dir, no
+        // archive, no work files.
+        let left: Vec<String> = fs::read_dir(d.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 1, "{strategy}: {left:?}");
     }
 }
