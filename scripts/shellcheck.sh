@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the project's shell with shellcheck: the scripts shipit runs on
-# hosts (src/remote/*.sh, POSIX sh), the scripts here and .ci/run.
+# hosts (src/remote/*.sh, POSIX sh), the scripts here and .ci/run, and
+# the recipes in templates/.
 #
 # When shellcheck is missing, as root it installs it with apt-get (Debian's
 # `shellcheck` package); otherwise it says what to install.
@@ -23,3 +24,5 @@ shellcheck --version | sed -n 2p
 # Each remote script says `# shellcheck shell=sh`: hosts run them with sh.
 shellcheck src/remote/*.sh
 shellcheck scripts/*.sh .ci/run
+# The recipes shipped for users (hosts_from, load balancers).
+find templates -name '*.sh' -exec shellcheck {} +

@@ -6,7 +6,8 @@
 # the server (/usr/sbin/sshd) and the client (ssh, ssh-keygen), and
 # xmllint (libxml2-utils) for the JUnit report's schema check. As root it
 # installs what is missing with apt-get; otherwise it says what to install.
-# Then it runs `cargo test --locked` with the arguments given.
+# It installs the EC2 API emulator (moto) and the AWS CLI from PyPI into
+# target/tools/aws. Then it runs `cargo test --locked` with the arguments given.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,6 +56,26 @@ fi
 if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
     mkdir -p /run/sshd
     chmod 0755 /run/sshd
+fi
+
+# tests/ssh_autoscale.rs lists EC2 instances from an EC2 API emulator
+# (moto's server) with the AWS CLI, both from PyPI, in a venv of the
+# project's own under target/tools (never the system's Python packages).
+aws_tools="$PWD/target/tools/aws"
+if [ ! -x "$aws_tools/bin/moto_server" ] || [ ! -x "$aws_tools/bin/aws" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+            echo "scripts/test.sh: the tests need Python 3 with venv (sudo apt-get install python3-venv)" >&2
+            exit 1
+        fi
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
+    fi
+    echo "scripts/test.sh: installing moto[server] and awscli into target/tools/aws (the EC2 API emulator)" >&2
+    rm -rf "$aws_tools"
+    python3 -m venv "$aws_tools"
+    "$aws_tools/bin/pip" install --quiet --disable-pip-version-check \
+        'moto[server]==5.2.1' 'awscli==1.45.11'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -119,6 +119,22 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
         wait_lock: Option<std::time::Duration>,
     },
+    /// Bring hosts without a current release (new or replaced instances)
+    /// onto exactly the release the stage's other hosts run.
+    ///
+    /// Reads every host of the stage (including `hosts_from`); the hosts
+    /// that have a `current` must agree on its id and commit (and archive
+    /// digest), else it refuses, as it does when no host has a release.
+    /// The hosts without one (of those --hosts/--roles select) get that
+    /// release through the deploy protocol: same id, commit and archive,
+    /// smoke-tested and recorded in their ledger. The others are left alone.
+    Sync {
+        stage: String,
+        /// When the stage is locked, wait up to this long (`5m`, `30s`) for
+        /// the lock instead of exiting 4.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        wait_lock: Option<std::time::Duration>,
+    },
     /// Preflight every host of a stage; changes nothing.
     ///
     /// Per host: connect, `deploy_to` writable (or, when it does not exist

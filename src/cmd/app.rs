@@ -125,11 +125,36 @@ impl App {
         }
     }
 
-    /// The config, with the vars of `-o/--set` over its own.
+    /// The config, with the vars of `-o/--set` over its own; the hosts of
+    /// `hosts_from` are not there yet (see [`App::load_config_for`]).
     pub fn load_config(&self) -> anyhow::Result<Config> {
         let mut config = config::load(&self.global.config)?;
         config.override_vars(&self.global.set);
         Ok(config)
+    }
+
+    /// The config, with the hosts that `stages`' `hosts_from` commands
+    /// print added to them.
+    pub async fn load_config_for(&self, stages: &[&str]) -> anyhow::Result<Config> {
+        let mut config = self.load_config()?;
+        self.resolve_inventories(&mut config, stages).await?;
+        Ok(config)
+    }
+
+    /// Runs the `hosts_from` commands of `stages` and adds the hosts they
+    /// print (with the vars of `-o/--set`).
+    pub async fn resolve_inventories(
+        &self,
+        config: &mut Config,
+        stages: &[&str],
+    ) -> anyhow::Result<()> {
+        for stage in stages {
+            config::inventory::resolve(config, stage)
+                .await
+                .map_err(|e| crate::outcome::UsageError(e.to_string()))?;
+        }
+        config.override_vars(&self.global.set);
+        Ok(())
     }
 
     pub fn filters(&self) -> Filters {
@@ -166,7 +191,11 @@ impl App {
         let reference = revision.unwrap_or(&config.branch);
         let resolved = git::resolve(&config.repository, reference)?;
         Ok(ReleaseInfo {
-            id: release::release_id(self.now).into(),
+            id: release::mint(
+                self.now,
+                &release::run_suffix(&self.machine, self.pid, self.now),
+            )
+            .into(),
             commit: resolved.commit.into(),
             reference: reference.to_string(),
             user: self.user(),
@@ -193,10 +222,22 @@ impl App {
         } else {
             std::path::PathBuf::from(&config.repository)
         };
-        let a = crate::artifact::build_tree(
+        let open = |url: &str| -> Result<std::path::PathBuf, String> {
+            if git::is_remote(url) {
+                git::local_mirror(url, &self.env).map_err(|e| e.to_string())
+            } else {
+                Ok(std::path::PathBuf::from(url))
+            }
+        };
+        let submodules = crate::artifact::Submodules {
+            base: &config.repository,
+            open: &open,
+        };
+        let a = crate::artifact::build_with(
             &path,
             &release.commit,
             config.repo_tree.as_ref().map(|t| t.as_str()),
+            config.submodules.then_some(&submodules),
         )?;
         release.digest = Some(a.digest.clone());
         release.commit_time = release.commit_time.or(Some(a.commit_time));

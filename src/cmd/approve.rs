@@ -29,9 +29,11 @@ pub struct ApproveArgs<'a> {
 }
 
 pub async fn run(app: &App, args: ApproveArgs<'_>) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    let mut config = app.load_config()?;
     let to = args.stage;
     let from = from_stage(&config, None, to)?;
+    app.resolve_inventories(&mut config, &[from.as_str(), to])
+        .await?;
     let gate = stage(&config, to)?.gate.clone();
     if gate.as_ref().is_some_and(|g| g.allowed_signers.is_some()) && args.sign_key.is_none() {
         return Err(UsageError(format!(

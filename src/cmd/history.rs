@@ -12,7 +12,7 @@ use crate::outcome::Outcome;
 use crate::plan::planner;
 
 pub async fn run(app: &App, stage: &str, limit: usize) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    let config = app.load_config_for(&[stage]).await?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     app.reported(app.base_redactor(), |ctx| {
         engine::ledger_read::history(ctx, &config, stage, &hosts, limit)

@@ -10,7 +10,7 @@ use crate::plan::planner;
 pub use crate::lock::holder_seen;
 
 pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    let config = app.load_config_for(&[stage]).await?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     let mut holder = app.lock_holder(stage, "lock", "lock").by_hand();
     holder.message = message
@@ -26,7 +26,7 @@ pub async fn lock(app: &App, stage: &str, message: Option<&str>) -> anyhow::Resu
 }
 
 pub async fn unlock(app: &App, stage: &str, force: bool) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    let config = app.load_config_for(&[stage]).await?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     let user = app.user();
     let unlocker = Unlocker {

@@ -16,6 +16,7 @@ pub mod releases;
 pub mod rollback;
 pub mod run_task;
 pub mod schema;
+pub mod sync;
 
 pub use app::{App, Reporting};
 
@@ -66,7 +67,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             recipe,
             revision,
         } => {
-            let text = plan::run(&app, stage, *recipe, revision.as_deref())?;
+            let text = plan::run(&app, stage, *recipe, revision.as_deref()).await?;
             app.write_out(&text)?;
             Ok(Outcome::Success)
         }
@@ -86,6 +87,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             .await
         }
         Command::Check { stage } => check::run(&app, stage).await,
+        Command::Sync { stage, wait_lock } => sync::run(&app, stage, *wait_lock).await,
         Command::Releases { stage } => releases::run(&app, stage).await,
         Command::Lock { stage, message } => lock::lock(&app, stage, message.as_deref()).await,
         Command::Unlock { stage, force } => lock::unlock(&app, stage, *force).await,

@@ -12,13 +12,13 @@ use crate::plan::{display, planner, Recipe, ReleaseInfo};
 use super::App;
 
 /// The plan as text, redacted, for `main` to write.
-pub fn run(
+pub async fn run(
     app: &App,
     stage: &str,
     recipe: PlanRecipe,
     revision: Option<&str>,
 ) -> anyhow::Result<String> {
-    let config = app.load_config()?;
+    let config = app.load_config_for(&[stage]).await?;
     // Validate the stage and filters before resolving anything.
     planner::select_hosts(&config, stage, &app.filters())?;
     let release = match recipe {
@@ -61,6 +61,7 @@ pub fn text(
         PlanRecipe::Rollback => {
             let holder = app.lock_holder(stage, "<rollback>", "rollback");
             let text = overrides_line(&app.global.set)
+                + &inventory_lines(st)
                 + &rb::preview(config, stage, &hosts, &app.env, &holder)?;
             return Ok(redactor.apply(&text).into_owned());
         }
@@ -75,7 +76,8 @@ pub fn text(
         }
         PlanRecipe::Deploy => String::new(),
     };
-    let head = overrides_line(&app.global.set) + &head;
+    let head =
+        overrides_line(&app.global.set) + &inventory_lines(st) + &notify_lines(config) + &head;
     release.stage = stage.into();
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
@@ -99,6 +101,40 @@ fn overrides_line(set: &[(String, String)]) -> String {
     }
     let pairs: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("vars overridden (-o): {}\n", pairs.join(", "))
+}
+
+/// The hosts `hosts_from` added, per command (each is also in the host
+/// list below).
+fn inventory_lines(st: &Stage) -> String {
+    let mut o = String::new();
+    for inv in &st.hosts_from {
+        let names: Vec<&str> = st
+            .from_inventory
+            .iter()
+            .filter(|(_, run)| *run == inv.run)
+            .map(|(h, _)| h.as_str())
+            .collect();
+        let found = if names.is_empty() {
+            "no new host (all it printed are listed in `hosts`)".to_string()
+        } else {
+            names.join(", ")
+        };
+        let _ = writeln!(o, "hosts from `{}`: {found}", inv.run);
+    }
+    o
+}
+
+/// The notify hooks (`after: finished`), run here once the run has ended.
+fn notify_lines(config: &Config) -> String {
+    let mut o = String::new();
+    for t in crate::plan::failure_hooks::finish_hooks(config) {
+        let _ = writeln!(
+            o,
+            "notify `{}` on this machine once the run has ended, whatever its result (outcome in SHIPIT_RESULT... and SHIPIT_OUTCOME_FILE): {}",
+            t.name, t.run
+        );
+    }
+    o
 }
 
 /// What `promote` checks before it deploys.

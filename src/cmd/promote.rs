@@ -33,9 +33,11 @@ fn unreported(app: &App) -> Ctx {
 }
 
 pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    let mut config = app.load_config()?;
     let to = args.to;
     let from = from_stage(&config, args.from, to)?;
+    app.resolve_inventories(&mut config, &[from.as_str(), to])
+        .await?;
     if !app.interactive && !args.yes {
         return Err(GateError(format!(
             "`shipit promote` asks for confirmation, and there is no terminal to ask on: pass --yes (the gate of `{to}` still needs its recorded approvals)"

@@ -8,7 +8,7 @@ use crate::outcome::Outcome;
 use crate::plan::planner;
 
 pub async fn run(app: &App, stage: &str) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    let config = app.load_config_for(&[stage]).await?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     app.reported(app.base_redactor(), |ctx| {
         engine::ledger_read::releases(ctx, &config, stage, &hosts)

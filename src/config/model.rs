@@ -39,6 +39,8 @@ pub struct Config {
     pub linked_dirs: Vec<RelPath>,
     /// A linked dir missing from `shared/` is seeded from the release.
     pub seed_linked_dirs: bool,
+    /// Git submodules are populated in the release.
+    pub submodules: bool,
     pub ssh: SshSettings,
     /// Global vars; each host's `vars` already include these merged under
     /// its own.
@@ -173,6 +175,26 @@ pub struct Stage {
     pub gate: Option<Gate>,
     pub rollout: Rollout,
     pub max_failures: u32,
+    /// `hosts_from`: commands printing more hosts, run when a command
+    /// needs this stage (see [`crate::config::inventory`]).
+    pub hosts_from: Vec<Inventory>,
+    /// The hosts of `hosts`, once resolved, that came from `hosts_from`
+    /// (each with the command that printed it).
+    pub from_inventory: Vec<(HostName, String)>,
+}
+
+/// A `hosts_from` entry of a stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    /// The shell command, run on this machine in `Config::base_dir`.
+    pub run: String,
+    /// Roles for a printed host whose line names none.
+    pub roles: Vec<String>,
+    pub timeout: Duration,
+    /// Everything a printed host gets but its name and roles: ssh, the
+    /// global `deploy_to`, `ssh.user` and `ssh.port`, the global vars and
+    /// the global and stage `env`.
+    pub prototype: Host,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,6 +42,10 @@ pub struct RawConfig {
     /// A linked dir missing from `shared/` is first copied there from the
     /// release, when the release has it (default false: created empty).
     pub seed_linked_dirs: Option<bool>,
+    /// Populate the commit's git submodules (nested ones too) in every
+    /// release (default false: submodule paths stay empty, as with `git
+    /// archive`).
+    pub submodules: Option<bool>,
     /// How to reach the hosts (the system OpenSSH).
     pub ssh: Option<RawSsh>,
     /// Values for templates and `run` commands (`{{ port }}`).
@@ -131,6 +135,22 @@ pub struct RawStage {
     pub max_failures: Option<u32>,
     /// Environment variables for this stage's hosts, over the global `env`.
     pub env: Option<OrderedMap<serde_json::Value>>,
+    /// Commands run on this machine that print more hosts, one a line
+    /// (`host [role,role]`): an autoscaling group's instances.
+    pub hosts_from: Option<Vec<RawInventory>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Inventory")]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// A shell command run on this machine, in the directory of
+    /// deploy.yml; it prints one host a line, `host` or `host role,role`.
+    pub run: String,
+    /// The roles of a printed host whose line names none.
+    pub roles: Option<Vec<String>>,
+    /// How long the command may take (default 60s).
+    pub timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

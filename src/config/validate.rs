@@ -38,6 +38,9 @@ const DEFINABLE_STEPS: &[&str] = &["restart", "smoke_test"];
 /// What `after` names for a failure hook: a task that runs only when a
 /// deploy or rollback fails.
 pub const AFTER_FAILED: &str = "failed";
+/// `after: finished`: a notify hook, run on this machine once a deploy or
+/// rollback has ended, whatever its result.
+pub const AFTER_FINISHED: &str = "finished";
 
 /// What parsing needs from the world, passed in so tests control it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,6 +379,7 @@ impl Validator<'_> {
             linked_files,
             linked_dirs,
             seed_linked_dirs: raw.seed_linked_dirs.unwrap_or(false),
+            submodules: raw.submodules.unwrap_or(false),
             ssh,
             vars,
             templates,
@@ -840,7 +844,14 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            let hosts = self.hosts(name, stage, raw, ssh, global_vars)?;
+            let hosts_from = self.hosts_from(name, stage, raw, ssh, global_vars)?;
+            let hosts = if stage.hosts.as_deref().unwrap_or_default().is_empty()
+                && !hosts_from.is_empty()
+            {
+                Vec::new()
+            } else {
+                self.hosts(name, stage, raw, ssh, global_vars)?
+            };
             if let Some(from) = &stage.promote_from {
                 let from_at = ypath!["stages", name, "promote_from"];
                 if from == name {
@@ -866,7 +877,14 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|g| self.gate(name, g))
                 .transpose()?;
-            let rollout = self.rollout(name, stage.rollout.as_ref(), hosts.len())?;
+            // With `hosts_from` the count is known only when it has run;
+            // batches take a canary larger than the stage as all of it.
+            let count = if hosts_from.is_empty() {
+                hosts.len()
+            } else {
+                usize::MAX
+            };
+            let rollout = self.rollout(name, stage.rollout.as_ref(), count)?;
             out.push(Stage {
                 name: name.clone().into(),
                 hosts,
@@ -874,6 +892,8 @@ impl Validator<'_> {
                 gate,
                 rollout,
                 max_failures: stage.max_failures.unwrap_or(0),
+                hosts_from,
+                from_inventory: Vec::new(),
             });
         }
         Ok(out)
@@ -993,6 +1013,98 @@ impl Validator<'_> {
                     env: env.clone(),
                 });
             }
+        }
+        Ok(out)
+    }
+
+    /// The stage's `hosts_from` entries; each printed host will get the
+    /// global `deploy_to`, ssh settings, vars and (global, stage) env.
+    fn hosts_from(
+        &self,
+        stage: &str,
+        raw_stage: &RawStage,
+        raw: &RawConfig,
+        ssh: &SshSettings,
+        global_vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<Inventory>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, inv) in raw_stage.hosts_from.iter().flatten().enumerate() {
+            let at = ypath!["stages", stage, "hosts_from", i];
+            if inv.run.trim().is_empty() {
+                return Err(self.at(
+                    &ypath!["stages", stage, "hosts_from", i, "run"],
+                    format!("empty `run` in `hosts_from` of stage `{stage}`"),
+                ));
+            }
+            let mut roles = Vec::new();
+            for (j, role) in inv.roles.iter().flatten().enumerate() {
+                if !checks::is_name(role) {
+                    return Err(self.at(
+                        &ypath!["stages", stage, "hosts_from", i, "roles", j],
+                        format!(
+                            "invalid role `{}` in `hosts_from` of stage `{stage}`, expected letters, digits, `_` or `-`",
+                            show(role)
+                        ),
+                    ));
+                }
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
+            let timeout = match &inv.timeout {
+                None => Duration::from_secs(60),
+                Some(d) => {
+                    let t_at = ypath!["stages", stage, "hosts_from", i, "timeout"];
+                    let key = format!("stages.{stage}.hosts_from[{i}].timeout");
+                    let d = self.duration(d, &t_at, &key)?;
+                    if d.is_zero() {
+                        return Err(self.at(
+                            &t_at,
+                            format!("`{key}` is 0, expected a duration like `60s`"),
+                        ));
+                    }
+                    d
+                }
+            };
+            let Some(d) = &raw.deploy_to else {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "`hosts_from` in stage `{stage}` needs the global `deploy_to`: the hosts it prints have no entry of their own to set it"
+                    ),
+                ));
+            };
+            let deploy_to = checks::ssh_deploy_to(d).map_err(|_| {
+                self.at(
+                    &ypath!["deploy_to"],
+                    format!(
+                        "invalid deploy_to `{}` for the `hosts_from` hosts of stage `{stage}`, expected an absolute path or one under the login home (`~/app`)",
+                        show(d)
+                    ),
+                )
+            })?;
+            let mut env = Vec::new();
+            self.env(raw.env.as_ref(), &ypath!["env"], &mut env)?;
+            self.env(
+                raw_stage.env.as_ref(),
+                &ypath!["stages", stage, "env"],
+                &mut env,
+            )?;
+            out.push(Inventory {
+                run: inv.run.clone(),
+                roles,
+                timeout,
+                prototype: Host {
+                    name: String::new().into(),
+                    roles: Vec::new(),
+                    transport: TransportKind::Ssh,
+                    deploy_to,
+                    user: ssh.user.clone(),
+                    port: ssh.port,
+                    vars: global_vars.clone(),
+                    env,
+                },
+            });
         }
         Ok(out)
     }
@@ -1158,10 +1270,17 @@ impl Validator<'_> {
         stages: &[Stage],
     ) -> Result<Vec<Task>, ConfigError> {
         let raw = raw.map(|m| m.0.as_slice()).unwrap_or_default();
+        let any_inventory = stages.iter().any(|s| !s.hosts_from.is_empty());
         let known_roles: HashSet<&str> = stages
             .iter()
             .flat_map(|s| &s.hosts)
             .flat_map(|h| &h.roles)
+            .chain(
+                stages
+                    .iter()
+                    .flat_map(|s| &s.hosts_from)
+                    .flat_map(|i| &i.roles),
+            )
             .map(String::as_str)
             .collect();
         let mut out = Vec::new();
@@ -1181,6 +1300,14 @@ impl Validator<'_> {
                     &at,
                     format!(
                         "task `{name}` has the name `after: {AFTER_FAILED}` uses for failure hooks"
+                    ),
+                ));
+            }
+            if name == AFTER_FINISHED {
+                return Err(self.at_key(
+                    &at,
+                    format!(
+                        "task `{name}` has the name `after: {AFTER_FINISHED}` uses for notify hooks"
                     ),
                 ));
             }
@@ -1219,6 +1346,16 @@ impl Validator<'_> {
                     ))
                 }
                 (Some(after), false) if after == AFTER_FAILED => {}
+                (Some(after), false) if after == AFTER_FINISHED => {
+                    if t.local != Some(true) {
+                        return Err(self.at_key(
+                            &after_at,
+                            format!(
+                                "task `{name}` runs `after: {AFTER_FINISHED}`, which needs `local: true`: notify hooks run on the machine running shipit, with the run's outcome in a file there"
+                            ),
+                        ));
+                    }
+                }
                 (Some(after), false) => {
                     if after == "unlock" {
                         return Err(self.at(
@@ -1231,6 +1368,7 @@ impl Validator<'_> {
                         n == after
                             && !DEFINABLE_STEPS.contains(&n.as_str())
                             && t.after.as_deref() != Some(AFTER_FAILED)
+                            && t.after.as_deref() != Some(AFTER_FINISHED)
                     });
                     if !BUILTIN_STEPS.contains(&after.as_str()) && !is_task {
                         return Err(self.at(
@@ -1257,7 +1395,9 @@ impl Validator<'_> {
                         ),
                     ));
                 }
-                if !known_roles.contains(role.as_str()) {
+                // Hosts printed by `hosts_from` may bring roles of their
+                // own: with an inventory, any role may turn up.
+                if !known_roles.contains(role.as_str()) && !any_inventory {
                     return Err(self.at(
                         &role_at,
                         format!("unknown role `{role}` in task `{name}`, no host has it"),
@@ -1312,10 +1452,13 @@ impl Validator<'_> {
             .iter()
             .copied()
             .filter(|s| *s != "unlock")
-            .chain([AFTER_FAILED])
+            .chain([AFTER_FAILED, AFTER_FINISHED])
             .chain(
                 raw.iter()
-                    .filter(|(_, t)| t.after.as_deref() != Some(AFTER_FAILED))
+                    .filter(|(_, t)| {
+                        t.after.as_deref() != Some(AFTER_FAILED)
+                            && t.after.as_deref() != Some(AFTER_FINISHED)
+                    })
                     .map(|(n, _)| n.as_str())
                     .filter(|n| *n != except && !BUILTIN_STEPS.contains(n)),
             )

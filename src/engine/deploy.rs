@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, Executor};
-use super::failure_hooks::HookRun;
+use super::failure_hooks::{HookRun, NotifyRun};
 use super::fleet::{Fleet, RunCtx};
 use super::lock_protocol::{acquire, stale_lock_repair, unlock, Locks, CLEANUP_TIMEOUT};
 use super::settle::{current_note, settle, step_state, UndoCtx};
@@ -24,6 +24,7 @@ use crate::lock::{holder_seen, LockHolder};
 use crate::outcome::{Outcome, UsageError};
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::failure_hooks::{self, Failure};
+use crate::plan::notify::{self, HostOutcome, RunOutcome};
 use crate::plan::queue::NodeState;
 use crate::plan::render::{self, RenderError};
 use crate::plan::{planner, release, Filters, Phase, Plan, Recipe, ReleaseInfo};
@@ -173,10 +174,11 @@ async fn deploy_phases(
         ));
     }
 
-    // 2. One release id, later than any release already on a host (a
-    // fixed one, `--release`, is taken as given).
+    // 2. One release id (the run's, with its run suffix), later than any
+    // release already on a host (a fixed one, `--release`, is taken as
+    // given).
     if !fixed_id {
-        let id = release::next_release_id(ctx.now, &existing);
+        let id = release::next_release_id(&release.id, &existing);
         if id != release.id {
             exec.events().send(Event::Notice(format!(
                 "release id is {id}: {} is not later than a release already on a host",
@@ -266,6 +268,50 @@ async fn deploy_phases(
         .collect();
     ctx.set_status("freeing the deploy locks");
     unlock(exec, plan, &still_locked).await;
+    // 5. The notify hooks, the lock freed, whatever the result.
+    let previous = before.iter().find(|b| b.current.is_some());
+    let run_outcome = RunOutcome {
+        recipe: "deploy".into(),
+        result: notify::result_word(outcome.0).into(),
+        application: run_plan.release.application.clone(),
+        stage: run_plan.stage.to_string(),
+        release: run_plan.release.id.to_string(),
+        commit: run_plan.release.commit.to_string(),
+        commit_time: run_plan.release.commit_time,
+        previous_release: previous.and_then(|b| b.current.clone()).unwrap_or_default(),
+        previous_commit: previous.and_then(|b| b.commit.clone()).unwrap_or_default(),
+        user: run_plan.release.user.clone(),
+        build_url: run_plan.release.build_url.clone(),
+        headline: outcome.1.clone(),
+        started_at: ctx.now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        finished_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        hosts: (0..n_hosts)
+            .map(|h| HostOutcome {
+                host: run_plan.hosts[h].name.to_string(),
+                ok: host_ok[h],
+                state: states[h].clone().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    ctx.set_status("running the notify hooks");
+    let failure = Failure {
+        stage: run_plan.stage.to_string(),
+        release: run_plan.release.id.to_string(),
+        step: String::new(),
+        hosts: Vec::new(),
+    };
+    let notify_run = NotifyRun {
+        run: HookRun {
+            recipe: Recipe::Deploy,
+            config: undo.config,
+            hosts: undo.hosts,
+            release: &run_plan.release,
+            env: undo.env,
+            failure: &failure,
+        },
+        outcome: &run_outcome,
+    };
+    super::failure_hooks::notify(exec, &notify_run).await;
     Ok(outcome)
 }
 

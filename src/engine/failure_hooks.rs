@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use super::event::Event;
 use super::executor::Executor;
-use crate::config::{Config, Host};
+use crate::config::{Config, Host, Task};
 use crate::plan::failure_hooks::{self, Failure, HOOK_TIMEOUT};
 use crate::plan::host_step::{self, HostStep};
+use crate::plan::notify::RunOutcome;
 use crate::plan::queue::NodeState;
 use crate::plan::{Recipe, ReleaseInfo};
 
@@ -28,51 +29,118 @@ pub struct HookRun<'a> {
 
 /// Runs every failure hook; returns how many failed (or could not run).
 pub async fn run(exec: &Executor, r: &HookRun<'_>) -> usize {
+    let extra = r.failure.env();
     let mut failed = 0;
     for task in failure_hooks::hooks(r.config) {
-        let notice = |text: String| {
-            let text = exec.redactor().apply(&text).into_owned();
-            exec.events().send(Event::Notice(text));
-        };
-        let scripts =
-            match failure_hooks::scripts(r.config, task, r.hosts, r.release, r.env, r.failure) {
-                Ok(s) => s,
-                Err(e) => {
-                    failed += 1;
-                    notice(format!("failure hook `{}` not run: {e}", task.name));
-                    continue;
-                }
-            };
-        if scripts.is_empty() {
-            continue;
-        }
-        let step = HostStep {
-            recipe: r.recipe,
-            stage: r.failure.stage.clone(),
-            name: task.name.clone(),
-            timeout: task.timeout.unwrap_or(HOOK_TIMEOUT),
-            output: false,
-        };
-        let plan = host_step::plan(&step, r.hosts, scripts);
-        let report = exec.run(&plan, |_| true, 0).await;
-        let where_failed: Vec<String> = plan
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| report.queue.state(*i) != NodeState::Done)
-            .map(|(_, n)| match n.host {
-                Some(h) => plan.hosts[h].name.to_string(),
-                None => super::event::LOCAL_LABEL.to_string(),
-            })
-            .collect();
-        if !where_failed.is_empty() {
+        if !run_task(exec, r, task, &extra, "failure hook").await {
             failed += 1;
-            notice(format!(
-                "failure hook `{}` failed on {}; the run's outcome stands",
-                task.name,
-                where_failed.join(", ")
-            ));
         }
     }
     failed
+}
+
+/// What the notify hooks run for: the run (as for failure hooks; its
+/// `failure` unused) and its outcome.
+pub struct NotifyRun<'a> {
+    pub run: HookRun<'a>,
+    pub outcome: &'a RunOutcome,
+}
+
+/// Runs every notify hook (`after: finished`) with the run's outcome in
+/// its environment and, as JSON, in a private file here for as long as
+/// the hooks run; returns how many failed (or could not run).
+pub async fn notify(exec: &Executor, n: &NotifyRun<'_>) -> usize {
+    let hooks: Vec<&Task> = failure_hooks::finish_hooks(n.run.config).collect();
+    if hooks.is_empty() {
+        return 0;
+    }
+    let notice = |text: String| {
+        let text = exec.redactor().apply(&text).into_owned();
+        exec.events().send(Event::Notice(text));
+    };
+    let written = tempfile::Builder::new()
+        .prefix("shipit-outcome-")
+        .tempdir()
+        .and_then(|dir| {
+            let path = dir.path().join("outcome.json");
+            let json = exec.redactor().apply(&n.outcome.json()).into_owned();
+            std::fs::write(&path, json + "\n")?;
+            Ok((dir, path))
+        });
+    let (_dir, path) = match written {
+        Ok(x) => x,
+        Err(e) => {
+            notice(format!(
+                "notify hooks not run: cannot write the outcome file: {e}"
+            ));
+            return hooks.len();
+        }
+    };
+    let extra: Vec<(String, String)> = n
+        .outcome
+        .env(&path.to_string_lossy())
+        .into_iter()
+        .map(|(k, v)| (k, exec.redactor().apply(&v).into_owned()))
+        .collect();
+    let mut failed = 0;
+    for task in hooks {
+        if !run_task(exec, &n.run, task, &extra, "notify hook").await {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// Runs one hook where it targets, with `extra` in its environment;
+/// whether it ran and succeeded everywhere (else a notice says so).
+async fn run_task(
+    exec: &Executor,
+    r: &HookRun<'_>,
+    task: &Task,
+    extra: &[(String, String)],
+    what: &str,
+) -> bool {
+    let notice = |text: String| {
+        let text = exec.redactor().apply(&text).into_owned();
+        exec.events().send(Event::Notice(text));
+    };
+    let scripts =
+        match failure_hooks::scripts_with(r.config, task, r.hosts, r.release, r.env, extra) {
+            Ok(s) => s,
+            Err(e) => {
+                notice(format!("{what} `{}` not run: {e}", task.name));
+                return false;
+            }
+        };
+    if scripts.is_empty() {
+        return true;
+    }
+    let step = HostStep {
+        recipe: r.recipe,
+        stage: r.failure.stage.clone(),
+        name: task.name.clone(),
+        timeout: task.timeout.unwrap_or(HOOK_TIMEOUT),
+        output: false,
+    };
+    let plan = host_step::plan(&step, r.hosts, scripts);
+    let report = exec.run(&plan, |_| true, 0).await;
+    let where_failed: Vec<String> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| report.queue.state(*i) != NodeState::Done)
+        .map(|(_, n)| match n.host {
+            Some(h) => plan.hosts[h].name.to_string(),
+            None => super::event::LOCAL_LABEL.to_string(),
+        })
+        .collect();
+    if !where_failed.is_empty() {
+        notice(format!(
+            "{what} `{}` failed on {}; the run's outcome stands",
+            task.name,
+            where_failed.join(", ")
+        ));
+        return false;
+    }
+    true
 }

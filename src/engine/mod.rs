@@ -24,3 +24,4 @@ pub mod history;
 pub mod ledger_read;
 pub mod remote_command;
 pub mod session;
+pub mod sync;

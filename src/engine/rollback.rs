@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use super::event::{Event, HostSummary, Summary};
 use super::executor::{EventSink, NodeResult};
-use super::failure_hooks::HookRun;
+use super::failure_hooks::{HookRun, NotifyRun};
 use super::fleet::{Fleet, RunCtx};
 use super::rollback_target::{
     self as target, reached, summary, HostEnd, NoTarget, Target, UndoVerdict, Verdict,
@@ -36,6 +36,7 @@ use crate::plan::chain::Frame;
 use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
 use crate::plan::failure_hooks::Failure;
 use crate::plan::inspect::{self, HostReleases};
+use crate::plan::notify::{self, HostOutcome, RunOutcome};
 use crate::plan::render::{self, RenderError};
 use crate::plan::rollback::{self as recipe, HostRollback, RollbackStep, TaskRun};
 use crate::plan::targeting::{self, Targets};
@@ -129,6 +130,10 @@ struct Run<'a, 'c> {
     /// The release the hosts were to go to, once decided (for the failure
     /// hooks).
     target: Option<String>,
+    /// For the notify hooks: the target's commit, and the release (and
+    /// commit) it replaces, once decided.
+    target_commit: String,
+    previous: Option<(String, String)>,
 }
 
 impl Run<'_, '_> {
@@ -226,6 +231,65 @@ impl Run<'_, '_> {
         super::failure_hooks::run(&self.session.exec, &hooks).await;
     }
 
+    /// Runs the notify hooks (`after: finished`) with the run's outcome.
+    async fn notify(&self, outcome: Outcome, headline: &str, ends: &Ends) {
+        let n = self.req.hosts.len();
+        let (previous_release, previous_commit) = self.previous.clone().unwrap_or_default();
+        let release = self.release_info(
+            self.target.as_deref().unwrap_or_default(),
+            &self.target_commit,
+            None,
+        );
+        let run_outcome = RunOutcome {
+            recipe: "rollback".into(),
+            result: notify::result_word(outcome).into(),
+            application: release.application.clone(),
+            stage: self.req.stage.to_string(),
+            release: release.id.to_string(),
+            commit: release.commit.to_string(),
+            commit_time: None,
+            previous_release,
+            previous_commit,
+            user: release.user.clone(),
+            build_url: release.build_url.clone(),
+            headline: headline.to_string(),
+            started_at: self.ctx.now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            finished_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            hosts: (0..n)
+                .map(|i| {
+                    let (ok, state) = match ends.get(i).and_then(|e| e.as_ref()) {
+                        Some(e) => (e.ok() && outcome == Outcome::Success, e.state()),
+                        None => (false, "unchanged".to_string()),
+                    };
+                    HostOutcome {
+                        host: self.name(i).to_string(),
+                        ok,
+                        state,
+                    }
+                })
+                .collect(),
+        };
+        let failure = Failure {
+            stage: self.req.stage.to_string(),
+            release: release.id.to_string(),
+            step: String::new(),
+            hosts: Vec::new(),
+        };
+        self.ctx.set_status("running the notify hooks");
+        let n = NotifyRun {
+            run: HookRun {
+                recipe: Recipe::Rollback,
+                config: self.req.config,
+                hosts: &self.req.hosts,
+                release: &release,
+                env: self.ctx.env,
+                failure: &failure,
+            },
+            outcome: &run_outcome,
+        };
+        super::failure_hooks::notify(&self.session.exec, &n).await;
+    }
+
     /// Frees this run's lock wherever it may still be held; the hosts
     /// where that failed.
     async fn free_locks(&mut self) -> Vec<String> {
@@ -320,6 +384,8 @@ pub async fn run(
         freed: vec![false; n],
         held_by_others: vec![false; n],
         target: req.to.map(str::to_string),
+        target_commit: String::new(),
+        previous: None,
     };
     let result = rollback(&mut run).await;
     if let Ok((Outcome::Failed | Outcome::RollbackIncomplete, _, ends)) = &result {
@@ -327,6 +393,9 @@ pub async fn run(
     }
     // Every path out frees the locks this run took.
     let stuck = run.free_locks().await;
+    if let Ok((outcome, headline, ends)) = &result {
+        run.notify(*outcome, headline, ends).await;
+    }
     session.close().await;
     let (outcome, mut headline, ends) = result?;
     if !stuck.is_empty() {
@@ -484,6 +553,8 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
     };
     if let Some(t) = targets.iter().find(|t| !t.stays()) {
         run.target = Some(t.to.to_string());
+        run.target_commit = t.to_commit.to_string();
+        run.previous = Some((t.from.to_string(), t.from_commit.to_string()));
     }
     if targets.iter().all(|t| t.stays()) {
         let ends: Vec<(&str, HostEnd)> = targets

@@ -3,14 +3,22 @@
 //!
 //! - Nothing failed: every host is on the new release. Hosts whose publish
 //!   failed within `max_failures` go back alone and the run succeeds.
-//! - A failure or an interrupt: every host this run switched goes back to
-//!   the release it had (switch, restart, smoke test, ledger), all at once;
-//!   every host it only staged loses the staged release (`failed` is
-//!   recorded). A `local: true` restart or smoke test runs once on this
-//!   machine after the hosts are back, never on a host.
+//! - A failure or an interrupt: every host whose publish started goes back
+//!   to the release it had, all at once — a publish that failed or lost its
+//!   connection may have renamed `current` already, so the host's undo
+//!   script looks: where `current` points at this run's release it is
+//!   switched back (restart, smoke test, ledger), elsewhere it is left
+//!   alone and the staged release removed. Every host this run only
+//!   staged loses the staged release (`failed` is recorded). A `local:
+//!   true` restart or smoke test runs once on this machine after the hosts
+//!   are back, never on a host.
+//! - Ledger records during an undo are best effort: a full disk does not
+//!   keep a host from going back; the summary says the record is missing.
 //! - A host that cannot be put back ends the run with exit 5, named.
 //!
-//! The summary states each host's end in words (its `states` row).
+//! The summary states each host's end in words (its `states` row), with
+//! where `current` points as the host said after its undo (read back when
+//! the undo was cut off).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +29,7 @@ use super::lock_protocol::{failed_state, Before, CLEANUP_TIMEOUT};
 use crate::config::{Config, Host};
 use crate::ledger::EventKind;
 use crate::outcome::Outcome;
-use crate::plan::commands::{self, HostPaths};
+use crate::plan::commands::{self, HostPaths, UndoReport};
 use crate::plan::queue::{NodeState, Queue};
 use crate::plan::render;
 use crate::plan::targeting;
@@ -85,9 +93,9 @@ impl UndoCtx<'_> {
 }
 
 /// Whether this run may have created its release dir on host `h`: the step
-/// succeeded, or it broke off (timeout, lost connection) part way. A script
-/// that ran and refused (the dir already existed) created nothing, and what
-/// is there is not this run's to remove.
+/// succeeded, or failed in any way (a full disk, a timeout, a lost
+/// connection) but one: a script that refused because the dir already
+/// existed created nothing, and what is there is not this run's to remove.
 pub fn created_release(plan: &Plan, res: &[Option<NodeResult>], queue: &Queue, h: usize) -> bool {
     let Some(s) = plan.step_index("create_release") else {
         return false;
@@ -96,7 +104,11 @@ pub fn created_release(plan: &Plan, res: &[Option<NodeResult>], queue: &Queue, h
         .filter(|(_, n)| n.host == Some(h))
         .any(|(i, _)| match queue.state(i) {
             NodeState::Done => true,
-            NodeState::Failed => res[i].as_ref().is_none_or(|r| r.output.is_none()),
+            NodeState::Failed => res[i].as_ref().is_none_or(|r| {
+                r.output
+                    .as_ref()
+                    .is_none_or(|o| o.status != Some(commands::RELEASE_EXISTS_STATUS))
+            }),
             _ => false,
         })
 }
@@ -131,19 +143,73 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
-/// Removes this run's staged release from host `h`, recording `failed`.
-async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> bool {
+/// Removes this run's staged release from host `h`, recording `failed`
+/// (best effort): whether it was removed, and whether the record was
+/// written.
+async fn discard(exec: &Executor, plan: &Plan, h: usize, why: &str) -> (bool, bool) {
     let p = HostPaths::of_plan(&plan.hosts[h]);
     let script = commands::discard_staged(&p, &plan.release, &plan.hosts[h].name, why);
-    exec.run_on(
-        h,
-        &plan.hosts[h].name,
-        "discard_staged",
-        &script,
-        CLEANUP_TIMEOUT,
+    let r = exec
+        .run_on(
+            h,
+            &plan.hosts[h].name,
+            "discard_staged",
+            &script,
+            CLEANUP_TIMEOUT,
+        )
+        .await;
+    let report = undo_report(&r);
+    (r.ok, !report.ledger_failed)
+}
+
+/// What an undo script said, from its result.
+fn undo_report(r: &NodeResult) -> UndoReport {
+    r.output
+        .as_ref()
+        .map(|o| commands::parse_undo_output(&o.stdout_str()))
+        .unwrap_or_default()
+}
+
+/// What undoing one host's publish gave.
+#[derive(Debug, Clone, Default)]
+struct Undone {
+    /// The host is back on the release it had (restarted and checked where
+    /// the run switched it), or was never switched.
+    ok: bool,
+    /// What its undo script said (`current` read back when it said
+    /// nothing).
+    report: UndoReport,
+    /// The host said where `current` points (in its undo, or when asked
+    /// again).
+    answered: bool,
+}
+
+impl Undone {
+    /// The undo switched `current` back (or may have: it did not say).
+    fn went_back(&self) -> bool {
+        self.report.switched_back != Some(false)
+    }
+}
+
+/// Where `current` points on host `h`, asked again (after an undo that
+/// did not say); `None` when the host does not answer.
+async fn read_back(exec: &Executor, plan: &Plan, h: usize) -> Option<String> {
+    let p = HostPaths::of_plan(&plan.hosts[h]);
+    let r = exec
+        .run_on(
+            h,
+            &plan.hosts[h].name,
+            "read_current",
+            &commands::read_current(&p),
+            CLEANUP_TIMEOUT,
+        )
+        .await;
+    let out = r.output.filter(|_| r.ok)?;
+    Some(
+        commands::parse_lock_output(&out.stdout_str())
+            .current
+            .unwrap_or_default(),
     )
-    .await
-    .ok
 }
 
 /// The release host `h` had before this run, as a release to restore.
@@ -155,9 +221,11 @@ fn previous(plan: &Plan, before: &Before) -> Option<ReleaseInfo> {
     })
 }
 
-/// Puts host `h` back on the release it had before this run: switch,
-/// ledger, and the restart and smoke test that run on the host (the smoke
-/// test only when `hooks` says so).
+/// Puts host `h` back on the release it had before this run, where its
+/// `current` points at this run's release: switch, ledger, and the restart
+/// and smoke test that run on the host (the smoke test only when `hooks`
+/// says so). Where it does not (the publish failed before its rename), the
+/// staged release goes and `current` is left alone.
 async fn switch_back(
     exec: &Executor,
     plan: &Plan,
@@ -165,7 +233,7 @@ async fn switch_back(
     before: &Before,
     undo: &UndoCtx<'_>,
     hooks: Hooks,
-) -> bool {
+) -> Undone {
     let p = HostPaths::of_plan(&plan.hosts[h]);
     let prev = previous(plan, before);
     let hook = |name: &str, on: bool| {
@@ -181,15 +249,45 @@ async fn switch_back(
         hook("restart", true).as_ref(),
         hook("smoke_test", hooks.smoke).as_ref(),
     );
-    exec.run_on(
-        h,
-        &plan.hosts[h].name,
-        "switch_back",
-        &script,
-        undo.timeout(),
-    )
-    .await
-    .ok
+    let r = exec
+        .run_on(
+            h,
+            &plan.hosts[h].name,
+            "switch_back",
+            &script,
+            undo.timeout(),
+        )
+        .await;
+    let mut report = undo_report(&r);
+    let mut ok = r.ok;
+    if report.switched_back == Some(false) {
+        // Its publish failed before the rename: a staged release to
+        // discard, on a host whose `current` never moved.
+        let (removed, recorded) = discard(
+            exec,
+            plan,
+            h,
+            "publish failed before `current` was switched",
+        )
+        .await;
+        ok &= removed;
+        report.ledger_failed |= !recorded;
+    }
+    // The script says where `current` points last, when it gets there.
+    let mut answered = report.current.is_some() || (r.ok && report.switched_back.is_some());
+    if !r.ok && report.current.is_none() {
+        // Cut off, or stopped by a failing step: ask where `current`
+        // points. An empty answer is a host without `current`.
+        if let Some(c) = read_back(exec, plan, h).await {
+            answered = true;
+            report.current = Some(c).filter(|c| !c.is_empty());
+        }
+    }
+    Undone {
+        ok,
+        report,
+        answered,
+    }
 }
 
 /// Which of the hooks a host's switch-back script runs itself (its
@@ -235,8 +333,8 @@ async fn smoke_after_local_restart(
 }
 
 /// Puts every host of `hosts` back on its previous release, all at once;
-/// whether each made it. A `local: true` restart (or smoke test) runs once
-/// on this machine when the hosts are back, never on a host: hosts switch
+/// how each went. A `local: true` restart (or smoke test) runs once on
+/// this machine when the hosts are back, never on a host: hosts switch
 /// back, then the local restart runs, then each host's own smoke test.
 async fn restore_all(
     exec: &Executor,
@@ -244,7 +342,7 @@ async fn restore_all(
     hosts: &[usize],
     before: &[Before],
     undo: &UndoCtx<'_>,
-) -> Vec<bool> {
+) -> Vec<Undone> {
     if hosts.is_empty() {
         return Vec::new();
     }
@@ -254,26 +352,28 @@ async fn restore_all(
     let hooks = Hooks {
         smoke: restart_local.is_none(),
     };
-    let mut ok: Vec<bool> = futures::future::join_all(
+    let mut done: Vec<Undone> = futures::future::join_all(
         hosts
             .iter()
             .map(|&h| switch_back(exec, plan, h, &before[h], undo, hooks)),
     )
     .await;
-    let any_back = ok.iter().any(|&x| x);
+    // Only hosts that were switched back need the previous release
+    // restarted and checked again.
+    let back: Vec<bool> = done.iter().map(|u| u.ok && u.went_back()).collect();
+    let any_back = back.iter().any(|&x| x);
     let mut local_ok = true;
     if let (Some((run, timeout)), true) = (&restart_local, any_back) {
         local_ok = exec.run_local("restart", run, *timeout).await.ok;
     }
     if restart_local.is_some() && local_ok {
-        let smoked = futures::future::join_all(
-            hosts
-                .iter()
-                .map(|&h| smoke_after_local_restart(exec, plan, h, &before[h], undo)),
-        )
-        .await;
-        for (o, s) in ok.iter_mut().zip(smoked) {
-            *o &= s;
+        let smoked =
+            futures::future::join_all(hosts.iter().zip(&back).map(|(&h, &b)| async move {
+                !b || smoke_after_local_restart(exec, plan, h, &before[h], undo).await
+            }))
+            .await;
+        for (u, s) in done.iter_mut().zip(smoked) {
+            u.ok &= s;
         }
     }
     if let (Some((run, timeout)), true, true) = (&smoke_local, any_back, local_ok) {
@@ -282,9 +382,13 @@ async fn restore_all(
     if !local_ok {
         // The hosts point at their previous release, but it was not
         // restarted or checked: that needs a person.
-        ok.iter_mut().for_each(|o| *o = false);
+        for (u, b) in done.iter_mut().zip(&back) {
+            if *b {
+                u.ok = false;
+            }
+        }
     }
-    ok
+    done
 }
 
 /// Decides how the run ended and undoes what must be undone; fills each
@@ -331,8 +435,12 @@ struct Settlement<'a, 'c> {
     undo: &'a UndoCtx<'a>,
     ctx: &'a RunCtx<'c>,
     interrupted: bool,
-    /// Hosts whose `current` this run moved.
+    /// Hosts whose publish step succeeded: `current` is this run's release.
     published: Vec<bool>,
+    /// Hosts whose publish step ran, whatever its end: `current` may have
+    /// moved (a publish can fail, or lose its connection, after the
+    /// rename), so their undo looks where it points.
+    started: Vec<bool>,
 }
 
 impl<'a, 'c> Settlement<'a, 'c> {
@@ -344,8 +452,12 @@ impl<'a, 'c> Settlement<'a, 'c> {
         undo: &'a UndoCtx<'a>,
         ctx: &'a RunCtx<'c>,
     ) -> Self {
+        let publish = |h| step_state(plan, &report.queue, h, "publish");
         let published = (0..plan.hosts.len())
-            .map(|h| step_state(plan, &report.queue, h, "publish") == Some(NodeState::Done))
+            .map(|h| publish(h) == Some(NodeState::Done))
+            .collect();
+        let started = (0..plan.hosts.len())
+            .map(|h| matches!(publish(h), Some(NodeState::Done | NodeState::Failed)))
             .collect();
         Settlement {
             exec,
@@ -356,6 +468,7 @@ impl<'a, 'c> Settlement<'a, 'c> {
             ctx,
             interrupted: exec.interrupted(),
             published,
+            started,
         }
     }
 
@@ -399,24 +512,24 @@ impl<'a, 'c> Settlement<'a, 'c> {
         let to_restore: Vec<usize> = tolerated
             .iter()
             .copied()
-            .filter(|&h| self.published[h])
+            .filter(|&h| self.started[h])
             .collect();
         let restored = restore_all(self.exec, plan, &to_restore, self.before, self.undo).await;
         let mut stuck = Vec::new();
         for &h in tolerated {
             let why = self.failure(Some(h)).unwrap_or_else(|| "failed".into());
-            let back = match to_restore.iter().position(|&x| x == h) {
-                Some(i) => restored[i],
-                None => true,
-            };
-            let state = if back {
-                format!(
+            let state = match to_restore.iter().position(|&x| x == h) {
+                Some(i) => {
+                    let (note, is_stuck) = self.undone_state(h, &restored[i]);
+                    if is_stuck {
+                        stuck.push(h);
+                    }
+                    format!("{why}; tolerated (max_failures); {note}")
+                }
+                None => format!(
                     "{why}; tolerated (max_failures); {}",
-                    back_note(&self.before[h].current)
-                )
-            } else {
-                stuck.push(h);
-                format!("{why}; could not switch back: still on {}", release.id)
+                    current_note(&self.before[h].current)
+                ),
             };
             rows.set(h, false, state);
         }
@@ -462,7 +575,7 @@ impl<'a, 'c> Settlement<'a, 'c> {
     /// back, every host it only staged loses the staged release, all at
     /// once.
     async fn undo(&self, rows: &mut Rows<'_>) -> (Outcome, String) {
-        let (plan, release) = (self.plan, &self.plan.release);
+        let plan = self.plan;
         let (res, queue) = (&self.report.results, &self.report.queue);
         let n_hosts = plan.hosts.len();
         let (outcome, why) = if self.interrupted {
@@ -478,81 +591,148 @@ impl<'a, 'c> Settlement<'a, 'c> {
             .map(|f| format!(" (local {f})"))
             .unwrap_or_default();
 
-        let switched: Vec<usize> = (0..n_hosts).filter(|&h| self.published[h]).collect();
-        if !switched.is_empty() {
+        let started: Vec<usize> = (0..n_hosts).filter(|&h| self.started[h]).collect();
+        if !started.is_empty() {
             self.ctx.set_status(&format!(
                 "switching back {} to their previous release",
-                self.names(&switched)
+                self.names(&started)
             ));
         }
         let staged: Vec<usize> = (0..n_hosts)
-            .filter(|&h| !self.published[h] && created_release(plan, res, queue, h))
+            .filter(|&h| !self.started[h] && created_release(plan, res, queue, h))
             .collect();
         let (restored, removed) = futures::future::join(
-            restore_all(self.exec, plan, &switched, self.before, self.undo),
+            restore_all(self.exec, plan, &started, self.before, self.undo),
             futures::future::join_all(staged.iter().map(|&h| discard(self.exec, plan, h, why))),
         )
         .await;
-        let mut stuck = Vec::new();
+        let (mut stuck, mut back, mut unrecorded) = (Vec::new(), Vec::new(), Vec::new());
         for h in 0..n_hosts {
             let mut note = match self.failure(Some(h)) {
                 Some(f) => f,
                 None if self.published[h] => "published".to_string(),
                 None => "staged, not switched".to_string(),
             };
-            if let Some(i) = switched.iter().position(|&x| x == h) {
-                if restored[i] {
-                    note.push_str(&format!("; {}", back_note(&self.before[h].current)));
-                } else {
+            if let Some(i) = started.iter().position(|&x| x == h) {
+                let u = &restored[i];
+                let (state, is_stuck) = self.undone_state(h, u);
+                note.push_str(&format!("; {state}"));
+                if is_stuck {
                     stuck.push(h);
-                    note.push_str(&format!(
-                        "; could not switch back cleanly: check `current` (this run's release is {})",
-                        release.id
-                    ));
+                } else if u.went_back() {
+                    back.push(h);
+                }
+                if u.report.ledger_failed {
+                    unrecorded.push(h);
                 }
             } else {
                 if let Some(i) = staged.iter().position(|&x| x == h) {
-                    note.push_str(if removed[i] {
+                    let (gone, recorded) = removed[i];
+                    note.push_str(if gone {
                         "; staged release removed"
                     } else {
                         "; could not remove the staged release"
                     });
+                    if !recorded {
+                        note.push_str(LEDGER_NOT_WRITTEN);
+                        unrecorded.push(h);
+                    }
                 }
                 note.push_str(&format!("; {}", current_note(&self.before[h].current)));
             }
             rows.set(h, false, note);
         }
+        let unrecorded = if unrecorded.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the ledger could not be written on {}",
+                self.names(&unrecorded)
+            )
+        };
         if !stuck.is_empty() {
             return (
                 Outcome::RollbackIncomplete,
                 format!(
-                    "{why} and {} could not be put back on their previous release: needs a person",
+                    "{why} and {} could not be put back on their previous release: needs a person{unrecorded}",
                     self.names(&stuck)
                 ),
             );
         }
-        let headline = match (switched.is_empty(), self.interrupted) {
-            (true, true) => {
+        let headline = match (started.is_empty(), back.is_empty(), self.interrupted) {
+            (true, _, true) => {
                 "interrupted during staging; no host was switched, staged releases removed"
                     .to_string()
             }
-            (true, false) => format!(
+            (true, _, false) => format!(
                 "staging failed on {}{local_failure}; no host was switched, staged releases removed",
                 self.names(&failed_hosts)
             ),
-            (false, true) => format!(
-                "interrupted during publish; {} went back to their previous release",
-                self.names(&switched)
+            (false, true, true) => {
+                "interrupted during publish; no host's `current` had moved, staged releases removed"
+                    .to_string()
+            }
+            (false, true, false) => format!(
+                "publish failed on {}{local_failure}; no host's `current` had moved, staged releases removed",
+                self.names(&failed_hosts)
             ),
-            (false, false) => format!(
+            (false, false, true) => format!(
+                "interrupted during publish; {} went back to their previous release",
+                self.names(&back)
+            ),
+            (false, false, false) => format!(
                 "publish failed on {}{local_failure}; {} went back to their previous release",
                 self.names(&failed_hosts),
-                self.names(&switched)
+                self.names(&back)
             ),
         };
-        (outcome, headline)
+        (outcome, format!("{headline}{unrecorded}"))
+    }
+
+    /// Host `h`'s end after the undo of its publish, in words, and whether
+    /// it is stuck (needs a person): where its `current` points, as the
+    /// host said.
+    fn undone_state(&self, h: usize, u: &Undone) -> (String, bool) {
+        let release = &self.plan.release;
+        let now = u
+            .report
+            .current
+            .clone()
+            .or_else(|| self.before[h].current.clone().filter(|_| u.ok));
+        let mut note = if !u.ok {
+            match (&u.report.current, u.answered) {
+                (Some(c), _) if c == release.id.as_str() => {
+                    format!("could not switch back: current is still this run's release {c}")
+                }
+                (Some(c), _) if u.report.switched_back == Some(true) => format!(
+                    "switched back, current is {c}, but its restart or smoke test failed"
+                ),
+                (Some(c), _) => format!(
+                    "could not switch back cleanly: current is {c}, but its undo failed"
+                ),
+                (None, true) => "could not switch back cleanly: no release is current".to_string(),
+                (None, false) => format!(
+                    "could not switch back: the host did not answer, current unknown (this run's release is {})",
+                    release.id
+                ),
+            }
+        } else if u.went_back() {
+            back_note(&now)
+        } else {
+            format!(
+                "current had not moved; staged release removed; {}",
+                current_note(&now)
+            )
+        };
+        if u.report.ledger_failed {
+            note.push_str(LEDGER_NOT_WRITTEN);
+        }
+        (note, !u.ok)
     }
 }
+
+/// Said of a host whose undo could not write its ledger records.
+const LEDGER_NOT_WRITTEN: &str = "; the ledger could not be written there";
 
 fn back_note(prev: &Option<String>) -> String {
     match prev {

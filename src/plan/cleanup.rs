@@ -4,8 +4,10 @@
 //!
 //! The rules: only good releases count towards `keep_releases` (the
 //! ledger's last status event for them is `verified` or `published`; a
-//! release the ledger does not know, say from before shipit, counts as
-//! good). Never removed: the release `current` points at, this run's
+//! release the ledger does not know counts as good only when it is older
+//! than every release the ledger records — one from before shipit kept a
+//! ledger there; a newer one without a record is what a failed creation
+//! left, since a release is recorded `staged` as soon as it is made). Never removed: the release `current` points at, this run's
 //! release, and the rollback target (the newest good release older than
 //! `current`). Releases whose last status is `failed`, `rolled_back` or only
 //! `staged` are removed unless they are one of those.
@@ -19,9 +21,19 @@ use super::release::is_known_release;
 /// documentation).
 fn is_good(entries: &[Entry], id: &str) -> bool {
     match release_status(entries, id) {
-        None => true,
+        None => predates_ledger(entries, id),
         Some(e) => matches!(e.event, EventKind::Verified | EventKind::Published),
     }
+}
+
+/// Whether release `id` sorts before every release the ledger records a
+/// status for (true for an empty ledger).
+fn predates_ledger(entries: &[Entry], id: &str) -> bool {
+    use EventKind::*;
+    entries
+        .iter()
+        .filter(|e| matches!(e.event, Staged | Published | Verified | Failed | RolledBack))
+        .all(|e| id < e.release.as_str())
 }
 
 /// The releases to remove, newest first. `present` are the host's release
@@ -51,7 +63,8 @@ pub fn to_remove(
     for id in ids {
         let good = is_good(entries, id);
         if Some(id) == current || id == this_run {
-            if good {
+            // This run's release is recorded only once it is published.
+            if good || id == this_run {
                 counted += 1;
             }
             continue;
@@ -202,6 +215,24 @@ mod tests {
                 R[1],
                 5,
                 &[R[0]],
+            ),
+            (
+                "a release newer than the ledger's but unknown to it (a failed creation) is not counted",
+                &[R[0], R[1], R[2], R[3], R[4], R[5]],
+                &[(R[0], OK), (R[1], OK)],
+                Some(R[6]),
+                R[6],
+                2,
+                &[R[5], R[4], R[3], R[2], R[0]],
+            ),
+            (
+                "releases older than every recorded one (from before shipit) still count",
+                &[R[0], R[1], R[2], R[3]],
+                &[(R[3], OK)],
+                Some(R[4]),
+                R[4],
+                3,
+                &[R[1], R[0]],
             ),
             (
                 "nothing to remove",

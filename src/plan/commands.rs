@@ -13,6 +13,10 @@ use super::release::ReleaseInfo;
 /// Exit status a lock script uses to say the lock is held by someone else.
 pub const LOCKED_STATUS: i32 = 75;
 
+/// Exit status of `create_release` when the release dir exists already
+/// (not this run's: nothing was made, nothing is to be removed).
+pub const RELEASE_EXISTS_STATUS: i32 = 73;
+
 /// Where the lock lives, relative to `deploy_to`.
 pub const LOCK_DIR: &str = ".shipit/lock";
 
@@ -237,14 +241,30 @@ pub fn entry(r: &ReleaseInfo, host: &str, event: EventKind) -> Entry {
 
 /// Exports the commit from the mirror into a new release dir, writes
 /// REVISION and REVISION_TIME and records `staged`. With `tree`
-/// (`repo_tree`), only that directory is exported.
+/// (`repo_tree`), only that directory is exported. With `submodules` (the
+/// superproject's `repository`, which relative submodule URLs are taken
+/// against), the commit's submodules are filled in too before `staged`.
 pub fn create_release_git(
     p: &HostPaths,
     r: &ReleaseInfo,
     host: &str,
     tree: Option<&str>,
+    submodules: Option<&str>,
 ) -> String {
-    create_release(p, r, host, "git", tree)
+    let Some(repository) = submodules else {
+        return create_release(p, r, host, "git", tree);
+    };
+    let modules = remote::SUBMODULES_GIT
+        .fill()
+        .set_path("deploy_to", &p.deploy_to)
+        .set("release", &r.id)
+        .set("commit", &r.commit)
+        .set("repository", repository)
+        .set("tree", tree.unwrap_or_default())
+        .done();
+    create_release_script(p, r, "git", tree)
+        + &modules
+        + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
 }
 
 /// A new release dir filled from the release's archive (written first from
@@ -257,7 +277,19 @@ fn create_release(
     export: &str,
     tree: Option<&str>,
 ) -> String {
-    let fill = remote::CREATE_RELEASE
+    create_release_script(p, r, export, tree)
+        + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
+}
+
+/// The release dir, filled from its archive, with REVISION and
+/// REVISION_TIME (no ledger line).
+fn create_release_script(
+    p: &HostPaths,
+    r: &ReleaseInfo,
+    export: &str,
+    tree: Option<&str>,
+) -> String {
+    remote::CREATE_RELEASE
         .fill()
         .set_path("deploy_to", &p.deploy_to)
         .set("release", &r.id)
@@ -268,8 +300,8 @@ fn create_release(
         )
         .set("export", export)
         .set("tree", tree.unwrap_or_default())
-        .done();
-    fill + &ledger_append(p, &[entry(r, host, EventKind::Staged)])
+        .set("exists_status", &RELEASE_EXISTS_STATUS.to_string())
+        .done()
 }
 
 /// Symlinks linked dirs and files from `shared/` into the release, creating
@@ -410,7 +442,8 @@ pub fn cleanup_pending(keep: u32) -> String {
 }
 
 /// Undo of a staging phase that did not complete: remove the staged release
-/// dir and record `failed`.
+/// dir and record `failed` (best effort: a record that cannot be written
+/// prints `ledger:failed`, see [`best_effort`]).
 pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> String {
     let mut e = entry(r, host, EventKind::Failed);
     e.detail = Some(why.to_string());
@@ -420,7 +453,14 @@ pub fn discard_staged(p: &HostPaths, r: &ReleaseInfo, host: &str, why: &str) -> 
         .set("current", &p.current)
         .set("release", &r.id)
         .done()
-        + &ledger_append(p, &[e])
+        + &best_effort(&ledger_append(p, &[e]))
+}
+
+/// Runs the filled script `record` (a ledger append) so that its failure
+/// (a full disk) does not stop what follows: it prints `ledger:failed`
+/// instead (see [`UndoReport::ledger_failed`]).
+pub fn best_effort(record: &str) -> String {
+    remote::BEST_EFFORT.fill().set("script", record).done()
 }
 
 /// Undo of a publish: points `current` back at `previous` (or removes it
@@ -457,10 +497,17 @@ pub struct HookCommand {
     pub interval: Duration,
 }
 
-/// Undo of a publish on one host: `current` back to `previous` (recording
-/// `failed` for this run's release), then restart and smoke-test the
-/// previous release and record it `published` and `verified` again, so the
-/// ledger says which release is live and good. Fails if any of it fails.
+/// Undo of the publish of `r` on one host, whatever point the publish
+/// reached (it may have failed, or lost its connection, after `current`
+/// was renamed). When `current` points at `r`: back to `previous` (or no
+/// `current` when there was none), `failed` recorded for `r`, then the
+/// previous release restarted and smoke-tested on the host and recorded
+/// `published` and `verified` again, so the ledger says which release is
+/// live and good; last, where `current` points. Otherwise `current` was
+/// never switched: the script says so and changes nothing (the run then
+/// discards the staged release, [`discard_staged`]). Records are best
+/// effort ([`best_effort`]); the switch, restart or smoke test failing
+/// fails the script. What it said is read by [`parse_undo_output`].
 pub fn undo_publish(
     p: &HostPaths,
     r: &ReleaseInfo,
@@ -469,32 +516,84 @@ pub fn undo_publish(
     restart: Option<&HookCommand>,
     smoke: Option<&HookCommand>,
 ) -> String {
-    let mut s = switch_back(p, r, host, previous.map(|x| x.id.as_str()));
-    let Some(prev) = previous else {
-        return s;
-    };
-    s.push_str(&ledger_append(
-        p,
-        &[entry(prev, host, EventKind::Published)],
-    ));
-    let guarded = |h: &HookCommand, message: &str| {
-        remote::GUARDED
-            .fill()
-            .set(
-                "script",
-                &task(p, prev, &p.current(), &h.run, &h.env, h.retries, h.interval),
-            )
-            .set("message", message)
-            .done()
-    };
-    if let Some(h) = restart {
-        s.push_str(&guarded(h, "restart of the previous release failed"));
+    let mut failed = entry(r, host, EventKind::Failed);
+    failed.detail = Some(match previous {
+        Some(prev) => format!("switched back to {}", prev.id),
+        None => "switched back: no previous release".to_string(),
+    });
+    let mut s = remote::UNDO_SWITCH
+        .fill()
+        .set_path("deploy_to", &p.deploy_to)
+        .set("current", &p.current)
+        .set("release", &r.id)
+        .set(
+            "previous",
+            previous.map(|x| x.id.as_str()).unwrap_or_default(),
+        )
+        .done();
+    s.push_str(&best_effort(&ledger_append(p, &[failed])));
+    if let Some(prev) = previous {
+        s.push_str(&best_effort(&ledger_append(
+            p,
+            &[entry(prev, host, EventKind::Published)],
+        )));
+        let guarded = |h: &HookCommand, message: &str| {
+            remote::GUARDED
+                .fill()
+                .set(
+                    "script",
+                    &task(p, prev, &p.current(), &h.run, &h.env, h.retries, h.interval),
+                )
+                .set("message", message)
+                .done()
+        };
+        if let Some(h) = restart {
+            s.push_str(&guarded(h, "restart of the previous release failed"));
+        }
+        if let Some(h) = smoke {
+            s.push_str(&guarded(h, "smoke test of the previous release failed"));
+            s.push_str(&best_effort(&ledger_append(
+                p,
+                &[entry(prev, host, EventKind::Verified)],
+            )));
+        }
     }
-    if let Some(h) = smoke {
-        s.push_str(&guarded(h, "smoke test of the previous release failed"));
-        s.push_str(&ledger_append(p, &[entry(prev, host, EventKind::Verified)]));
+    s + &read_current(p)
+}
+
+/// What an undo script ([`undo_publish`], [`discard_staged`]) said about
+/// its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndoReport {
+    /// `Some(true)`: `current` pointed at this run's release and was
+    /// pointed back; `Some(false)`: it had never been switched; `None`: the
+    /// script did not say (it did not run, or was cut off).
+    pub switched_back: Option<bool>,
+    /// A ledger record could not be written (a full disk).
+    pub ledger_failed: bool,
+    /// The release `current` points at once the script ended (its dir
+    /// name), when it said.
+    pub current: Option<String>,
+}
+
+/// Reads what [`undo_publish`] or [`discard_staged`] printed. Only whole
+/// lines count, and the last `current:` line (the script prints it last).
+pub fn parse_undo_output(stdout: &str) -> UndoReport {
+    let mut r = UndoReport::default();
+    for line in stdout.lines() {
+        match line {
+            "undo:switched_back" => r.switched_back = Some(true),
+            "undo:not_switched" => r.switched_back = Some(false),
+            "ledger:failed" => r.ledger_failed = true,
+            _ => {
+                if let Some(x) = line.strip_prefix("current:") {
+                    let x = x.trim_end_matches('/');
+                    r.current = Some(x.rsplit('/').next().unwrap_or(x).to_string());
+                }
+            }
+        }
     }
-    s
+    r
 }
 
 #[cfg(test)]
@@ -657,6 +756,205 @@ mod tests {
         let out = t.run(&s, None, Duration::from_secs(10)).await.unwrap();
         assert_eq!(out.status, Some(1));
         assert!(out.stderr_str().contains("failed after 2 attempts"));
+    }
+
+    #[test]
+    fn undo_output_reads_whole_lines_and_the_last_current() {
+        let cases: &[(&str, UndoReport)] = &[
+            ("", UndoReport::default()),
+            (
+                "undo:switched_back\nledger:failed\ncurrent:releases/20261120T080000Z\n",
+                UndoReport {
+                    switched_back: Some(true),
+                    ledger_failed: true,
+                    current: Some("20261120T080000Z".into()),
+                },
+            ),
+            (
+                "undo:not_switched\ncurrent:releases/A\nsome output\ncurrent:releases/B/\n",
+                UndoReport {
+                    switched_back: Some(false),
+                    ledger_failed: false,
+                    current: Some("B".into()),
+                },
+            ),
+            (
+                "the ledger:failed to open\nundo:switched_back \n",
+                UndoReport::default(),
+            ),
+        ];
+        for (out, want) in cases {
+            assert_eq!(&parse_undo_output(out), want, "{out:?}");
+        }
+    }
+
+    /// A host dir with releases `A` (previous) and `B` (this run's),
+    /// `current` pointing at `on`, and a ledger.
+    fn undo_world(d: &std::path::Path, on: &str) -> (ReleaseInfo, ReleaseInfo) {
+        let (a, b) = ("20261120T080000Z", "20261124T190102Z-abc123");
+        for id in [a, b] {
+            std::fs::create_dir_all(d.join("releases").join(id)).unwrap();
+        }
+        std::fs::create_dir_all(d.join(".shipit")).unwrap();
+        std::fs::write(d.join(".shipit/ledger.jsonl"), "").unwrap();
+        std::os::unix::fs::symlink(format!("releases/{on}"), d.join("current")).unwrap();
+        let prev = ReleaseInfo {
+            id: a.into(),
+            ..rel()
+        };
+        let this = ReleaseInfo {
+            id: b.into(),
+            ..rel()
+        };
+        (prev, this)
+    }
+
+    #[tokio::test]
+    async fn undo_publish_switches_back_only_where_current_moved() {
+        use crate::transport::{local::LocalTransport, Transport};
+        let t = LocalTransport::new("localhost");
+        let restart = HookCommand {
+            run: "echo \"$SHIPIT_RELEASE\" >> ../../restarts".into(),
+            env: Vec::new(),
+            retries: 0,
+            interval: Duration::ZERO,
+        };
+        let run = |d: &std::path::Path, prev: &ReleaseInfo, this: &ReleaseInfo| {
+            let p = HostPaths::new(d.to_str().unwrap());
+            let s = undo_publish(&p, this, "h", Some(prev), Some(&restart), None);
+            let t = t.clone();
+            async move { t.run(&s, None, Duration::from_secs(20)).await.unwrap() }
+        };
+        let events = |d: &std::path::Path| -> Vec<(EventKind, String)> {
+            crate::ledger::parse(&std::fs::read_to_string(d.join(".shipit/ledger.jsonl")).unwrap())
+                .entries
+                .into_iter()
+                .map(|e| (e.event, e.release))
+                .collect()
+        };
+
+        // `current` moved: back, recorded, the previous release restarted.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (prev, this) = undo_world(d, "20261124T190102Z-abc123");
+        let out = run(d, &prev, &this).await;
+        assert!(out.success(), "{}", out.stderr_str());
+        let r = parse_undo_output(&out.stdout_str());
+        assert_eq!(r.switched_back, Some(true));
+        assert!(!r.ledger_failed);
+        assert_eq!(r.current.as_deref(), Some(prev.id.as_str()));
+        assert_eq!(
+            std::fs::read_link(d.join("current")).unwrap(),
+            std::path::Path::new("releases/20261120T080000Z")
+        );
+        assert_eq!(
+            events(d),
+            [
+                (EventKind::Failed, this.id.to_string()),
+                (EventKind::Published, prev.id.to_string())
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("restarts")).unwrap(),
+            format!("{}\n", prev.id)
+        );
+        assert!(d.join("releases").join(this.id.as_str()).is_dir());
+
+        // `current` never moved: left alone, nothing restarted nor recorded
+        // (the run discards the staged release).
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (prev, this) = undo_world(d, "20261120T080000Z");
+        let out = run(d, &prev, &this).await;
+        assert!(out.success(), "{}", out.stderr_str());
+        let r = parse_undo_output(&out.stdout_str());
+        assert_eq!(r.switched_back, Some(false));
+        assert_eq!(r.current.as_deref(), Some(prev.id.as_str()));
+        assert_eq!(
+            std::fs::read_link(d.join("current")).unwrap(),
+            std::path::Path::new("releases/20261120T080000Z")
+        );
+        assert!(!d.join("restarts").exists());
+        assert_eq!(events(d), []);
+
+        // A ledger that cannot be written (a full disk): back all the same,
+        // and said.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (prev, this) = undo_world(d, "20261124T190102Z-abc123");
+        std::fs::remove_file(d.join(".shipit/ledger.jsonl")).unwrap();
+        std::fs::create_dir(d.join(".shipit/ledger.jsonl")).unwrap();
+        let out = run(d, &prev, &this).await;
+        assert!(out.success(), "{}", out.stderr_str());
+        let r = parse_undo_output(&out.stdout_str());
+        assert_eq!(r.switched_back, Some(true));
+        assert!(r.ledger_failed);
+        assert_eq!(r.current.as_deref(), Some(prev.id.as_str()));
+        assert!(d.join("restarts").exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_creation_removes_what_it_made() {
+        use crate::transport::{local::LocalTransport, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("releases")).unwrap();
+        let p = HostPaths::new(d.to_str().unwrap());
+        let t = LocalTransport::new("localhost");
+        // Not a tar archive: unpacking fails after the dir was made.
+        std::fs::write(p.archive(&rel().id), "not a tar archive").unwrap();
+        let out = t
+            .run(
+                &create_release_copy(&p, &rel(), "h"),
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert!(!out.success());
+        assert!(
+            out.stderr_str().contains("could not be created"),
+            "{}",
+            out.stderr_str()
+        );
+        let left: Vec<_> = std::fs::read_dir(d.join("releases")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(!d.join(".shipit/ledger.jsonl").exists());
+        // A dir that exists already is not this run's: it stays.
+        std::fs::create_dir_all(p.release(&rel().id)).unwrap();
+        let out = t
+            .run(
+                &create_release_copy(&p, &rel(), "h"),
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.status, Some(RELEASE_EXISTS_STATUS));
+        assert!(std::path::Path::new(&p.release(&rel().id)).is_dir());
+    }
+
+    #[test]
+    fn a_creation_stopped_by_its_time_limit_removes_what_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("releases")).unwrap();
+        let p = HostPaths::new(d.to_str().unwrap());
+        // An archive nobody writes: unpacking it waits until the step's
+        // time limit stops it, as the hosts' `timeout` does (chain.sh).
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(p.archive(&rel().id))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let out = std::process::Command::new("timeout")
+            .args(["-k", "5", "1", "sh", "-c"])
+            .arg(create_release_copy(&p, &rel(), "h"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(124), "{out:?}");
+        let left: Vec<_> = std::fs::read_dir(d.join("releases")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::queue::{NodeState, Queue};
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
 use super::targeting::{self, Targets};
-use crate::config::{Config, Host, Task, AFTER_FAILED};
+use crate::config::{Config, Host, Task, AFTER_FAILED, AFTER_FINISHED};
 
 /// A hook's time limit when it sets none.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -85,6 +85,15 @@ pub fn hooks(config: &Config) -> impl Iterator<Item = &Task> {
         .filter(|t| t.after.as_deref() == Some(AFTER_FAILED))
 }
 
+/// The notify hooks (`after: finished`, always `local: true`), in file
+/// order.
+pub fn finish_hooks(config: &Config) -> impl Iterator<Item = &Task> {
+    config
+        .tasks
+        .iter()
+        .filter(|t| t.after.as_deref() == Some(AFTER_FINISHED))
+}
+
 /// Hook `task`'s script on each of its targets among `hosts`, rendered for
 /// `release`, with `failure` in its environment.
 pub fn scripts(
@@ -94,6 +103,19 @@ pub fn scripts(
     release: &ReleaseInfo,
     env: &BTreeMap<String, String>,
     failure: &Failure,
+) -> Result<Vec<(Target, String)>, RenderError> {
+    scripts_with(config, task, hosts, release, env, &failure.env())
+}
+
+/// Hook `task`'s script on each of its targets among `hosts`, rendered for
+/// `release`, with `extra` in its environment.
+pub fn scripts_with(
+    config: &Config,
+    task: &Task,
+    hosts: &[&Host],
+    release: &ReleaseInfo,
+    env: &BTreeMap<String, String>,
+    extra: &[(String, String)],
 ) -> Result<Vec<(Target, String)>, RenderError> {
     let what = format!("task `{}`", task.name);
     let script = |i: usize, dir: Option<&str>, label: &str| {
@@ -105,7 +127,7 @@ pub fn scripts(
             Some(_) => Vec::new(),
             None => render::host_env(h, &ctx)?,
         };
-        vars.extend(failure.env());
+        vars.extend(extra.iter().cloned());
         let p = HostPaths::new(&h.deploy_to);
         let dir = dir.map_or_else(|| p.deploy_to.clone(), str::to_string);
         Ok(commands::task(

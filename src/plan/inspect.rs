@@ -436,8 +436,57 @@ pub fn disagreements(hosts: &[(&str, &HostReleases)]) -> Vec<String> {
                 without.join(", ")
             ));
         }
+        out.extend(commit_disagreement(id, hosts));
     }
     out
+}
+
+/// The commit of release `id` on a host: its `REVISION`, else the
+/// ledger's last word on it; `None` when neither says.
+fn commit_of<'r>(r: &'r HostReleases, id: &str) -> Option<&'r str> {
+    let revision = r
+        .releases
+        .iter()
+        .find(|(x, _)| x == id)
+        .map(|(_, c)| c.as_str())
+        .filter(|c| !c.is_empty());
+    revision.or_else(|| {
+        r.ledger
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.release == id && !e.commit.is_empty())
+            .map(|e| e.commit.as_str())
+    })
+}
+
+/// `hosts disagree: release ID is commit A on x but B on y`, when hosts
+/// hold release `id` with different commits (two runs that named their
+/// release alike): the same id is not the same release.
+fn commit_disagreement(id: &str, hosts: &[(&str, &HostReleases)]) -> Option<String> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (name, r) in hosts {
+        if !r.releases.iter().any(|(x, _)| x == id) {
+            continue;
+        }
+        let Some(c) = commit_of(r, id) else { continue };
+        match groups.iter_mut().find(|(x, _)| *x == c) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((c, vec![name])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    groups.sort_by_key(|(_, names)| std::cmp::Reverse(names.len()));
+    let short = |c: &str| c[..c.len().min(12)].to_string();
+    let part = |(c, names): &(&str, Vec<&str>)| format!("{} on {}", short(c), names.join(", "));
+    let rest: Vec<String> = groups[1..].iter().map(part).collect();
+    Some(format!(
+        "hosts disagree: release {id} is commit {} but {}",
+        part(&groups[0]),
+        rest.join("; ")
+    ))
 }
 
 /// Reads the lock's state (for `unlock`). Reads only.
@@ -830,6 +879,37 @@ tool:git:/usr/bin/git\ntool:tar:/usr/bin/tar\nfree_kb:1048576\nlock:free\n";
                 format!("hosts disagree: release {b} is on web-01 but not on web-02, web-03"),
             ]
         );
+    }
+
+    #[test]
+    fn the_same_id_with_different_commits_is_a_disagreement() {
+        let id = "build-0001";
+        let with = |revision: &str| HostReleases {
+            releases: vec![(id.to_string(), revision.to_string())],
+            ..host(Some(id), &[])
+        };
+        let (x, y) = ("a".repeat(40), "b".repeat(40));
+        let (one, two, three) = (with(&x), with(&y), with(&x));
+        assert_eq!(
+            disagreements(&[("web-01", &one), ("web-02", &two), ("web-03", &three)]),
+            [format!(
+                "hosts disagree: release {id} is commit {} on web-01, web-03 but {} on web-02",
+                &x[..12],
+                &y[..12]
+            )]
+        );
+        assert!(disagreements(&[("web-01", &one), ("web-03", &three)]).is_empty());
+        // A REVISION that cannot be read: the ledger's commit speaks.
+        let mut unread = with("");
+        let mut staged = crate::ledger::test_entry(EventKind::Staged, id);
+        staged.commit = y.clone();
+        unread.ledger.entries.push(staged);
+        assert_eq!(
+            disagreements(&[("web-01", &one), ("web-02", &unread)]).len(),
+            1
+        );
+        // Neither says: nothing to compare.
+        assert!(disagreements(&[("web-01", &one), ("web-02", &with(""))]).is_empty());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod failure_hooks;
 pub mod graph;
 pub mod host_step;
 pub mod inspect;
+pub mod notify;
 pub mod planner;
 pub mod queue;
 pub mod release;

@@ -265,6 +265,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                         release,
                         &h.name,
                         config.repo_tree.as_ref().map(|t| t.as_str()),
+                        config.submodules.then_some(config.repository.as_str()),
                     ),
                     Strategy::Copy => commands::create_release_copy(&p, release, &h.name),
                 })],

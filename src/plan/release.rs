@@ -29,14 +29,65 @@ pub struct ReleaseInfo {
 
 const ID_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
-/// The release id for a run started at `now`.
+/// Length of a release id's timestamp, `20261124T190102Z`.
+const STAMP_LEN: usize = 16;
+
+/// How many characters (lowercase hex digits) follow the `-` of a minted
+/// id's run suffix.
+pub const SUFFIX_LEN: usize = 6;
+
+/// The timestamp part of a release id for a run started at `now`:
+/// `20261124T190102Z` (an id as shipit minted them before ids had a run
+/// suffix).
 pub fn release_id(now: DateTime<Utc>) -> String {
     now.format(ID_FORMAT).to_string()
 }
 
-/// Whether `s` looks like a release id shipit mints.
+/// The run suffix of the release id minted by process `pid` on `machine`
+/// at `now`: six hex digits of a digest of the three, so that two runs
+/// started in the same second (on disjoint `--hosts`, from two machines)
+/// never mint the same id.
+pub fn run_suffix(machine: &str, pid: u32, now: DateTime<Utc>) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!(
+        "{machine}\0{pid}\0{}\0{}",
+        now.timestamp(),
+        now.timestamp_subsec_nanos()
+    ));
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..SUFFIX_LEN]
+        .to_string()
+}
+
+/// The release id a run mints: its start time and its run suffix,
+/// `20261124T190102Z-3fa9c1`. Ids sort by their time first, as strings.
+pub fn mint(now: DateTime<Utc>, suffix: &str) -> String {
+    format!("{}-{suffix}", release_id(now))
+}
+
+/// Whether `s` looks like a release id shipit mints: a timestamp
+/// (`20261124T190102Z`), optionally followed by a run suffix (`-3fa9c1`).
 pub fn is_release_id(s: &str) -> bool {
-    NaiveDateTime::parse_from_str(s, ID_FORMAT).is_ok() && s.len() == 16
+    let Some((stamp, suffix)) = s.split_at_checked(STAMP_LEN) else {
+        return false;
+    };
+    NaiveDateTime::parse_from_str(stamp, ID_FORMAT).is_ok()
+        && (suffix.is_empty()
+            || suffix.strip_prefix('-').is_some_and(|x| {
+                x.len() == SUFFIX_LEN
+                    && x.chars()
+                        .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+            }))
+}
+
+/// The time in a minted release id, to the second.
+fn stamp_of(id: &str) -> Option<NaiveDateTime> {
+    if !is_release_id(id) {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(&id[..STAMP_LEN], ID_FORMAT).ok()
 }
 
 /// Longest id `deploy --release` accepts.
@@ -99,20 +150,22 @@ pub fn id_clash(id: &str, commit: &str, present: &[String], ledger: &[Entry]) ->
     })
 }
 
-/// An id later than both `now` and every id in `existing`: release ids sort
-/// in deploy order even when two runs fall in the same second or a host's
-/// newest release comes from a clock that ran ahead.
-pub fn next_release_id(now: DateTime<Utc>, existing: &[String]) -> String {
-    let newest = existing
-        .iter()
-        .filter_map(|s| NaiveDateTime::parse_from_str(s, ID_FORMAT).ok())
-        .max();
-    match newest {
-        // Compared at the id's resolution: whole seconds.
-        Some(n) if release_id(n.and_utc()) >= release_id(now) => {
+/// The run's id, `minted` (see [`mint`]), moved past every id in
+/// `existing` when needed: release ids sort in deploy order even when two
+/// runs on a host fall in the same second or a host's newest release comes
+/// from a clock that ran ahead. A moved id keeps its run suffix and takes
+/// the second after the newest one.
+pub fn next_release_id(minted: &str, existing: &[String]) -> String {
+    let Some(own) = stamp_of(minted) else {
+        return minted.to_string();
+    };
+    let suffix = &minted[STAMP_LEN..];
+    match existing.iter().filter_map(|s| stamp_of(s)).max() {
+        Some(n) if n >= own => format!(
+            "{}{suffix}",
             release_id(n.and_utc() + ChronoDuration::seconds(1))
-        }
-        _ => release_id(now),
+        ),
+        _ => minted.to_string(),
     }
 }
 
@@ -179,22 +232,65 @@ mod tests {
     }
 
     #[test]
+    fn minted_ids_carry_a_run_suffix_and_sort_by_time() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 19, 1, 2).unwrap();
+        let a = mint(t, &run_suffix("ci-1", 4242, t));
+        assert_eq!(a.len(), 16 + 1 + SUFFIX_LEN, "{a}");
+        assert!(a.starts_with("20261124T190102Z-"), "{a}");
+        assert!(is_release_id(&a), "{a}");
+        // Same second, another process or machine: another id.
+        let b = mint(t, &run_suffix("ci-1", 4243, t));
+        let c = mint(t, &run_suffix("ci-2", 4242, t));
+        let d = mint(
+            t,
+            &run_suffix("ci-1", 4242, t + ChronoDuration::nanoseconds(1)),
+        );
+        assert!(a != b && a != c && a != d && b != c, "{a} {b} {c} {d}");
+        // The same world, the same id.
+        assert_eq!(a, mint(t, &run_suffix("ci-1", 4242, t)));
+        // Older ids (no suffix) sort before any of that second; the next
+        // second sorts after all of them.
+        assert!("20261124T190102Z" < a.as_str());
+        assert!(a.as_str() < "20261124T190103Z");
+        assert!(a < mint(t + ChronoDuration::seconds(1), "000000"));
+        for bad in [
+            "20261124T190102Z-",
+            "20261124T190102Z-3FA9C1",
+            "20261124T190102Z-3fa9c",
+            "20261124T190102Z-3fa9c12",
+            "20261124T190102Z_3fa9c1",
+            "20261124T190102Z-3fa9c/",
+        ] {
+            assert!(!is_release_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn next_id_moves_past_existing_ones() {
         let t = Utc.with_ymd_and_hms(2026, 11, 24, 19, 1, 2).unwrap();
-        assert_eq!(next_release_id(t, &[]), "20261124T190102Z");
+        let id = "20261124T190102Z-abc123";
+        assert_eq!(next_release_id(id, &[]), id);
+        // An older-style id of the same second, or a suffixed one.
+        for same in ["20261124T190102Z", "20261124T190102Z-ffffff"] {
+            assert_eq!(
+                next_release_id(id, &[same.into()]),
+                "20261124T190103Z-abc123"
+            );
+        }
+        // A host whose newest release is from a clock ahead.
         assert_eq!(
-            next_release_id(t, &["20261124T190102Z".into()]),
-            "20261124T190103Z"
+            next_release_id(id, &["20261124T200000Z-000001".into()]),
+            "20261124T200001Z-abc123"
         );
-        // Within the same second as an existing release.
-        let later = t + ChronoDuration::milliseconds(500);
         assert_eq!(
-            next_release_id(later, &["20261124T190102Z".into()]),
-            "20261124T190103Z"
+            next_release_id(id, &["20261124T190000Z".into(), "junk".into()]),
+            id
         );
+        // Ids minted before the run suffix move the same way.
+        let old = release_id(t);
         assert_eq!(
-            next_release_id(t, &["20261124T190000Z".into(), "junk".into()]),
-            "20261124T190102Z"
+            next_release_id(&old, &["20261124T190102Z".into()]),
+            "20261124T190103Z"
         );
     }
 }

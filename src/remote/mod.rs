@@ -83,6 +83,10 @@ body!(
     CREATE_RELEASE, "create_release.sh"
 );
 body!(
+    /// Strategy git: fills a release's git submodules, nested ones too.
+    SUBMODULES_GIT, "submodules_git.sh"
+);
+body!(
     /// Appends ledger lines, timestamped on the host.
     LEDGER_APPEND, "ledger_append.sh"
 );
@@ -129,6 +133,14 @@ body!(
 body!(
     /// Runs a filled script in a subshell; fails with a message if it fails.
     GUARDED, "guarded.sh"
+);
+body!(
+    /// Runs a filled record; says `ledger:failed` and goes on if it fails.
+    BEST_EFFORT, "best_effort.sh"
+);
+body!(
+    /// Switches `current` back where it points at this run's release.
+    UNDO_SWITCH, "undo_switch.sh"
 );
 
 body!(
@@ -194,6 +206,8 @@ const ALL: &[Body] = &[
     DISCARD_STAGED,
     SWITCH_BACK,
     GUARDED,
+    BEST_EFFORT,
+    UNDO_SWITCH,
     CHAIN,
     QUIET,
     PREFLIGHT,

@@ -62,7 +62,7 @@ type Case = (
 #[rustfmt::skip]
 const ERROR_CASES: &[Case] = &[
         ("unknown_key_in_ssh", &["ssh:", "  user: deploy", "  colour: red"], "unknown key `colour` in `ssh`, expected one of `user`, `port`, `identity_file`, `proxy_jump`, `config_file`, `connect_timeout`, `host_key_checking`", Some((3, 3))),
-        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`", Some((1, 1))),
+        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`", Some((1, 1))),
         ("unknown_key_in_host", &["stages:", "  s:", "    hosts:", "      - { host: a, colour: red }"], "unknown key `colour` in `stages.s.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((4, 20))),
         ("unknown_key_in_gate", &["stages:", "  s:", "    gate: { aprovals: 1 }", "    hosts: [{ host: a }]"], "unknown key `aprovals` in `stages.s.gate`, expected one of `approvals`, `soak`, `approvers`, `self_approval`, `approval_ttl`, `allowed_signers`", Some((3, 13))),
         ("wrong_type", &["keep_releases: five"], r#"invalid type for `keep_releases`: string "five", expected a whole number of 0 or more"#, Some((1, 16))),
@@ -82,7 +82,7 @@ const ERROR_CASES: &[Case] = &[
         ("duplicate_host_var", &["stages:", "  s:", "    hosts:", "      - host: a", "        vars:", "          x: 1", "          x: 2"], "duplicate key `x` in `stages.s.hosts[0].vars`", Some((7, 11))),
         ("duplicate_ssh_key", &["ssh:", "  user: a", "  user: b"], "duplicate key `user` in `ssh`", Some((3, 3))),
         ("unknown_key_in_spaced_stage", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a, colour: red }]"], "unknown key `colour` in `stages.pro d.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((3, 24))),
-        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
+        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
         ("too_deep", &["vars: { a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }"], "invalid YAML: recursion limit exceeded", Some((1, 138))),
         ("duplicate_top_level_key", &["keep_releases: 3", "keep_releases: 4"], "duplicate key `keep_releases`", Some((2, 1))),
         ("yaml_syntax", &["ssh:", "  user: deploy", " port: 22"], "invalid YAML: did not find expected key, while parsing a block mapping", Some((3, 2))),
@@ -141,10 +141,10 @@ const ERROR_CASES: &[Case] = &[
         ("unknown_role_in_task", &["tasks:", "  migrate: { after: fetch, roles: [app, dbb], run: bin/migrate }"], "unknown role `dbb` in task `migrate`, no host has it", Some((2, 41))),
         ("bad_role_in_task", &["tasks:", r#"  migrate: { after: fetch, roles: ["d b"], run: bin/migrate }"#], "invalid role `d b` in task `migrate`, expected letters, digits, `_` or `-`", Some((2, 36))),
         ("task_named_failed", &["tasks:", "  failed: { after: fetch, run: x }"], "task `failed` has the name `after: failed` uses for failure hooks", Some((2, 3))),
-        ("after_a_failure_hook", &["tasks:", "  alert: { after: failed, run: x }", "  more: { after: alert, run: y }"], "unknown step `alert` in `after` of task `more`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`", Some((3, 18))),
-        ("unknown_after", &["tasks:", "  build: { after: linkshared, run: bin/build }", "  notify: { after: build, run: bin/notify }"], "unknown step `linkshared` in `after` of task `build`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `notify`", Some((2, 19))),
+        ("after_a_failure_hook", &["tasks:", "  alert: { after: failed, run: x }", "  more: { after: alert, run: y }"], "unknown step `alert` in `after` of task `more`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `finished`", Some((3, 18))),
+        ("unknown_after", &["tasks:", "  build: { after: linkshared, run: bin/build }", "  notify: { after: build, run: bin/notify }"], "unknown step `linkshared` in `after` of task `build`, expected one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `finished`, `notify`", Some((2, 19))),
         ("after_unlock", &["tasks:", "  x: { after: unlock, run: y }"], "task `x` cannot run after `unlock`, the last step, expected an earlier step like `cleanup`", Some((2, 15))),
-        ("no_after", &["tasks:", "  build: { run: bin/build }"], "task `build` has no `after`, expected the step it runs after, one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`", Some((2, 3))),
+        ("no_after", &["tasks:", "  build: { run: bin/build }"], "task `build` has no `after`, expected the step it runs after, one of `lock`, `check`, `fetch`, `create_release`, `link_shared`, `render_templates`, `publish`, `restart`, `smoke_test`, `record`, `cleanup`, `failed`, `finished`", Some((2, 3))),
         ("after_on_restart", &["tasks:", "  restart:", "    after: publish", "    run: x"], "task `restart` takes no `after`, it gives the command of the built-in step `restart`", Some((3, 5))),
         ("after_on_smoke_test", &["tasks:", "  smoke_test: { run: x, after: restart }"], "task `smoke_test` takes no `after`, it gives the command of the built-in step `smoke_test`", Some((2, 25))),
         ("cycle", &["tasks:", "  a: { after: b, run: x }", "  b: { after: c, run: x }", "  c: { after: a, run: x }"], "tasks form a cycle: `a -> b -> c -> a`", Some((2, 15))),
@@ -475,6 +475,7 @@ fn defaults_fill_what_is_not_written() {
         linked_files: vec![],
         linked_dirs: vec![],
         seed_linked_dirs: false,
+        submodules: false,
         ssh: SshSettings {
             user: None,
             port: None,
@@ -503,6 +504,8 @@ fn defaults_fill_what_is_not_written() {
             gate: None,
             rollout: Rollout::default(),
             max_failures: 0,
+            hosts_from: Vec::new(),
+            from_inventory: Vec::new(),
         }],
     };
     assert_eq!(c, want);
