@@ -8,7 +8,7 @@ pub mod host_range;
 pub mod model;
 pub mod raw;
 pub mod schema;
-pub(crate) mod source_map;
+pub(crate) mod spans;
 pub mod validate;
 
 pub use duration::parse_duration;
