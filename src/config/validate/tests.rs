@@ -451,6 +451,9 @@ fn the_example_file_parses() {
     assert_eq!(prod.hosts.len(), 5);
     assert_eq!(prod.hosts[3].name, "web-04.example.internal");
     assert_eq!(prod.hosts[4].deploy_to, "/srv/shipit-demo");
+    // Merged from the staging host by `<<: *server`.
+    assert_eq!(prod.hosts[4].roles, ["db"]);
+    assert_eq!(prod.hosts[0].user.as_deref(), Some("deploy"));
     let smoke = c.task("smoke_test").unwrap();
     assert_eq!(
         (smoke.retries, smoke.interval, smoke.timeout),
