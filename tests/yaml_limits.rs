@@ -118,7 +118,7 @@ fn refused(name: &str, yml: &str, message: &str) {
     let m = measured(dir.path(), &["plan", "demo"]);
     let stderr = String::from_utf8_lossy(&m.out.stderr);
     eprintln!(
-        "{name}: {} bytes of deploy.yml refused in {:?}, peak RSS {} KiB",
+        "{name}: {} bytes of deploy.yml, shipit ran {:?}, peak RSS {} KiB",
         yml.len(),
         m.wall,
         m.max_rss_kb
