@@ -35,6 +35,12 @@ if ! command -v xmllint >/dev/null 2>&1; then
     missing+=(libxml2-utils)
 fi
 
+# tests/yaml_limits.rs measures the peak memory of shipit with
+# /usr/bin/time.
+if [ ! -x /usr/bin/time ]; then
+    missing+=(time)
+fi
+
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "scripts/test.sh: the tests need ${missing[*]}; install it" \

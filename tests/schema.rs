@@ -21,9 +21,12 @@ fn validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
 }
 
-/// YAML as an editor's language server sees it: as JSON.
+/// YAML as an editor's language server sees it: as JSON, YAML 1.2
+/// booleans (`off` is a string), merge keys merged.
 fn yaml(text: &str) -> serde_json::Value {
-    serde_norway::from_str(text).expect("valid YAML")
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options(text, options).expect("valid YAML")
 }
 
 fn errors(v: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {

@@ -41,8 +41,11 @@ pub fn starter(stages: &[String]) -> Result<String, UsageError> {
     for (i, name) in stages.iter().enumerate() {
         // Also what YAML would read as something other than a name
         // (`1`, `true`, `null`): the key must come back as written.
-        let yaml_plain = serde_norway::from_str::<serde_norway::Value>(name)
-            .is_ok_and(|v| v.as_str() == Some(name.as_str()));
+        let yaml_plain = serde_saphyr::from_str_with_options::<serde_json::Value>(
+            name,
+            crate::config::spans::options(),
+        )
+        .is_ok_and(|v| v.as_str() == Some(name.as_str()));
         if !crate::config::checks::is_name(name) || name.starts_with('-') || !yaml_plain {
             return Err(UsageError(format!(
                 "invalid stage name `{}` in --stages, expected letters, digits, `_` or `-`",

@@ -9,7 +9,7 @@ pub mod inventory;
 pub mod model;
 pub mod raw;
 pub mod schema;
-pub(crate) mod source_map;
+pub(crate) mod spans;
 pub mod validate;
 
 pub use duration::parse_duration;

@@ -12,7 +12,7 @@ use super::error::ConfigError;
 use super::host_range;
 use super::model::*;
 use super::raw::*;
-use super::source_map::{ypath, Pos, Seg, SourceMap};
+use super::spans::{self, ypath, Pos, Seg, Spans};
 
 /// The built-in steps of a deploy, in order. Tasks hook in `after` one of
 /// these (or after another task); tasks named `restart` and `smoke_test`
@@ -99,18 +99,16 @@ pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config,
             format!("invalid YAML: brackets nested more than {MAX_FLOW_NESTING} deep"),
         ));
     }
-    let map = SourceMap::build(text);
-    let raw: RawConfig = serde_norway::from_str(text).map_err(|e| {
+    let map = Spans::read(text).map_err(|e| yaml_error(path, text, &e, None))?;
+    if map.is_empty() {
         // Blank or comments only: say so rather than "end of file".
-        if serde_norway::from_str::<serde_norway::Value>(text).is_ok_and(|v| v.is_null()) {
-            ConfigError::new(
-                path,
-                "empty config file, expected keys like `application`, `repository` and `stages`",
-            )
-        } else {
-            serde_error(path, &e, &map)
-        }
-    })?;
+        return Err(ConfigError::new(
+            path,
+            "empty config file, expected keys like `application`, `repository` and `stages`",
+        ));
+    }
+    let raw: RawConfig = serde_saphyr::from_str_with_options(text, spans::options())
+        .map_err(|e| yaml_error(path, text, &e, Some(&map)))?;
     let parent = path.parent().unwrap_or(Path::new(""));
     let base_dir = if parent.as_os_str().is_empty() {
         ctx.cwd.clone()
@@ -126,132 +124,268 @@ pub fn parse_with(text: &str, path: &Path, ctx: &ParseContext) -> Result<Config,
     v.config(raw)
 }
 
-/// Turns a serde_norway error into a [`ConfigError`]: the location moves to
-/// the end, and serde's wording becomes ours (`key` for `field`, the YAML
-/// path named after the fragment).
-fn serde_error(file: &Path, e: &serde_norway::Error, map: &SourceMap) -> ConfigError {
-    let mut location = e.location().map(|l| (l.line(), l.column()));
-    // Escaped: serde quotes keys and values as the user wrote them.
-    let text = show(&strip_marks(&e.to_string()));
-    // serde_norway prefixes `path: ` to serde's messages below the root;
-    // anything else is libyaml's (a syntax error) or serde_norway's own.
-    const SERDE: &[&str] = &[
-        "unknown field ",
-        "missing field ",
-        "duplicate field ",
-        "duplicate key ",
-        "unknown variant ",
-        "invalid type: ",
-        "invalid value: ",
-        "invalid length ",
-    ];
-    let is_serde = |m: &str| SERDE.iter().any(|p| m.starts_with(p));
-    let (yaml_path, msg, from_serde) = if is_serde(&text) {
-        (None, text.as_str(), true)
-    } else {
-        text.match_indices(": ")
-            .map(|(i, _)| i)
-            .find(|&i| is_serde(&text[i + 2..]))
-            .map_or((None, text.as_str(), false), |i| {
-                (Some(&text[..i]), &text[i + 2..], true)
-            })
-    };
-    let msg = friendly_types(msg).replace("duplicate field", "duplicate key");
-    // serde points at the mapping; the source map knows the second key.
-    if let Some(key) = msg
-        .strip_prefix("duplicate key `")
-        .and_then(|k| k.strip_suffix('`'))
-    {
-        let mut segs = yaml_path.map(serde_path).unwrap_or_default();
-        segs.push(Seg::Key(key.to_owned()));
-        location = map.duplicate(&segs).or(location);
-    }
-    let in_path = yaml_path.map(|p| format!(" in `{p}`")).unwrap_or_default();
-    let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
-        let (key, expected) = rest.split_once(", ").unwrap_or((rest, ""));
-        let expected = expected.replace("there are no fields", "this takes no keys");
-        let sep = if expected.is_empty() { "" } else { ", " };
-        format!("unknown key {key}{in_path}{sep}{expected}")
-    } else if let Some(key) = msg.strip_prefix("missing field ") {
-        format!("missing key {key}{in_path}")
-    } else if let Some(rest) = msg.strip_prefix("unknown variant ") {
-        let (value, expected) = rest.split_once(", ").unwrap_or((rest, ""));
-        let for_path = yaml_path.map(|p| format!(" for `{p}`")).unwrap_or_default();
-        format!("unknown value {value}{for_path}, {expected}")
-    } else if let Some((kind, rest)) = ["invalid type", "invalid value", "invalid length"]
-        .iter()
-        .find_map(|k| msg.strip_prefix(&format!("{k}: ")).map(|r| (*k, r)))
-    {
-        let for_path = yaml_path.map(|p| format!(" for `{p}`")).unwrap_or_default();
-        format!("{kind}{for_path}: {rest}")
-    } else if msg == "EOF while parsing a value" {
-        "unexpected end of file".to_string()
-    } else if msg.starts_with("deserializing from YAML containing more than one document") {
-        "more than one YAML document in the file, expected one".to_string()
-    } else if !from_serde && location.is_some() {
-        format!("invalid YAML: {msg}")
-    } else {
-        format!("{msg}{in_path}")
-    };
-    ConfigError::at(file, location, message)
-}
-
-/// serde_norway's `stages.s.hosts[0]` as segments (keys holding `.` or
-/// `[` come out wrong, and then simply are not found).
-fn serde_path(p: &str) -> Vec<Seg> {
-    let mut segs = Vec::new();
-    for part in p.split('.') {
-        let mut pieces = part.split('[');
-        if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
-            segs.push(Seg::Key(key.to_owned()));
-        }
-        for index in pieces {
-            if let Some(i) = index.strip_suffix(']').and_then(|i| i.parse().ok()) {
-                segs.push(Seg::Index(i));
+/// Turns a serde-saphyr error into a [`ConfigError`]: serde's wording
+/// becomes ours (`key` for `field`, the YAML path of the offending node
+/// named after the fragment) and the location moves to the end. `map`
+/// holds the document's positions, when it could be read.
+fn yaml_error(
+    file: &Path,
+    text: &str,
+    e: &serde_saphyr::Error,
+    map: Option<&Spans>,
+) -> ConfigError {
+    use serde_saphyr::Error as E;
+    // An error inside a value an alias or merge key brought in is wrapped
+    // with where the alias is; the inner error knows where the value is.
+    let mut e = e;
+    let mut alias_at = None;
+    loop {
+        match e {
+            E::WithSnippet { error, .. } => e = error,
+            E::AliasError {
+                error, locations, ..
+            } => {
+                alias_at = alias_at.or(spans::pos(locations.reference_location));
+                e = error;
             }
+            _ => break,
         }
     }
-    segs
-}
-
-/// Removes ` at line L column C` and ` at position N`: the location is
-/// reported once, at the end.
-fn strip_marks(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(" at ") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 4..];
-        let skip = mark_len(after);
-        if skip == 0 {
-            out.push_str(" at ");
+    let raw_at = e.location();
+    let at = raw_at.and_then(spans::pos).or(alias_at);
+    let written = raw_at
+        .and_then(|l| spans::written(l, text))
+        .filter(|w| !w.is_empty())
+        .map(show);
+    // What the error is about. serde's own errors point at the key of the
+    // entry being read (or at a list item); the YAML reader's, at the value.
+    let key_path = |at: Option<Pos>| at.and_then(|a| map?.key_path(a)).map(<[Seg]>::to_vec);
+    let value_path = |at: Option<Pos>| at.and_then(|a| map?.path_of_value(a)).map(<[Seg]>::to_vec);
+    let named = |p: &[Seg]| (!p.is_empty()).then(|| show(&spans::show_path(p)));
+    let value_at = |p: &[Seg]| map.and_then(|m| m.value(p));
+    let in_ = |p: Option<&[Seg]>| {
+        p.and_then(named)
+            .map(|p| format!(" in `{p}`"))
+            .unwrap_or_default()
+    };
+    let for_ = |p: Option<&[Seg]>| {
+        p.and_then(named)
+            .map(|p| format!(" for `{p}`"))
+            .unwrap_or_default()
+    };
+    // The value of the entry serde was reading, and where it is written.
+    let serde_value = || {
+        let path = key_path(at).or_else(|| value_path(at));
+        let place = path.as_deref().and_then(value_at).or(at);
+        (path, place)
+    };
+    // The node the YAML reader stopped at.
+    let reader_value = || value_path(at).or_else(|| key_path(at));
+    let (message, at) = match e {
+        // At the alias that crossed the limit, rather than what it repeats.
+        E::Budget { breach, .. } => (budget_message(breach), alias_at.or(at)),
+        E::MultipleDocuments { .. } => (
+            "more than one YAML document in the file, expected one".to_string(),
+            at,
+        ),
+        E::Eof { .. } => ("unexpected end of file".to_string(), at),
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            let parent = key_path(at).map(|mut p| {
+                p.pop();
+                p
+            });
+            let expected = if expected.is_empty() {
+                "this takes no keys".to_string()
+            } else {
+                one_of(expected)
+            };
+            (
+                format!(
+                    "unknown key `{}`{}, {expected}",
+                    show(field),
+                    in_(parent.as_deref())
+                ),
+                at,
+            )
         }
-        rest = &after[skip..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Length of a leading `line L column C` or `position N`, else 0.
-fn mark_len(s: &str) -> usize {
-    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
-    if let Some(r) = s.strip_prefix("line ") {
-        let d = digits(r);
-        if d > 0 {
-            if let Some(r2) = r[d..].strip_prefix(" column ") {
-                let d2 = digits(r2);
-                if d2 > 0 {
-                    return s.len() - r2.len() + d2;
+        E::DuplicateMappingKey { key, .. } => {
+            let parent = key_path(at).map(|mut p| {
+                p.pop();
+                p
+            });
+            let key = key.as_deref().map(show).unwrap_or_default();
+            (
+                format!("duplicate key `{key}`{}", in_(parent.as_deref())),
+                at,
+            )
+        }
+        E::SerdeMissingField { field, .. } => {
+            // At the last key read, or at an empty mapping.
+            let path = key_path(at)
+                .map(|mut p| {
+                    p.pop();
+                    p
+                })
+                .or_else(|| value_path(at));
+            let place = path.as_deref().and_then(value_at).or(at);
+            (
+                format!("missing key `{field}`{}", in_(path.as_deref())),
+                place,
+            )
+        }
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
+            let path = reader_value();
+            (
+                format!(
+                    "unknown value `{}`{}, {}",
+                    show(variant),
+                    for_(path.as_deref()),
+                    one_of(expected)
+                ),
+                at,
+            )
+        }
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        }
+        | E::SerdeInvalidValue {
+            unexpected,
+            expected,
+            ..
+        } => {
+            let kind = if matches!(e, E::SerdeInvalidType { .. }) {
+                "invalid type"
+            } else {
+                "invalid value"
+            };
+            let (path, place) = serde_value();
+            (
+                friendly_types(&format!(
+                    "{kind}{}: {}, expected {expected}",
+                    for_(path.as_deref()),
+                    show(unexpected)
+                )),
+                place,
+            )
+        }
+        E::SerdeInvalidLength { len, expected, .. } => {
+            let (path, place) = serde_value();
+            (
+                friendly_types(&format!(
+                    "invalid length{}: {len}, expected {expected}",
+                    for_(path.as_deref())
+                )),
+                place,
+            )
+        }
+        E::InvalidScalar { ty, .. } => {
+            let path = reader_value();
+            let value = written.map(|w| format!("`{w}`, ")).unwrap_or_default();
+            (
+                friendly_types(&format!(
+                    "invalid value{}: {value}expected {ty}",
+                    for_(path.as_deref())
+                )),
+                at,
+            )
+        }
+        E::Unexpected { expected, .. }
+            if *expected == "sequence start" || *expected == "mapping start" =>
+        {
+            let path = reader_value();
+            let want = if *expected == "sequence start" {
+                "a list"
+            } else {
+                "a mapping"
+            };
+            let value = written.map(|w| format!("`{w}`, ")).unwrap_or_default();
+            (
+                format!(
+                    "invalid type{}: {value}expected {want}",
+                    for_(path.as_deref())
+                ),
+                at,
+            )
+        }
+        _ => {
+            let mut msg = show(&e.to_string());
+            if let Some(l) = raw_at.filter(|l| spans::pos(*l).is_some()) {
+                let mark = format!(" at line {}, column {}", l.line(), l.column());
+                if let Some(i) = msg.rfind(&mark) {
+                    msg.replace_range(i..i + mark.len(), "");
                 }
             }
+            if msg.starts_with(spans::LIMIT_PREFIX) {
+                (msg, alias_at.or(at))
+            } else if let Some(rest) = msg
+                .strip_prefix("duplicate key ")
+                .or_else(|| msg.strip_prefix("duplicate field "))
+            {
+                // From serde or from `OrderedMap`, at the second key.
+                let parent = key_path(at).map(|mut p| {
+                    p.pop();
+                    p
+                });
+                (
+                    format!("duplicate key {rest}{}", in_(parent.as_deref())),
+                    at,
+                )
+            } else if let E::Message { .. } = e {
+                // A custom error of a value read in shipit's own way.
+                let (path, place) = serde_value();
+                (
+                    format!("{}{}", friendly_types(&msg), in_(path.as_deref())),
+                    place,
+                )
+            } else {
+                (format!("invalid YAML: {msg}"), at)
+            }
         }
-    } else if let Some(r) = s.strip_prefix("position ") {
-        let d = digits(r);
-        if d > 0 {
-            return s.len() - r.len() + d;
-        }
+    };
+    ConfigError::at(file, at, message)
+}
+
+/// serde's list of what was expected: `` `a` ``, `` `a` or `b` ``,
+/// `` one of `a`, `b`, `c` ``.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => "expected nothing".to_string(),
+        [a] => format!("expected `{a}`"),
+        [a, b] => format!("expected `{a}` or `{b}`"),
+        _ => format!("expected one of {}", list(names)),
     }
-    0
+}
+
+/// What a document that crosses one of serde-saphyr's budgets is told.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let prefix = spans::LIMIT_PREFIX;
+    match breach {
+        B::Depth { .. } => format!(
+            "{prefix}lists and mappings nested more than {} deep",
+            spans::MAX_DEPTH
+        ),
+        B::Nodes { .. } | B::Events { .. } => format!(
+            "{prefix}more than {} keys and values, counting what aliases repeat",
+            spans::MAX_VALUES
+        ),
+        B::ScalarBytes { .. } => format!(
+            "{prefix}more than {} MiB of text, counting what aliases repeat",
+            spans::MAX_TEXT_BYTES >> 20
+        ),
+        B::Aliases { .. } | B::Anchors { .. } | B::MergeKeys { .. } => format!(
+            "{prefix}more than {} anchors, aliases or merge keys",
+            spans::MAX_ALIASES
+        ),
+        B::Documents { .. } => "more than one YAML document in the file, expected one".into(),
+        other => format!("{prefix}a limit of the YAML reader was crossed ({other:?})"),
+    }
 }
 
 /// serde's Rust-flavoured expectations in YAML words.
@@ -277,7 +411,7 @@ fn friendly_types(msg: &str) -> String {
 
 struct Validator<'a> {
     file: &'a Path,
-    map: SourceMap,
+    map: Spans,
     ctx: &'a ParseContext,
     base_dir: PathBuf,
 }

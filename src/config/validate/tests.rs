@@ -65,14 +65,14 @@ const ERROR_CASES: &[Case] = &[
         ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`", Some((1, 1))),
         ("unknown_key_in_host", &["stages:", "  s:", "    hosts:", "      - { host: a, colour: red }"], "unknown key `colour` in `stages.s.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((4, 20))),
         ("unknown_key_in_gate", &["stages:", "  s:", "    gate: { aprovals: 1 }", "    hosts: [{ host: a }]"], "unknown key `aprovals` in `stages.s.gate`, expected one of `approvals`, `soak`, `approvers`, `self_approval`, `approval_ttl`, `allowed_signers`", Some((3, 13))),
-        ("wrong_type", &["keep_releases: five"], r#"invalid type for `keep_releases`: string "five", expected a whole number of 0 or more"#, Some((1, 16))),
-        ("negative_count", &["stages:", "  s:", "    max_failures: -1", "    hosts: [{ host: a }]"], "invalid type for `stages.s.max_failures`: integer `-1`, expected a whole number of 0 or more", Some((3, 19))),
+        ("wrong_type", &["keep_releases: five"], "invalid value for `keep_releases`: `five`, expected a whole number of 0 or more", Some((1, 16))),
+        ("negative_count", &["stages:", "  s:", "    max_failures: -1", "    hosts: [{ host: a }]"], "invalid value for `stages.s.max_failures`: `-1`, expected a whole number of 0 or more", Some((3, 19))),
         ("unknown_strategy", &["strategy: svn"], "unknown value `svn` for `strategy`, expected `git` or `copy`", Some((1, 11))),
         ("unknown_host_key_checking", &["ssh: { host_key_checking: yes }"], "unknown value `yes` for `ssh.host_key_checking`, expected `strict` or `accept-new`", Some((1, 27))),
         ("unknown_transport", &["stages:", "  s:", "    hosts: [{ host: a, transport: telnet }]"], "unknown value `telnet` for `stages.s.hosts[0].transport`, expected `ssh` or `local`", Some((3, 35))),
-        ("port_too_big", &["ssh: { port: 70000 }"], "invalid value for `ssh.port`: integer `70000`, expected a port number from 1 to 65535", Some((1, 14))),
-        ("list_expected", &["linked_files: .env"], r#"invalid type for `linked_files`: string ".env", expected a list"#, Some((1, 15))),
-        ("mapping_expected", &["ssh: deploy"], r#"invalid type for `ssh`: string "deploy", expected a mapping"#, Some((1, 6))),
+        ("port_too_big", &["ssh: { port: 70000 }"], "invalid value for `ssh.port`: `70000`, expected a port number from 1 to 65535", Some((1, 14))),
+        ("list_expected", &["linked_files: .env"], "invalid type for `linked_files`: `.env`, expected a list", Some((1, 15))),
+        ("mapping_expected", &["ssh: deploy"], "invalid type for `ssh`: `deploy`, expected a mapping", Some((1, 6))),
         ("duration_of_wrong_type", &["ssh: { connect_timeout: 1.5 }"], "invalid type for `ssh.connect_timeout`: floating point `1.5`, expected a duration like `30s`", Some((1, 25))),
         ("missing_run", &["tasks:", "  build: { after: fetch }"], "missing key `run` in `tasks.build`", Some((2, 10))),
         ("missing_host", &["stages:", "  s:", "    hosts:", "      - { roles: [app] }"], "missing key `host` in `stages.s.hosts[0]`", Some((4, 9))),
@@ -83,9 +83,9 @@ const ERROR_CASES: &[Case] = &[
         ("duplicate_ssh_key", &["ssh:", "  user: a", "  user: b"], "duplicate key `user` in `ssh`", Some((3, 3))),
         ("unknown_key_in_spaced_stage", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a, colour: red }]"], "unknown key `colour` in `stages.pro d.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((3, 24))),
         ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
-        ("too_deep", &["vars: { a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }"], "invalid YAML: recursion limit exceeded", Some((1, 138))),
+        ("too_deep", &["vars: { a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }"], "config too large: lists and mappings nested more than 32 deep", Some((1, 42))),
         ("duplicate_top_level_key", &["keep_releases: 3", "keep_releases: 4"], "duplicate key `keep_releases`", Some((2, 1))),
-        ("yaml_syntax", &["ssh:", "  user: deploy", " port: 22"], "invalid YAML: did not find expected key, while parsing a block mapping", Some((3, 2))),
+        ("yaml_syntax", &["ssh:", "  user: deploy", " port: 22"], "invalid YAML: while parsing a block mapping, did not find expected key", Some((3, 2))),
         ("empty_application", &[r#"application: """#], "empty `application`, expected a name like `shop`", Some((1, 14))),
         ("bad_application", &[r#"application: "my shop""#], "invalid application name `my shop`, expected letters, digits, `.`, `_` or `-`", Some((1, 14))),
         ("dots_application", &[r#"application: "..""#], "invalid application name `..`, expected letters, digits, `.`, `_` or `-`", Some((1, 14))),
@@ -451,6 +451,9 @@ fn the_example_file_parses() {
     assert_eq!(prod.hosts.len(), 5);
     assert_eq!(prod.hosts[3].name, "web-04.example.internal");
     assert_eq!(prod.hosts[4].deploy_to, "/srv/shipit-demo");
+    // Merged from the staging host by `<<: *server`.
+    assert_eq!(prod.hosts[4].roles, ["db"]);
+    assert_eq!(prod.hosts[0].user.as_deref(), Some("deploy"));
     let smoke = c.task("smoke_test").unwrap();
     assert_eq!(
         (smoke.retries, smoke.interval, smoke.timeout),
@@ -677,13 +680,115 @@ fn empty_and_multi_document_files() {
     let e = parse_with(&two, Path::new("deploy.yml"), &ctx()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "more than one YAML document in the file, expected one (deploy.yml)"
+        "more than one YAML document in the file, expected one (deploy.yml:9:1)"
     );
     let e = parse_with("- a\n", Path::new("deploy.yml"), &ctx()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid type: sequence, expected a mapping (deploy.yml:1:1)"
+        "invalid type: expected a mapping (deploy.yml:1:1)"
     );
+}
+
+/// Merge keys (`<<: *base`) fill a host or a stage from an anchor; what
+/// the entry writes itself wins, and errors in merged values point at the
+/// line where the value is written.
+#[test]
+fn merge_keys_fill_hosts_and_stages() {
+    let c = parse_ok(&full(&[
+        "stages:",
+        "  staging: &stage",
+        "    max_failures: 1",
+        "    rollout: { batch: 2 }",
+        "    hosts:",
+        "      - &web { host: stg-1, roles: [app], user: deploy, port: 2222 }",
+        "  production:",
+        "    <<: *stage",
+        "    max_failures: 0",
+        "    hosts:",
+        "      - { <<: *web, host: web-1 }",
+        "      - <<: *web",
+        "        host: web-2",
+        "        port: 22",
+    ]));
+    let staging = c.stage("staging").unwrap();
+    let prod = c.stage("production").unwrap();
+    assert_eq!((staging.max_failures, prod.max_failures), (1, 0));
+    assert_eq!(prod.rollout.batch, Batch::Count(2));
+    let hosts: Vec<String> = prod
+        .hosts
+        .iter()
+        .map(|h| format!("{} {:?} {:?} {:?}", h.name, h.roles, h.user, h.port))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            r#"web-1 ["app"] Some("deploy") Some(2222)"#,
+            r#"web-2 ["app"] Some("deploy") Some(22)"#,
+        ]
+    );
+
+    let e = parse_with(
+        &full(&[
+            "stages:",
+            "  s:",
+            "    hosts:",
+            "      - &web { host: a, user: \"x y\" }",
+            "  t:",
+            "    hosts:",
+            "      - { <<: *web, host: b }",
+        ]),
+        Path::new("deploy.yml"),
+        &ctx(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid `user` `x y` of host `a` in stage `s`: contains whitespace (deploy.yml:4:31)"
+    );
+    let e = parse_with(
+        &full(&[
+            "stages:",
+            "  s:",
+            "    hosts:",
+            "      - &web { host: a }",
+            "  t:",
+            "    hosts:",
+            "      - { <<: *web, colour: red }",
+        ]),
+        Path::new("deploy.yml"),
+        &ctx(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown key `colour` in `stages.t.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env` (deploy.yml:7:21)"
+    );
+}
+
+/// What a document expands to is bounded: an alias bomb and a flood of
+/// keys are refused where they cross the limit, naming it.
+#[test]
+fn documents_past_the_limits_are_refused_where_they_cross_them() {
+    let big = format!("  big: &big \"{}\"", "x".repeat(1 << 20));
+    let mut lines = vec!["vars:".to_string(), big, "  copies:".to_string()];
+    lines.extend((0..100).map(|_| "    - *big".to_string()));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let e = parse_with(&full(&lines), Path::new("deploy.yml"), &ctx()).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "config too large: more than 8 MiB of text, counting what aliases repeat"
+    );
+    assert_eq!((e.line(), e.column()), (Some(10), Some(7)), "{e}");
+
+    let mut lines = vec!["vars:".to_string()];
+    lines.extend((0..20_000).map(|i| format!("  v{i}: {i}")));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let e = parse_with(&full(&lines), Path::new("deploy.yml"), &ctx()).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "config too large: more than 20000 keys and values, counting what aliases repeat"
+    );
+    assert!(e.line().is_some() && e.column().is_some(), "{e}");
 }
 
 #[test]
