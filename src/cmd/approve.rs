@@ -21,6 +21,7 @@ const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct ApproveArgs<'a> {
     pub stage: &'a str,
     pub release: Option<&'a str>,
+    pub commit: Option<&'a str>,
     pub as_user: Option<&'a str>,
     pub reject: bool,
     pub expires: Option<Duration>,
@@ -38,6 +39,16 @@ pub async fn run(app: &App, args: ApproveArgs<'_>) -> anyhow::Result<Outcome> {
             "`{to}` accepts only signed approvals: pass --sign-key with your ssh key (its public key must be in the stage's allowed signers)"
         ))
         .into());
+    }
+    if let (Some(want), Some(g)) = (args.expires, gate.as_ref()) {
+        if want > g.approval_ttl {
+            return Err(UsageError(format!(
+                "--expires {} is longer than the approval_ttl of `{to}`'s gate ({}): an approval counts at most that long",
+                crate::engine::gate::human(want),
+                crate::engine::gate::human(g.approval_ttl)
+            ))
+            .into());
+        }
     }
     let user = args
         .as_user
@@ -57,6 +68,7 @@ pub async fn run(app: &App, args: ApproveArgs<'_>) -> anyhow::Result<Outcome> {
         now: Utc::now(),
         detail: args.message.map(str::to_string),
         sign_key: args.sign_key,
+        commit: args.commit,
     };
     app.reported(app.base_redactor(), |ctx| approve::run(ctx, run))
         .await

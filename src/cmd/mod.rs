@@ -99,7 +99,12 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             command,
         } => exec::run(&app, stage, command, *timeout).await,
         Command::Run { stage, task } => run_task::run(&app, stage, task).await,
-        Command::Promote { stages, yes } => {
+        Command::Promote {
+            stages,
+            yes,
+            check,
+            sign_key,
+        } => {
             let (from, to) = match stages.as_slice() {
                 [to] => (None, to.as_str()),
                 [from, to] => (Some(from.as_str()), to.as_str()),
@@ -116,6 +121,8 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
                     from,
                     to,
                     yes: *yes,
+                    check: *check,
+                    sign_key: sign_key.as_deref(),
                 },
             )
             .await
@@ -123,6 +130,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
         Command::Approve {
             stage,
             release,
+            commit,
             as_user,
             reject,
             expires,
@@ -134,6 +142,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
                 approve::ApproveArgs {
                     stage,
                     release: release.as_deref(),
+                    commit: commit.as_deref(),
                     as_user: as_user.as_deref(),
                     reject: *reject,
                     expires: *expires,

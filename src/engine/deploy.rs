@@ -64,6 +64,8 @@ pub struct Promotion {
     pub from_release: String,
     pub digest: Option<String>,
     pub approvers: Vec<String>,
+    /// With allowed signers: the promoter's signature, kept on the record.
+    pub signature: Option<crate::engine::gate::PromoterSignature>,
 }
 
 /// Appends the `promoted` line to every host's ledger.
@@ -92,6 +94,9 @@ async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
             from_stage: p.from_stage.clone(),
             from_release: p.from_release.clone(),
             approvers: p.approvers.clone(),
+            signed_by: p.signature.as_ref().map(|s| s.signed_by.clone()),
+            signed_time: p.signature.as_ref().map(|s| s.time.clone()),
+            signature: p.signature.as_ref().map(|s| s.signature.clone()),
         };
         let script = commands::ledger_append_raw(
             &HostPaths::new(&host.deploy_to),
