@@ -219,6 +219,11 @@ pub enum Command {
         /// the gate (self-approval) is who that file says this key is.
         #[arg(long, value_name = "KEY")]
         sign_key: Option<std::path::PathBuf>,
+        /// When TO is locked, wait up to this long (`5m`, `30s`) for the
+        /// lock instead of exiting 4; the gate is evaluated again once the
+        /// lock is held.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        wait_lock: Option<std::time::Duration>,
     },
     /// Record your approval (or rejection) of what STAGE would be promoted to.
     ///

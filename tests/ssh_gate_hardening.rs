@@ -760,3 +760,132 @@ fn the_gate_shows_every_rule_and_reports_it_as_a_json_event() {
     assert_eq!(ev[0]["passed"], true);
     assert_eq!(ev[1]["event"], "run_started");
 }
+
+/// Reads a child's output as it comes, for waiting on a line or a prompt.
+struct Stream {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Stream {
+    fn of(mut out: impl std::io::Read + Send + 'static) -> Stream {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Stream { seen, reader }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    fn wait_for(&self, what: &str) {
+        wait_until(
+            &format!("`{what}` in the output"),
+            Duration::from_secs(60),
+            || self.text().contains(what),
+        );
+    }
+
+    fn finish(self) -> String {
+        let Stream { seen, reader } = self;
+        reader.join().unwrap();
+        let bytes = seen.lock().unwrap();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Hole 7: a rejection recorded while the release manager reads the prompt
+/// is not missed: the gate is evaluated again after it.
+#[test]
+fn a_rejection_recorded_during_the_prompt_is_seen() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let w = world();
+    w.configure("shop", "{ approvals: 1, self_approval: true }", "true");
+    w.deploy_staging();
+    ok(&w.run_as("bob", &["approve", "production"]));
+    // util-linux `script` gives shipit a pseudo-terminal.
+    let cmd = format!("{} promote production", env!("CARGO_BIN_EXE_shipit"));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(&w.p.dir)
+        .env("SHIPIT_USER", "alice")
+        .env_remove("CI")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Stream::of(child.stdout.take().unwrap());
+    out.wait_for("type `production` to promote, as alice");
+    assert!(
+        out.text().contains("gate: open, approved by bob"),
+        "{}",
+        out.text()
+    );
+    ok(&w.run_as("carol", &["approve", "production", "--reject"]));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"production\n")
+        .unwrap();
+    let status = child.wait().unwrap();
+    let all = out.finish();
+    assert_eq!(status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("was rejected for `production` by carol"),
+        "{all}"
+    );
+    for d in w.production() {
+        assert!(revision(&d).is_none());
+    }
+}
+
+/// Hole 7: a rejection recorded while the promotion waits for the lock is
+/// not missed: the gate is evaluated again once the lock is held, and a
+/// refusal frees the lock and changes nothing.
+#[test]
+fn a_rejection_recorded_while_waiting_for_the_lock_is_seen() {
+    use std::process::Stdio;
+    let w = world();
+    w.configure("shop", "{ approvals: 1 }", "true");
+    w.deploy_staging();
+    ok(&w.run_as("bob", &["approve", "production"]));
+    ok(&w.run_as("ops", &["lock", "production", "-m", "maintenance"]));
+    let mut child = shipit_cmd(
+        &w.p.dir,
+        &["promote", "production", "--yes", "--wait-lock", "2m"],
+    )
+    .env("SHIPIT_USER", "alice")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let out = Stream::of(child.stdout.take().unwrap());
+    let err = Stream::of(child.stderr.take().unwrap());
+    out.wait_for("waiting for it (--wait-lock)");
+    ok(&w.run_as("carol", &["approve", "production", "--reject"]));
+    ok(&w.run_as("ops", &["unlock", "production"]));
+    let status = child.wait().unwrap();
+    let all = format!("{}\n{}", out.finish(), err.finish());
+    assert_eq!(status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("promote refused once the lock was held: release")
+            && all.contains("was rejected for `production` by carol"),
+        "{all}"
+    );
+    for d in w.production() {
+        assert!(revision(&d).is_none());
+        assert!(!d.join(".shipit/lock").exists(), "{}", d.display());
+    }
+}

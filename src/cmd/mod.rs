@@ -104,6 +104,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             yes,
             check,
             sign_key,
+            wait_lock,
         } => {
             let (from, to) = match stages.as_slice() {
                 [to] => (None, to.as_str()),
@@ -123,6 +124,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
                     yes: *yes,
                     check: *check,
                     sign_key: sign_key.as_deref(),
+                    wait_lock: *wait_lock,
                 },
             )
             .await

@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use super::deploy;
 use super::App;
+use crate::engine::deploy as deploy_engine;
 use crate::engine::gate::{Candidate, Rule};
 use crate::engine::promote::{self, from_stage, Refused, Who};
 use crate::engine::session::Ctx;
@@ -25,6 +26,7 @@ pub struct PromoteArgs<'a> {
     /// Only evaluate and report the gate.
     pub check: bool,
     pub sign_key: Option<&'a Path>,
+    pub wait_lock: Option<std::time::Duration>,
 }
 
 /// The reads and records of a promotion, before its deploy reports: not
@@ -190,6 +192,53 @@ pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome
         &review.verdict.rules,
     )?;
     let commit = review.cand.commit.clone();
-    let promotion = review.promotion()?;
-    deploy::run_with(app, to, Some(&commit), None, None, Some(&promotion)).await
+    let seen = review.cand.clone();
+    let mut promotion = review.promotion()?;
+    promotion.recheck = Some(recheck(config.clone(), ctx, from.clone(), to, who, seen));
+    deploy::run_with(
+        app,
+        to,
+        Some(&commit),
+        None,
+        args.wait_lock,
+        Some(&promotion),
+    )
+    .await
+}
+
+/// The gate evaluated again, for the deploy to run once it holds the lock:
+/// the same candidate, every rule passing.
+fn recheck(
+    config: crate::config::Config,
+    ctx: Ctx,
+    from: String,
+    to: &str,
+    who: Who,
+    seen: Candidate,
+) -> deploy_engine::Recheck {
+    let config = std::sync::Arc::new(config);
+    let to = to.to_string();
+    std::sync::Arc::new(move || {
+        let (config, ctx, from, to, who, seen) = (
+            config.clone(),
+            ctx.clone(),
+            from.clone(),
+            to.clone(),
+            who.clone(),
+            seen.clone(),
+        );
+        Box::pin(async move {
+            let r = match promote::review(&ctx, &config, &from, &to, &who, Utc::now()).await {
+                Ok(r) => r,
+                Err(e) => return Err(format!("{e:#}")),
+            };
+            if r.cand.release != seen.release || r.cand.commit != seen.commit {
+                return Err(format!(
+                    "the candidate changed (now release {} commit {})",
+                    r.cand.release, r.cand.commit
+                ));
+            }
+            r.verdict.result().map(|_| ())
+        })
+    })
 }

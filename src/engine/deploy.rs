@@ -56,9 +56,15 @@ pub fn render_uploads(
     Ok(out)
 }
 
-/// What a promotion adds to a deploy: the exact archive to expect, and the
-/// `promoted` record to write when it succeeds.
-#[derive(Debug, Clone)]
+/// The promotion gate evaluated again once every host's lock is held: a
+/// refusal sentence, or `Ok`.
+pub type Recheck =
+    std::sync::Arc<dyn Fn() -> futures::future::LocalBoxFuture<'static, Result<(), String>>>;
+
+/// What a promotion adds to a deploy: the exact archive to expect, the
+/// gate to evaluate again under the lock, and the `promoted` record to
+/// write when it succeeds.
+#[derive(Clone)]
 pub struct Promotion {
     pub from_stage: String,
     pub from_release: String,
@@ -66,6 +72,22 @@ pub struct Promotion {
     pub approvers: Vec<String>,
     /// With allowed signers: the promoter's signature, kept on the record.
     pub signature: Option<crate::engine::gate::PromoterSignature>,
+    /// Run once the lock is held, before anything changes: a refusal frees
+    /// the lock and ends the run with exit 3.
+    pub recheck: Option<Recheck>,
+}
+
+impl std::fmt::Debug for Promotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promotion")
+            .field("from_stage", &self.from_stage)
+            .field("from_release", &self.from_release)
+            .field("digest", &self.digest)
+            .field("approvers", &self.approvers)
+            .field("signature", &self.signature)
+            .field("recheck", &self.recheck.is_some())
+            .finish()
+    }
 }
 
 /// Appends the `promoted` line to every host's ledger.
@@ -136,6 +158,7 @@ async fn deploy_phases(
     undo: &UndoCtx<'_>,
     wait_lock: Option<Duration>,
     fixed_id: bool,
+    recheck: Option<&Recheck>,
     ctx: &RunCtx<'_>,
 ) -> anyhow::Result<(Outcome, String)> {
     let n_hosts = plan.hosts.len();
@@ -176,6 +199,17 @@ async fn deploy_phases(
             Outcome::Failed,
             "could not lock every host; nothing was changed".into(),
         ));
+    }
+    // A promotion's gate again, now that nobody else can deploy: what was
+    // recorded since it was last evaluated (a rejection) counts.
+    if let Some(recheck) = recheck {
+        if let Err(why) = recheck().await {
+            unlock(exec, plan, &locked).await;
+            return Err(crate::outcome::GateError(format!(
+                "promote refused once the lock was held: {why}; nothing was changed"
+            ))
+            .into());
+        }
     }
 
     // 2. One release id, later than any release already on a host (a
@@ -399,6 +433,7 @@ pub async fn run(
         &undo,
         req.wait_lock,
         req.fixed_id,
+        req.promotion.and_then(|p| p.recheck.as_ref()),
         ctx,
     )
     .await;

@@ -612,6 +612,7 @@ impl Review {
             digest: self.cand.digest.clone(),
             approvers,
             signature: self.signature,
+            recheck: None,
         })
     }
 }
