@@ -654,6 +654,16 @@ fn promoting_from_a_stage_other_than_promote_from_is_refused() {
         &w.run_as("alice", &["promote", "dev", "production", "--yes"]),
         &["`production` is promoted from `staging` only (its `promote_from`), not from `dev`"],
     );
+    let out = w.run_as(
+        "alice",
+        &["promote", "dev", "production", "--yes", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let ev = json_lines(&out);
+    assert_documented(&ev);
+    assert_eq!(ev[0]["event"], "gate");
+    assert_eq!(ev[0]["rules"][0]["rule"], "source");
+    assert_eq!(ev[0]["rules"][0]["passed"], false);
     for d in w.production() {
         assert!(revision(&d).is_none());
     }

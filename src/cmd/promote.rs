@@ -126,7 +126,24 @@ async fn review(
 pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome> {
     let config = app.load_config()?;
     let to = args.to;
-    let from = from_stage(&config, args.from, to)?;
+    let from = match from_stage(&config, args.from, to) {
+        Ok(f) => f,
+        Err(e) => match (e.downcast::<GateError>(), args.from) {
+            (Ok(GateError(why)), Some(asked)) => {
+                report_gate(
+                    app,
+                    args.check,
+                    to,
+                    asked,
+                    None,
+                    &[Rule::fail("source", why.clone())],
+                )?;
+                return Err(GateError(format!("promote refused: {why}")).into());
+            }
+            (Ok(g), _) => return Err(g.into()),
+            (Err(e), _) => return Err(e),
+        },
+    };
     let signed = promote::stage(&config, to)?
         .gate
         .as_ref()
