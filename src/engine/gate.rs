@@ -525,194 +525,260 @@ fn weigh(
             approvers: Vec::new(),
         };
     };
-    let mut rules = Vec::new();
-    let allowed = |u: &str| gate.approvers.is_empty() || gate.approvers.iter().any(|a| a == u);
-    // Lines that do not count, and why: shown, never weighed.
-    let mut ignored: Vec<String> = Vec::new();
-    let mut counted: Vec<(&Decision, DateTime<Utc>)> = Vec::new();
+    let s = Scales {
+        to,
+        gate,
+        cand,
+        now,
+    };
+    let (latest, ignored) = latest_words(decisions, now);
+    let counted = s.approvals(&latest, ignored);
+    let rules = vec![
+        s.rejection_rule(&latest),
+        s.soak_rule(),
+        s.approvals_rule(&counted),
+        s.self_approval_rule(&counted.valid, promoter),
+    ];
+    GateVerdict {
+        rules,
+        approvers: counted.valid,
+    }
+}
+
+/// A decision that counts, at the time it carries.
+type Word<'a> = (&'a Decision, DateTime<Utc>);
+
+/// Each person's latest word, by the time the line carries (signed, when
+/// signatures are required; on a tie the rejection), and the lines that do
+/// not count, with why: shown, never weighed.
+fn latest_words(decisions: &[Decision], now: DateTime<Utc>) -> (Vec<Word<'_>>, Vec<String>) {
+    let mut ignored = Vec::new();
+    let mut latest: Vec<Word<'_>> = Vec::new();
     for d in decisions {
         let what = if d.approved { "approval" } else { "rejection" };
-        match (d.signature_ok, d.time) {
-            (Some(false), _) => ignored.push(format!(
-                "the {what} by {} is not signed by a key in the allowed signers",
-                d.user
-            )),
-            (_, None) => ignored.push(format!(
-                "the {what} by {} has a time that does not parse",
-                d.user
-            )),
-            (_, Some(t)) if t > now + skew() => ignored.push(format!(
-                "the {what} by {} is dated {}, in the future",
-                d.user,
-                stamp(t)
-            )),
-            (_, Some(t)) => counted.push((d, t)),
-        }
-    }
-    // Each person's latest word counts, by the time the line carries
-    // (signed, when signatures are required); on a tie the rejection.
-    let mut latest: Vec<(&Decision, DateTime<Utc>)> = Vec::new();
-    for (d, t) in counted {
+        let t = match (d.signature_ok, d.time) {
+            (Some(false), _) => {
+                ignored.push(format!(
+                    "the {what} by {} is not signed by a key in the allowed signers",
+                    d.user
+                ));
+                continue;
+            }
+            (_, None) => {
+                ignored.push(format!(
+                    "the {what} by {} has a time that does not parse",
+                    d.user
+                ));
+                continue;
+            }
+            (_, Some(t)) if t > now + skew() => {
+                ignored.push(format!(
+                    "the {what} by {} is dated {}, in the future",
+                    d.user,
+                    stamp(t)
+                ));
+                continue;
+            }
+            (_, Some(t)) => t,
+        };
         match latest.iter_mut().find(|(x, _)| x.user == d.user) {
             Some(x) if t > x.1 || (t == x.1 && !d.approved) => *x = (d, t),
             Some(_) => {}
             None => latest.push((d, t)),
         }
     }
-    match latest
-        .iter()
-        .find(|(d, _)| !d.approved && allowed(&d.user))
-    {
-        Some((r, t)) => rules.push(Rule::fail(
-            "rejection",
-            format!(
-                "release {} (commit {}) was rejected for `{to}` by {} at {}: it cannot be promoted until {} approves it",
-                cand.release,
-                short(&cand.commit),
-                r.user,
-                stamp(*t),
-                r.user
-            ),
-        )),
-        None => rules.push(Rule::pass("rejection", "no rejection stands")),
+    (latest, ignored)
+}
+
+/// The approvals that count, and a note on those that do not.
+struct Counted {
+    valid: Vec<String>,
+    notes: String,
+}
+
+/// What the gate's rules weigh against.
+struct Scales<'a> {
+    to: &'a str,
+    gate: &'a Gate,
+    cand: &'a Candidate,
+    now: DateTime<Utc>,
+}
+
+impl Scales<'_> {
+    fn allowed(&self, user: &str) -> bool {
+        self.gate.approvers.is_empty() || self.gate.approvers.iter().any(|a| a == user)
     }
-    let soak = gate.soak;
-    let ready_at = cand.verified_at + chrono::Duration::from_std(soak).unwrap_or_default();
-    if now < ready_at {
-        let left = (ready_at - now).to_std().unwrap_or_default();
-        rules.push(Rule::fail(
-            "soak",
-            format!(
-                "release {} was verified on `{}` at {}, and `{to}` needs a soak of {}: it can be promoted after {} (in {})",
-                cand.release,
-                cand.from_stage,
-                stamp(cand.verified_at),
-                human(soak),
-                stamp(ready_at),
-                human(left)
-            ),
-        ));
-    } else {
-        rules.push(Rule::pass(
-            "soak",
-            format!(
-                "verified on `{}` at {}; `{to}` needs a soak of {}",
-                cand.from_stage,
-                stamp(cand.verified_at),
-                human(soak)
-            ),
-        ));
-    }
-    let need = gate.approvals as usize;
-    let ttl = chrono::Duration::from_std(gate.approval_ttl).unwrap_or_default();
-    let mut not_allowed = Vec::new();
-    let mut expired = Vec::new();
-    let mut too_long = Vec::new();
-    let mut valid: Vec<String> = Vec::new();
-    for (d, t) in latest.iter().filter(|(d, _)| d.approved) {
-        match d.expires {
-            _ if !allowed(&d.user) => not_allowed.push(d.user.clone()),
-            None => ignored.push(format!(
-                "the approval by {} has an expiry that does not parse",
-                d.user
-            )),
-            Some(e) if e <= now => expired.push(d.user.clone()),
-            Some(e) if e - *t > ttl + skew() => too_long.push(d.user.clone()),
-            Some(_) => valid.push(d.user.clone()),
+
+    fn who(&self) -> String {
+        if self.gate.approvers.is_empty() {
+            "anyone".to_string()
+        } else {
+            self.gate.approvers.join(" or ")
         }
     }
-    let who = if gate.approvers.is_empty() {
-        "anyone".to_string()
-    } else {
-        gate.approvers.join(" or ")
-    };
-    let mut notes = ignored;
-    if !not_allowed.is_empty() {
-        notes.push(format!(
-            "{} may not approve `{to}` (approvers: {})",
-            not_allowed.join(", "),
-            gate.approvers.join(", ")
-        ));
-    }
-    if !expired.is_empty() {
-        notes.push(format!(
-            "the approval by {} has expired",
-            expired.join(", ")
-        ));
-    }
-    if !too_long.is_empty() {
-        notes.push(format!(
-            "the approval by {} runs longer than the gate's approval_ttl of {}",
-            too_long.join(", "),
-            human(gate.approval_ttl)
-        ));
-    }
-    let notes = if notes.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", notes.join("; "))
-    };
-    if valid.len() < need {
-        rules.push(Rule::fail(
-            "approvals",
-            format!(
-                "release {} (commit {}) has {} of the {need} approval{} `{to}` needs{notes}: run `shipit approve {to}` as {who}",
-                cand.release,
-                short(&cand.commit),
-                valid.len(),
-                if need == 1 { "" } else { "s" },
+
+    /// A rejection that is someone's latest word blocks; it never expires.
+    fn rejection_rule(&self, latest: &[Word<'_>]) -> Rule {
+        let (to, cand) = (self.to, self.cand);
+        match latest
+            .iter()
+            .find(|(d, _)| !d.approved && self.allowed(&d.user))
+        {
+            Some((r, t)) => Rule::fail(
+                "rejection",
+                format!(
+                    "release {} (commit {}) was rejected for `{to}` by {} at {}: it cannot be promoted until {} approves it",
+                    cand.release,
+                    short(&cand.commit),
+                    r.user,
+                    stamp(*t),
+                    r.user
+                ),
             ),
-        ));
-    } else if need == 0 {
-        rules.push(Rule::pass(
-            "approvals",
-            format!("`{to}` needs no approval{notes}"),
-        ));
-    } else {
-        rules.push(Rule::pass(
-            "approvals",
-            format!("approved by {} (needs {need}){notes}", valid.join(", ")),
-        ));
+            None => Rule::pass("rejection", "no rejection stands"),
+        }
     }
-    let own: Vec<&String> = valid.iter().filter(|u| promoter.contains(u)).collect();
-    let others = valid.len() - own.len();
-    if gate.self_approval || need == 0 {
-        rules.push(Rule::pass(
-            "self_approval",
-            if gate.self_approval {
-                format!("`{to}` has `self_approval: true`")
-            } else {
-                format!("`{to}` needs no approval")
-            },
-        ));
-    } else if others >= need || own.is_empty() {
-        rules.push(Rule::pass(
-            "self_approval",
-            "the approvals that count are by someone other than the promoter",
-        ));
-    } else if others == 0 {
-        rules.push(Rule::fail(
-            "self_approval",
-            format!(
-                "the only approval of release {} is by {}, who is promoting it, and `{to}` has `self_approval: false`: it needs an approval by someone else ({who})",
-                cand.release,
-                own[0]
-            ),
-        ));
-    } else {
-        rules.push(Rule::fail(
-            "self_approval",
-            format!(
-                "release {} has {others} approval{} besides {}'s, who is promoting it, and `{to}` needs {need} with `self_approval: false`",
-                cand.release,
-                if others == 1 { "" } else { "s" },
-                own[0]
-            ),
-        ));
+
+    fn soak_rule(&self) -> Rule {
+        let (to, cand, soak) = (self.to, self.cand, self.gate.soak);
+        let ready_at = cand.verified_at + chrono::Duration::from_std(soak).unwrap_or_default();
+        if self.now < ready_at {
+            let left = (ready_at - self.now).to_std().unwrap_or_default();
+            Rule::fail(
+                "soak",
+                format!(
+                    "release {} was verified on `{}` at {}, and `{to}` needs a soak of {}: it can be promoted after {} (in {})",
+                    cand.release,
+                    cand.from_stage,
+                    stamp(cand.verified_at),
+                    human(soak),
+                    stamp(ready_at),
+                    human(left)
+                ),
+            )
+        } else {
+            Rule::pass(
+                "soak",
+                format!(
+                    "verified on `{}` at {}; `{to}` needs a soak of {}",
+                    cand.from_stage,
+                    stamp(cand.verified_at),
+                    human(soak)
+                ),
+            )
+        }
     }
-    GateVerdict {
-        rules,
-        approvers: valid,
+
+    /// The latest approvals by allowed approvers, unexpired, within the
+    /// approval TTL.
+    fn approvals(&self, latest: &[Word<'_>], ignored: Vec<String>) -> Counted {
+        let ttl = chrono::Duration::from_std(self.gate.approval_ttl).unwrap_or_default();
+        let mut notes = ignored;
+        let (mut not_allowed, mut expired, mut too_long) = (Vec::new(), Vec::new(), Vec::new());
+        let mut valid: Vec<String> = Vec::new();
+        for (d, t) in latest.iter().filter(|(d, _)| d.approved) {
+            match d.expires {
+                _ if !self.allowed(&d.user) => not_allowed.push(d.user.clone()),
+                None => notes.push(format!(
+                    "the approval by {} has an expiry that does not parse",
+                    d.user
+                )),
+                Some(e) if e <= self.now => expired.push(d.user.clone()),
+                Some(e) if e - *t > ttl + skew() => too_long.push(d.user.clone()),
+                Some(_) => valid.push(d.user.clone()),
+            }
+        }
+        if !not_allowed.is_empty() {
+            notes.push(format!(
+                "{} may not approve `{}` (approvers: {})",
+                not_allowed.join(", "),
+                self.to,
+                self.gate.approvers.join(", ")
+            ));
+        }
+        if !expired.is_empty() {
+            notes.push(format!(
+                "the approval by {} has expired",
+                expired.join(", ")
+            ));
+        }
+        if !too_long.is_empty() {
+            notes.push(format!(
+                "the approval by {} runs longer than the gate's approval_ttl of {}",
+                too_long.join(", "),
+                human(self.gate.approval_ttl)
+            ));
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        };
+        Counted { valid, notes }
+    }
+
+    fn approvals_rule(&self, c: &Counted) -> Rule {
+        let (to, cand, notes) = (self.to, self.cand, &c.notes);
+        let need = self.gate.approvals as usize;
+        if c.valid.len() < need {
+            Rule::fail(
+                "approvals",
+                format!(
+                    "release {} (commit {}) has {} of the {need} approval{} `{to}` needs{notes}: run `shipit approve {to}` as {}",
+                    cand.release,
+                    short(&cand.commit),
+                    c.valid.len(),
+                    if need == 1 { "" } else { "s" },
+                    self.who()
+                ),
+            )
+        } else if need == 0 {
+            Rule::pass("approvals", format!("`{to}` needs no approval{notes}"))
+        } else {
+            Rule::pass(
+                "approvals",
+                format!("approved by {} (needs {need}){notes}", c.valid.join(", ")),
+            )
+        }
+    }
+
+    /// With `self_approval: false`, the promoter's own approval does not
+    /// make up the count.
+    fn self_approval_rule(&self, valid: &[String], promoter: &[String]) -> Rule {
+        let (to, cand) = (self.to, self.cand);
+        let need = self.gate.approvals as usize;
+        let own: Vec<&String> = valid.iter().filter(|u| promoter.contains(u)).collect();
+        let others = valid.len() - own.len();
+        if self.gate.self_approval {
+            Rule::pass("self_approval", format!("`{to}` has `self_approval: true`"))
+        } else if need == 0 {
+            Rule::pass("self_approval", format!("`{to}` needs no approval"))
+        } else if others >= need || own.is_empty() {
+            Rule::pass(
+                "self_approval",
+                "the approvals that count are by someone other than the promoter",
+            )
+        } else if others == 0 {
+            Rule::fail(
+                "self_approval",
+                format!(
+                    "the only approval of release {} is by {}, who is promoting it, and `{to}` has `self_approval: false`: it needs an approval by someone else ({})",
+                    cand.release,
+                    own[0],
+                    self.who()
+                ),
+            )
+        } else {
+            Rule::fail(
+                "self_approval",
+                format!(
+                    "release {} has {others} approval{} besides {}'s, who is promoting it, and `{to}` needs {need} with `self_approval: false`",
+                    cand.release,
+                    if others == 1 { "" } else { "s" },
+                    own[0]
+                ),
+            )
+        }
     }
 }
 
