@@ -232,8 +232,10 @@ pub enum Command {
     /// every host of STAGE.
     Approve {
         stage: String,
-        /// Approve this release of the promote_from stage instead of its current one.
-        #[arg(long)]
+        /// The release you reviewed (an id as `shipit releases` lists it):
+        /// refused when the candidate (the release current and verified on
+        /// the promote_from stage) is another one.
+        #[arg(long, value_name = "ID")]
         release: Option<String>,
         /// The commit you reviewed (whole id or 7+ characters): refused when
         /// the candidate is another commit.

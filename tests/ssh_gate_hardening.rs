@@ -669,16 +669,29 @@ fn promoting_from_a_stage_other_than_promote_from_is_refused() {
     }
 }
 
-/// Hole 9: an approval pinned to the commit the release manager saw is
-/// refused when staging runs another one by then.
+/// Hole 9: an approval pinned to the commit (or release) the release
+/// manager saw is refused when staging runs another one by then.
 #[test]
 fn an_approval_pinned_to_another_commit_is_refused() {
     let w = world();
     w.configure("shop", "{ approvals: 1 }", "true");
     w.deploy_staging();
     let seen = git(&w.p.repo, &["rev-parse", "HEAD"]);
+    let seen_release = find(&w.staging(), "verified", "dev")["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
     commit(&w.p.repo, "VERSION", "2\n");
     w.deploy_staging();
+    refused(
+        &w.run_as(
+            "bob",
+            &["approve", "production", "--release", &seen_release],
+        ),
+        &[&format!(
+            "not release `{seen_release}`: nothing was recorded"
+        )],
+    );
     refused(
         &w.run_as("bob", &["approve", "production", "--commit", &seen]),
         &[&format!("not commit `{seen}`: nothing was recorded")],

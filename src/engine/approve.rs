@@ -3,7 +3,8 @@
 //!
 //! The protocol: a `candidate` step on every host of FROM (the stage's
 //! `promote_from`) reads its releases and ledger; the candidate is the
-//! release `current` and verified on all of them (or the one asked for).
+//! release `current` and verified on all of them (`--release` and
+//! `--commit` only pin it: another candidate refuses).
 //! The decision — bound to application, both stages, release, commit,
 //! digest and an expiry, signed with `ssh-keygen -Y sign` when a key is
 //! given — is appended by an `approve` step on every host of TO.
@@ -64,14 +65,13 @@ pub async fn read_all(
     Ok(out)
 }
 
-/// The candidate on FROM: `current` and verified on every host, or the
-/// given release.
+/// The candidate on FROM: `current` and verified on every host, its
+/// REVISION the verified commit.
 pub async fn find_candidate(
     ctx: &Ctx,
     config: &Config,
     recipe: Recipe,
     from: &str,
-    release: Option<&str>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Candidate> {
     let (_, hosts) = planner::select_hosts(config, from, &Filters::default())?;
@@ -92,7 +92,7 @@ pub async fn find_candidate(
         .zip(parsed.iter())
         .map(|(h, p)| (h.name.as_str(), p))
         .collect();
-    gate::candidate(from, &pairs, release, now).map_err(|e| GateError(e).into())
+    gate::candidate(from, &pairs, None, now).map_err(|e| GateError(e).into())
 }
 
 /// Who decided what, and until when.
@@ -161,6 +161,8 @@ pub struct ApproveRun<'a> {
     pub config: &'a Config,
     pub from: &'a str,
     pub to: &'a str,
+    /// The release the release manager saw: refused when the candidate is
+    /// another one.
     pub release: Option<&'a str>,
     pub user: &'a str,
     pub rejected: bool,
@@ -200,7 +202,14 @@ pub fn approval(line: &ApprovalLine, signed: bool) -> Approval {
 
 /// Finds the candidate, signs the decision when asked, records it.
 async fn decide(ctx: &Ctx, a: &ApproveRun<'_>) -> anyhow::Result<Approval> {
-    let cand = find_candidate(ctx, a.config, Recipe::Approve, a.from, a.release, a.now).await?;
+    let cand = find_candidate(ctx, a.config, Recipe::Approve, a.from, a.now).await?;
+    if let Some(r) = a.release.filter(|r| *r != cand.release) {
+        return Err(GateError(format!(
+            "the candidate from `{}` is release {} (commit {}), not release `{r}`: nothing was recorded",
+            a.from, cand.release, cand.commit
+        ))
+        .into());
+    }
     if let Some(c) = a.commit {
         if !pinned_commit_matches(c, &cand.commit) {
             return Err(GateError(format!(

@@ -427,7 +427,7 @@ pub async fn review(
         Err(Err(e)) => return Err(e),
     };
     rules.push(Rule::pass("trust_root", trust.describe()));
-    let cand = match find_candidate(ctx, config, Recipe::Deploy, from, None, now).await {
+    let cand = match find_candidate(ctx, config, Recipe::Deploy, from, now).await {
         Ok(c) => c,
         Err(e) => match e.downcast::<GateError>() {
             Ok(GateError(why)) => return Err(refused(from, to, None, rules, "candidate", why)),
