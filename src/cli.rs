@@ -216,7 +216,8 @@ pub enum Command {
     /// approvals, allowed approvers, signatures. On a terminal it shows the
     /// candidate and the commits it brings and asks you to type TO's name
     /// (that counts as your approval); without a terminal it needs --yes.
-    /// A refusal exits 3 saying which condition failed.
+    /// A refusal exits 3 saying which condition failed. FROM, when given,
+    /// must be TO's `promote_from`.
     Promote {
         /// `TO`, or `FROM TO`.
         #[arg(required = true, num_args = 1..=2, value_name = "STAGE")]
@@ -224,6 +225,21 @@ pub enum Command {
         /// Do not ask; the gate's recorded approvals must be there.
         #[arg(long)]
         yes: bool,
+        /// Only evaluate the gate: print every rule, passed or why not;
+        /// exit 0 when it would let the promotion through, 3 when not.
+        /// Deploys nothing.
+        #[arg(long)]
+        check: bool,
+        /// Sign the promotion with this ssh key (`ssh-keygen -Y sign`);
+        /// needed when TO's gate names `allowed_signers`: who you are to
+        /// the gate (self-approval) is who that file says this key is.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<std::path::PathBuf>,
+        /// When TO is locked, wait up to this long (`5m`, `30s`) for the
+        /// lock instead of exiting 4; the gate is evaluated again once the
+        /// lock is held.
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        wait_lock: Option<std::time::Duration>,
     },
     /// Record your approval (or rejection) of what STAGE would be promoted to.
     ///
@@ -232,16 +248,25 @@ pub enum Command {
     /// every host of STAGE.
     Approve {
         stage: String,
-        /// Approve this release of the promote_from stage instead of its current one.
-        #[arg(long)]
+        /// The release you reviewed (an id as `shipit releases` lists it):
+        /// refused when the candidate (the release current and verified on
+        /// the promote_from stage) is another one.
+        #[arg(long, value_name = "ID")]
         release: Option<String>,
+        /// The commit you reviewed (whole id or 7+ characters): refused when
+        /// the candidate is another commit.
+        #[arg(long, value_name = "SHA")]
+        commit: Option<String>,
         /// Who approves (default: SHIPIT_USER, git's user.name, the OS user).
+        /// A name, not a proof: where the gate names `allowed_signers`,
+        /// only the signing key counts.
         #[arg(long = "as", value_name = "NAME")]
         as_user: Option<String>,
         /// Record a rejection: it blocks promotion of that commit until you approve it.
         #[arg(long)]
         reject: bool,
-        /// How long the approval counts (default: the gate's approval_ttl, 24h).
+        /// How long the approval counts (default and longest: the gate's
+        /// approval_ttl, 24h). A rejection never expires.
         #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
         expires: Option<std::time::Duration>,
         /// Sign the approval with this ssh key (`ssh-keygen -Y sign`); needed

@@ -222,9 +222,18 @@ fn signed_approvals_must_come_from_an_allowed_signer() {
     fs::create_dir_all(&keys).unwrap();
     let good = keys.join("bob");
     let evil = keys.join("mallory");
+    let promoter = keys.join("alice");
     let good_pub = keygen(&good);
     keygen(&evil);
-    fs::write(&w.signers, format!("bob {}", good_pub)).unwrap();
+    let promoter_pub = keygen(&promoter);
+    fs::write(&w.signers, format!("bob {good_pub}alice {promoter_pub}")).unwrap();
+    let promote = [
+        "promote",
+        "production",
+        "--yes",
+        "--sign-key",
+        promoter.to_str().unwrap(),
+    ];
     ok(&w.deploy_staging());
     // Unsigned approvals are not even recorded.
     let out = expect_exit(w.run_as("bob", &["approve", "production"]), 2);
@@ -240,7 +249,7 @@ fn signed_approvals_must_come_from_an_allowed_signer() {
         ],
     ));
     refused(
-        &w.run_as("alice", &["promote", "production", "--yes"]),
+        &w.run_as("alice", &promote),
         "the approval by bob is not signed by a key in the allowed signers",
     );
     ok(&w.run_as(
@@ -252,7 +261,7 @@ fn signed_approvals_must_come_from_an_allowed_signer() {
             good.to_str().unwrap(),
         ],
     ));
-    ok(&w.run_as("alice", &["promote", "production", "--yes"]));
+    ok(&w.run_as("alice", &promote));
 }
 
 #[test]

@@ -21,6 +21,7 @@ const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct ApproveArgs<'a> {
     pub stage: &'a str,
     pub release: Option<&'a str>,
+    pub commit: Option<&'a str>,
     pub as_user: Option<&'a str>,
     pub reject: bool,
     pub expires: Option<Duration>,
@@ -41,6 +42,16 @@ pub async fn run(app: &App, args: ApproveArgs<'_>) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
+    if let (Some(want), Some(g)) = (args.expires, gate.as_ref()) {
+        if want > g.approval_ttl {
+            return Err(UsageError(format!(
+                "--expires {} is longer than the approval_ttl of `{to}`'s gate ({}): an approval counts at most that long",
+                crate::engine::gate::human(want),
+                crate::engine::gate::human(g.approval_ttl)
+            ))
+            .into());
+        }
+    }
     let user = args
         .as_user
         .map(str::to_string)
@@ -59,6 +70,7 @@ pub async fn run(app: &App, args: ApproveArgs<'_>) -> anyhow::Result<Outcome> {
         now: Utc::now(),
         detail: args.message.map(str::to_string),
         sign_key: args.sign_key,
+        commit: args.commit,
     };
     app.reported(app.base_redactor(), |ctx| approve::run(ctx, run))
         .await

@@ -101,7 +101,13 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             command,
         } => exec::run(&app, stage, command, *timeout).await,
         Command::Run { stage, task } => run_task::run(&app, stage, task).await,
-        Command::Promote { stages, yes } => {
+        Command::Promote {
+            stages,
+            yes,
+            check,
+            sign_key,
+            wait_lock,
+        } => {
             let (from, to) = match stages.as_slice() {
                 [to] => (None, to.as_str()),
                 [from, to] => (Some(from.as_str()), to.as_str()),
@@ -118,6 +124,9 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
                     from,
                     to,
                     yes: *yes,
+                    check: *check,
+                    sign_key: sign_key.as_deref(),
+                    wait_lock: *wait_lock,
                 },
             )
             .await
@@ -125,6 +134,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
         Command::Approve {
             stage,
             release,
+            commit,
             as_user,
             reject,
             expires,
@@ -136,6 +146,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
                 approve::ApproveArgs {
                     stage,
                     release: release.as_deref(),
+                    commit: commit.as_deref(),
                     as_user: as_user.as_deref(),
                     reject: *reject,
                     expires: *expires,

@@ -3,13 +3,13 @@
 //!
 //! The protocol: a `candidate` step on every host of FROM (the stage's
 //! `promote_from`) reads its releases and ledger; the candidate is the
-//! release `current` and verified on all of them (or the one asked for).
+//! release `current` and verified on all of them (`--release` and
+//! `--commit` only pin it: another candidate refuses).
 //! The decision — bound to application, both stages, release, commit,
 //! digest and an expiry, signed with `ssh-keygen -Y sign` when a key is
 //! given — is appended by an `approve` step on every host of TO.
 
 use std::path::Path;
-use std::process::Command as Process;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,7 +20,7 @@ use super::session::{parse_output, Ctx, HostEnd, Session};
 use crate::config::{Config, Host};
 use crate::engine::gate::{self, ApprovalLine, Candidate};
 use crate::ledger::{Entry, EventKind};
-use crate::outcome::{GateError, Outcome, UsageError};
+use crate::outcome::{GateError, Outcome};
 use crate::plan::commands::{self, HostPaths};
 use crate::plan::host_step::{self, HostStep, SCRIPT_TIMEOUT};
 use crate::plan::inspect::{self, HostReleases};
@@ -65,14 +65,14 @@ pub async fn read_all(
     Ok(out)
 }
 
-/// The candidate on FROM: `current` and verified on every host, or the
-/// given release.
+/// The candidate on FROM: `current` and verified on every host, its
+/// REVISION the verified commit.
 pub async fn find_candidate(
     ctx: &Ctx,
     config: &Config,
     recipe: Recipe,
     from: &str,
-    release: Option<&str>,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<Candidate> {
     let (_, hosts) = planner::select_hosts(config, from, &Filters::default())?;
     let outs = read_all(ctx, config, recipe, "candidate", &hosts, |_, p| {
@@ -92,7 +92,7 @@ pub async fn find_candidate(
         .zip(parsed.iter())
         .map(|(h, p)| (h.name.as_str(), p))
         .collect();
-    gate::candidate(from, &pairs, release).map_err(|e| GateError(e).into())
+    gate::candidate(from, &pairs, None, now).map_err(|e| GateError(e).into())
 }
 
 /// Who decided what, and until when.
@@ -131,28 +131,10 @@ pub fn approval_line(config: &Config, cand: &Candidate, to: &str, v: Verdict<'_>
     }
 }
 
-/// Signs an approval's payload with `ssh-keygen -Y sign`.
+/// Signs an approval's payload with `ssh-keygen -Y sign`, in its record
+/// type's namespace.
 pub fn sign(key: &Path, a: &ApprovalLine) -> anyhow::Result<String> {
-    let dir = tempfile::tempdir()?;
-    let pl = dir.path().join("approval");
-    std::fs::write(&pl, gate::payload(a))?;
-    let out = Process::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-f"])
-        .arg(key)
-        .args(["-n", gate::SIGNATURE_NAMESPACE])
-        .arg(&pl)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot run ssh-keygen (package openssh-client)")?;
-    if !out.status.success() {
-        return Err(UsageError(format!(
-            "cannot sign with `{}`: {}",
-            key.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-        .into());
-    }
-    Ok(std::fs::read_to_string(dir.path().join("approval.sig"))?)
+    super::promote::sign_text(key, &gate::payload(a), gate::namespace(a.entry.event))
 }
 
 /// Appends `make(host)` (one line per host of `to`) to TO's ledgers.
@@ -179,6 +161,8 @@ pub struct ApproveRun<'a> {
     pub config: &'a Config,
     pub from: &'a str,
     pub to: &'a str,
+    /// The release the release manager saw: refused when the candidate is
+    /// another one.
     pub release: Option<&'a str>,
     pub user: &'a str,
     pub rejected: bool,
@@ -186,6 +170,15 @@ pub struct ApproveRun<'a> {
     pub now: DateTime<Utc>,
     pub detail: Option<String>,
     pub sign_key: Option<&'a Path>,
+    /// The commit the release manager saw: refused when the candidate is
+    /// another one.
+    pub commit: Option<&'a str>,
+}
+
+/// `given` (from `--commit`) names `commit`: the whole id, or a prefix of
+/// at least 7 characters.
+pub fn pinned_commit_matches(given: &str, commit: &str) -> bool {
+    given.len() >= 7 && commit.starts_with(given)
 }
 
 /// The decision as the event reports it. Pure.
@@ -209,7 +202,23 @@ pub fn approval(line: &ApprovalLine, signed: bool) -> Approval {
 
 /// Finds the candidate, signs the decision when asked, records it.
 async fn decide(ctx: &Ctx, a: &ApproveRun<'_>) -> anyhow::Result<Approval> {
-    let cand = find_candidate(ctx, a.config, Recipe::Approve, a.from, a.release).await?;
+    let cand = find_candidate(ctx, a.config, Recipe::Approve, a.from, a.now).await?;
+    if let Some(r) = a.release.filter(|r| *r != cand.release) {
+        return Err(GateError(format!(
+            "the candidate from `{}` is release {} (commit {}), not release `{r}`: nothing was recorded",
+            a.from, cand.release, cand.commit
+        ))
+        .into());
+    }
+    if let Some(c) = a.commit {
+        if !pinned_commit_matches(c, &cand.commit) {
+            return Err(GateError(format!(
+                "the candidate from `{}` is release {} (commit {}), not commit `{c}`: nothing was recorded",
+                a.from, cand.release, cand.commit
+            ))
+            .into());
+        }
+    }
     let expires = a.now + chrono::Duration::from_std(a.ttl).unwrap_or_default();
     let template = approval_line(
         a.config,
@@ -334,5 +343,14 @@ mod tests {
         );
         assert!(a.signed);
         assert_eq!(a.expires, "2026-11-25T19:01:02Z");
+    }
+
+    #[test]
+    fn a_pinned_commit_is_the_whole_id_or_a_long_enough_prefix() {
+        let c = "0f3c9e1b2c3d4e5f60718293a4b5c6d7e8f90a1b";
+        assert!(pinned_commit_matches(c, c));
+        assert!(pinned_commit_matches("0f3c9e1", c));
+        assert!(!pinned_commit_matches("0f3c9e", c));
+        assert!(!pinned_commit_matches("0f3c9e2", c));
     }
 }

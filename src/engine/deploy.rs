@@ -57,14 +57,38 @@ pub fn render_uploads(
     Ok(out)
 }
 
-/// What a promotion adds to a deploy: the exact archive to expect, and the
-/// `promoted` record to write when it succeeds.
-#[derive(Debug, Clone)]
+/// The promotion gate evaluated again once every host's lock is held: a
+/// refusal sentence, or `Ok`.
+pub type Recheck =
+    std::sync::Arc<dyn Fn() -> futures::future::LocalBoxFuture<'static, Result<(), String>>>;
+
+/// What a promotion adds to a deploy: the exact archive to expect, the
+/// gate to evaluate again under the lock, and the `promoted` record to
+/// write when it succeeds.
+#[derive(Clone)]
 pub struct Promotion {
     pub from_stage: String,
     pub from_release: String,
     pub digest: Option<String>,
     pub approvers: Vec<String>,
+    /// With allowed signers: the promoter's signature, kept on the record.
+    pub signature: Option<crate::engine::gate::PromoterSignature>,
+    /// Run once the lock is held, before anything changes: a refusal frees
+    /// the lock and ends the run with exit 3.
+    pub recheck: Option<Recheck>,
+}
+
+impl std::fmt::Debug for Promotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promotion")
+            .field("from_stage", &self.from_stage)
+            .field("from_release", &self.from_release)
+            .field("digest", &self.digest)
+            .field("approvers", &self.approvers)
+            .field("signature", &self.signature)
+            .field("recheck", &self.recheck.is_some())
+            .finish()
+    }
 }
 
 /// Appends the `promoted` line to every host's ledger.
@@ -93,6 +117,9 @@ async fn record_promotion(exec: &Executor, plan: &Plan, p: &Promotion) -> bool {
             from_stage: p.from_stage.clone(),
             from_release: p.from_release.clone(),
             approvers: p.approvers.clone(),
+            signed_by: p.signature.as_ref().map(|s| s.signed_by.clone()),
+            signed_time: p.signature.as_ref().map(|s| s.time.clone()),
+            signature: p.signature.as_ref().map(|s| s.signature.clone()),
         };
         let script = commands::ledger_append_raw(
             &HostPaths::new(&host.deploy_to),
@@ -132,6 +159,7 @@ async fn deploy_phases(
     undo: &UndoCtx<'_>,
     wait_lock: Option<Duration>,
     fixed_id: bool,
+    recheck: Option<&Recheck>,
     ctx: &RunCtx<'_>,
 ) -> anyhow::Result<(Outcome, String)> {
     let n_hosts = plan.hosts.len();
@@ -172,6 +200,17 @@ async fn deploy_phases(
             Outcome::Failed,
             "could not lock every host; nothing was changed".into(),
         ));
+    }
+    // A promotion's gate again, now that nobody else can deploy: what was
+    // recorded since it was last evaluated (a rejection) counts.
+    if let Some(recheck) = recheck {
+        if let Err(why) = recheck().await {
+            unlock(exec, plan, &locked).await;
+            return Err(crate::outcome::GateError(format!(
+                "promote refused once the lock was held: {why}; nothing was changed"
+            ))
+            .into());
+        }
     }
 
     // 2. One release id (the run's, with its run suffix), later than any
@@ -440,6 +479,7 @@ pub async fn run(
         &undo,
         req.wait_lock,
         req.fixed_id,
+        req.promotion.and_then(|p| p.recheck.as_ref()),
         ctx,
     )
     .await;

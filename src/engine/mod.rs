@@ -13,6 +13,7 @@ pub mod promote;
 pub mod rollback;
 pub mod rollback_target;
 pub mod settle;
+pub mod trust_root;
 
 pub use event::{Event, HostSummary, StepOutcome, Summary};
 pub use executor::{EventSink, Executor, NodeResult};

@@ -522,23 +522,21 @@ pub fn free_lock(p: &HostPaths, token: Option<&str>, record: Option<&Entry>) -> 
 }
 
 /// Reads a promotion's target host (changes nothing): `current:` and
-/// `current_commit:` lines, then, when `signers` names the allowed signers
-/// file, `signers_mark` and its content (or `signers_mark missing`), then
-/// `ledger_mark` and the ledger.
-pub fn promote_target(
-    p: &HostPaths,
-    signers: Option<&str>,
-    signers_mark: &str,
-    ledger_mark: &str,
-) -> String {
+/// `current_commit:` lines, then `ledger_mark` and the ledger.
+pub fn promote_target(p: &HostPaths, ledger_mark: &str) -> String {
     remote::PROMOTE_TARGET
         .fill()
         .set_path("deploy_to", &p.deploy_to)
         .set("current", &p.current)
-        .set("signers", signers.unwrap_or_default())
-        .set("signers_mark", signers_mark)
         .set("ledger_mark", ledger_mark)
         .done()
+}
+
+/// Reads the trust root of a promotion's gate on a host, and nothing
+/// else: for each of `files`, in order, its owner, mode, writability and
+/// bytes (see `trust_root.sh`). Changes nothing.
+pub fn trust_root(files: &[String]) -> String {
+    remote::TRUST_ROOT.fill().args(files).done()
 }
 
 /// What [`free_lock`] did.

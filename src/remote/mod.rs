@@ -183,6 +183,11 @@ body!(
     /// Reads a promotion's target host.
     PROMOTE_TARGET, "promote_target.sh"
 );
+body!(
+    /// Reads the trust root of a promotion's gate (allowed signers, pinned
+    /// gates): owners, modes, bytes in hex.
+    TRUST_ROOT, "trust_root.sh"
+);
 
 /// Every body, for tests that check them all.
 #[cfg(test)]
@@ -212,6 +217,7 @@ const ALL: &[Body] = &[
     QUIET,
     PREFLIGHT,
     LOCK_STATE,
+    TRUST_ROOT,
     RELEASES,
     FREE_LOCK,
     ROLLBACK_SWITCH,

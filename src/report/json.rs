@@ -236,6 +236,32 @@ pub fn heartbeat(host: &str, step: &str, running_for: Duration) -> Value {
 }
 
 /// The last line when a command ends with an error instead of a summary.
+/// The `gate` event: a promotion gate's verdict, every rule it weighed
+/// (passed, or why not), written before the promotion's deploy (or alone,
+/// for `promote --check` and refusals).
+pub fn gate(
+    stage: &str,
+    from_stage: &str,
+    release: Option<&str>,
+    commit: Option<&str>,
+    rules: &[crate::engine::gate::Rule],
+) -> Value {
+    object(
+        "gate",
+        json!({
+            "stage": stage,
+            "from_stage": from_stage,
+            "release": release,
+            "commit": commit,
+            "passed": rules.iter().all(|r| r.passed),
+            "rules": rules
+                .iter()
+                .map(|r| json!({ "rule": r.rule, "passed": r.passed, "detail": r.detail }))
+                .collect::<Vec<_>>(),
+        }),
+    )
+}
+
 pub fn error(message: &str, exit_code: u8) -> Value {
     object(
         "error",

@@ -134,6 +134,26 @@ pub fn assert_documented(events: &[Value]) {
                     "expires",
                 ],
             ),
+            "gate" => {
+                assert_keys(
+                    e,
+                    &[
+                        "stage",
+                        "from_stage",
+                        "release",
+                        "commit",
+                        "passed",
+                        "rules",
+                    ],
+                );
+                for r in e["rules"].as_array().unwrap() {
+                    assert_eq!(
+                        r.as_object().unwrap().keys().collect::<Vec<_>>(),
+                        vec!["detail", "passed", "rule"],
+                        "{r}"
+                    );
+                }
+            }
             "warning" => assert_keys(e, &["message"]),
             "report" => assert_keys(e, &["lines"]),
             "line" => assert_keys(e, &["host", "text"]),
