@@ -23,3 +23,5 @@ shellcheck --version | sed -n 2p
 # Each remote script says `# shellcheck shell=sh`: hosts run them with sh.
 shellcheck src/remote/*.sh
 shellcheck scripts/*.sh .ci/run
+# The load balancer recipes shipped for users.
+shellcheck templates/load_balancer/*.sh

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::executor::{Executor, NodeResult, RunReport};
 use super::fleet::RunCtx;
+use super::load_balancer::Pool;
 use super::lock_protocol::{failed_state, Before, CLEANUP_TIMEOUT};
 use crate::config::{Config, Host};
 use crate::ledger::EventKind;
@@ -46,7 +47,8 @@ impl UndoCtx<'_> {
     /// host (never for a `local: true` task: see [`UndoCtx::local_hook`]).
     fn hook(&self, name: &str, h: usize, release: &ReleaseInfo) -> Option<commands::HookCommand> {
         let t = self.config.task(name)?;
-        if !targeting::targets(t, self.hosts).on_host(h) {
+        // An `http:` smoke test is checked from here (see `restore_all`).
+        if t.http.is_some() || !targeting::targets(t, self.hosts).on_host(h) {
             return None;
         }
         let ctx = render::context(self.config, self.hosts[h], release, self.env);
@@ -234,11 +236,37 @@ async fn smoke_after_local_restart(
         .ok
 }
 
+/// Puts every host of `hosts` back on its previous release; whether each
+/// made it. All at once, or, with a load balancer, batch by batch, each
+/// host out of the pool until it is back and checked (see
+/// [`super::load_balancer`]). An `http:` smoke test is checked from here
+/// once a host is back.
+async fn restore_all(
+    exec: &Executor,
+    plan: &Plan,
+    hosts: &[usize],
+    before: &[Before],
+    undo: &UndoCtx<'_>,
+    pool: &Pool<'_>,
+) -> Vec<bool> {
+    let mut ok = vec![false; hosts.len()];
+    for group in pool.groups(hosts) {
+        let members: Vec<usize> = group.iter().map(|&k| hosts[k]).collect();
+        pool.drain(exec, &members).await;
+        let back = restore_group(exec, plan, &members, before, undo).await;
+        let back = pool.check_and_undrain(exec, &members, back).await;
+        for (k, b) in group.into_iter().zip(back) {
+            ok[k] = b;
+        }
+    }
+    ok
+}
+
 /// Puts every host of `hosts` back on its previous release, all at once;
 /// whether each made it. A `local: true` restart (or smoke test) runs once
 /// on this machine when the hosts are back, never on a host: hosts switch
 /// back, then the local restart runs, then each host's own smoke test.
-async fn restore_all(
+async fn restore_group(
     exec: &Executor,
     plan: &Plan,
     hosts: &[usize],
@@ -302,11 +330,12 @@ pub async fn settle(
 ) -> (Outcome, String) {
     let s = Settlement::read(exec, plan, report, before, undo, ctx);
     let mut rows = Rows { states, host_ok };
-    if s.failed_hard() || s.interrupted {
+    let (outcome, headline) = if s.failed_hard() || s.interrupted {
         s.undo(&mut rows).await
     } else {
         s.keep(&mut rows).await
-    }
+    };
+    (outcome, s.left_drained(&mut rows, headline))
 }
 
 /// Each host's summary row, filled by [`settle`].
@@ -333,6 +362,8 @@ struct Settlement<'a, 'c> {
     interrupted: bool,
     /// Hosts whose `current` this run moved.
     published: Vec<bool>,
+    /// Hosts out of the load balancer's pool.
+    pool: Pool<'a>,
 }
 
 impl<'a, 'c> Settlement<'a, 'c> {
@@ -356,6 +387,26 @@ impl<'a, 'c> Settlement<'a, 'c> {
             ctx,
             interrupted: exec.interrupted(),
             published,
+            pool: Pool::after_run(plan, report),
+        }
+    }
+
+    /// Says, on each host's row and in the headline, which hosts are
+    /// still out of the load balancer's pool: a person puts them back.
+    fn left_drained(&self, rows: &mut Rows<'_>, headline: String) -> String {
+        let drained = self.pool.drained();
+        for &h in &drained {
+            if let (Some(state), Some(note)) = (rows.states[h].as_mut(), self.pool.note(h)) {
+                state.push_str(&format!("; {note}"));
+            }
+        }
+        if drained.is_empty() {
+            headline
+        } else {
+            format!(
+                "{headline}; left drained (out of the load balancer's pool): {}",
+                self.names(&drained)
+            )
         }
     }
 
@@ -401,7 +452,15 @@ impl<'a, 'c> Settlement<'a, 'c> {
             .copied()
             .filter(|&h| self.published[h])
             .collect();
-        let restored = restore_all(self.exec, plan, &to_restore, self.before, self.undo).await;
+        let restored = restore_all(
+            self.exec,
+            plan,
+            &to_restore,
+            self.before,
+            self.undo,
+            &self.pool,
+        )
+        .await;
         let mut stuck = Vec::new();
         for &h in tolerated {
             let why = self.failure(Some(h)).unwrap_or_else(|| "failed".into());
@@ -489,7 +548,14 @@ impl<'a, 'c> Settlement<'a, 'c> {
             .filter(|&h| !self.published[h] && created_release(plan, res, queue, h))
             .collect();
         let (restored, removed) = futures::future::join(
-            restore_all(self.exec, plan, &switched, self.before, self.undo),
+            restore_all(
+                self.exec,
+                plan,
+                &switched,
+                self.before,
+                self.undo,
+                &self.pool,
+            ),
             futures::future::join_all(staged.iter().map(|&h| discard(self.exec, plan, h, why))),
         )
         .await;

@@ -108,6 +108,10 @@ pub fn render(plan: &Plan) -> String {
                             .unwrap_or("digest known at deploy")
                     )
                 }
+                Action::Local(script) => {
+                    format!("# on the shipit machine, for this host\n{script}")
+                }
+                Action::Http { check, then } => format!("{}\n{then}", check.describe()),
                 Action::Barrier => continue,
             };
             match node.host {
