@@ -47,11 +47,12 @@ Server((addr, port), Handler).serve_forever()
 /// The app's restart: stop the running server, then start the release's
 /// (a restart takes a moment, as real ones do: the gap a load balancer
 /// must not send requests into). The server is detached from the ssh
-/// session and writes its pid next to the releases.
+/// session and writes its pid next to the releases. On a host whose
+/// deploy_to holds `BROKEN`, no server starts again.
 const TASKS: &str = r#"tasks:
   restart:
-    run: "if [ -f ../../server.pid ]; then kill \"$(cat ../../server.pid)\" 2>/dev/null || true; fi; sleep 0.3; nohup python3 server.py {{ addr }} {{ app_port }} > ../../server.log 2>&1 < /dev/null & echo $! > ../../server.pid"
-  smoke_test: { http: "http://{{ addr }}:{{ app_port }}/", retries: 100, interval: 100ms, timeout: 30s }
+    run: "if [ -f ../../server.pid ]; then kill \"$(cat ../../server.pid)\" 2>/dev/null || true; fi; sleep 0.3; if [ -f ../../BROKEN ]; then exit 0; fi; nohup python3 server.py {{ addr }} {{ app_port }} > ../../server.log 2>&1 < /dev/null & echo $! > ../../server.pid"
+  smoke_test: { http: "http://{{ addr }}:{{ app_port }}/", retries: 50, interval: 100ms, timeout: 30s }
 "#;
 
 /// A free TCP port on `addr`.
@@ -291,9 +292,44 @@ impl Setup {
         }
     }
 
+    /// HAProxy's view of each fleet host: its status in `show stat`
+    /// (`UP`, `DRAIN`, `no check`...).
+    fn lb_status(&self) -> Vec<String> {
+        let out = Command::new("socat")
+            .arg("stdio")
+            .arg(format!("unix-connect:{}", self.haproxy.socket.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(b"show stat\n")?;
+                c.wait_with_output()
+            })
+            .expect("socat runs");
+        let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+        self.p
+            .fleet
+            .hosts()
+            .iter()
+            .map(|h| {
+                csv.lines()
+                    .map(|l| l.split(',').collect::<Vec<_>>())
+                    .find(|f| f.len() > 17 && f[0] == "app" && f[1] == h.alias)
+                    .map(|f| f[17].to_string())
+                    .unwrap_or_else(|| format!("{} not in show stat: {csv}", h.alias))
+            })
+            .collect()
+    }
+
     /// Runs `shipit ARGS` (exit 0 expected) with a client sending
     /// requests through HAProxy all along; what the client saw.
     fn under_load(&self, args: &[&str]) -> Seen {
+        self.under_load_expect(args, 0).0
+    }
+
+    /// Runs `shipit ARGS`, expecting exit `code`, under load; what the
+    /// client saw and shipit's stdout.
+    fn under_load_expect(&self, args: &[&str], code: i32) -> (Seen, String) {
         let client = Client::start(self.haproxy.front);
         // The client is under way before anything changes.
         wait_until(
@@ -303,15 +339,14 @@ impl Setup {
         );
         let out = self.p.run(args);
         let seen = client.finish();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
         eprintln!(
             "shipit {}: {} requests answered 200, {} failed",
             args.join(" "),
             seen.ok,
             seen.failed.len()
         );
-        let _ = stdout(&out);
-        seen
+        (seen, stdout(&out))
     }
 }
 
@@ -385,4 +420,43 @@ fn draining_through_haproxy_drops_no_request_and_skipping_it_does() {
         "rollback without load_balancer: {seen:?}"
     );
     s.assert_all_serve("v3");
+}
+
+/// A host whose release cannot start fails its smoke test: the deploy
+/// undoes every switch, batch by batch behind the load balancer, and the
+/// broken host, whose previous release cannot start either, stays out of
+/// HAProxy's pool, named in the summary. No request fails meanwhile.
+#[test]
+fn a_host_that_fails_stays_drained_and_the_summary_says_so() {
+    let s = Setup::new();
+    s.config(true);
+    commit(&s.p.repo, "VERSION", "v1\n");
+    s.p.deploy_ok();
+    s.assert_all_serve("v1");
+    wait_until(
+        "haproxy answers from every server",
+        Duration::from_secs(10),
+        || (0..HOSTS * 2).all(|_| matches!(get(s.haproxy.front), Ok((200, _)))),
+    );
+    assert_eq!(s.lb_status(), vec!["no check".to_string(); HOSTS]);
+
+    fs::write(s.p.hosts()[1].join("BROKEN"), "").unwrap();
+    commit(&s.p.repo, "VERSION", "v2\n");
+    let (seen, out) = s.under_load_expect(&["deploy", "staging"], 5);
+    assert!(seen.failed.is_empty(), "{:?}", seen.failed);
+    assert!(
+        out.contains("left drained (out of the load balancer's pool): fleet-2"),
+        "{out}"
+    );
+    // fleet-2 is out of the pool; the others are back in it, on v1.
+    let status = s.lb_status();
+    assert_eq!(status[1], "DRAIN", "{status:?}");
+    for i in [0, 2, 3] {
+        assert_eq!(status[i], "no check", "{status:?}");
+    }
+    for (i, v) in s.served().iter().enumerate() {
+        if i != 1 {
+            assert_eq!(v, "v1");
+        }
+    }
 }
