@@ -15,6 +15,9 @@
 //!    undrained only when all of that passed.
 //! 3. A host whose way back fails stays out of the pool, and the summary
 //!    says so. Without a load balancer, all go back at once, as before.
+//! 4. A host drained but never switched nor failed (the run stopped after
+//!    its drain, before its publish) goes back into the pool: it still
+//!    serves the release it served.
 //!
 //! The commands are the ones the plan rendered for the publish phase
 //! (`Phase::Publish` nodes of steps `drain`, `undrain`, `smoke_test`).
@@ -148,6 +151,21 @@ impl<'p> Pool<'p> {
             }))
             .await;
         checked
+    }
+
+    /// Puts back the hosts of `hosts` that are out of the pool although
+    /// this run never touched them (drained, then the run stopped before
+    /// their switch): they still serve the release they served.
+    pub async fn undrain_untouched(&self, exec: &Executor, hosts: &[usize]) {
+        let out: Vec<usize> = hosts.iter().copied().filter(|&h| self.is_out(h)).collect();
+        let done =
+            futures::future::join_all(out.iter().map(|&h| self.run(exec, "undrain", h))).await;
+        let mut pool = self.out.lock().expect("not poisoned");
+        for (h, ok) in out.into_iter().zip(done) {
+            if ok {
+                pool.remove(&h);
+            }
+        }
     }
 
     async fn run(&self, exec: &Executor, step: &str, h: usize) -> bool {

@@ -250,7 +250,10 @@ impl Run<'_, '_> {
                 if sub[h].is_none() {
                     continue;
                 }
-                if !r.is_empty() && r.iter().all(|x| x.as_ref().is_some_and(|x| x.ok)) {
+                // Back in the pool: a host whose chain passed, and one
+                // whose chain never started (an interrupt), still on the
+                // release it served.
+                if r.iter().all(|x| x.as_ref().is_none_or(|x| x.ok)) {
                     healthy.push(h);
                 }
                 results[h] = r;

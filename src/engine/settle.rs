@@ -335,6 +335,10 @@ pub async fn settle(
     } else {
         s.keep(&mut rows).await
     };
+    let untouched: Vec<usize> = (0..plan.hosts.len())
+        .filter(|&h| !s.published[h] && s.failure(Some(h)).is_none())
+        .collect();
+    s.pool.undrain_untouched(exec, &untouched).await;
     (outcome, s.left_drained(&mut rows, headline))
 }
 
