@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use support::project::{commit, current, stdout, text, wait_until, Project};
+use support::project::{commit, current, events, stdout, text, wait_until, Project};
 
 const HOSTS: usize = 4;
 
@@ -54,6 +54,14 @@ const TASKS: &str = r#"tasks:
     run: "if [ -f ../../server.pid ]; then kill \"$(cat ../../server.pid)\" 2>/dev/null || true; fi; sleep 0.3; if [ -f ../../BROKEN ]; then exit 0; fi; nohup python3 server.py {{ addr }} {{ app_port }} > ../../server.log 2>&1 < /dev/null & echo $! > ../../server.pid"
   smoke_test: { http: "http://{{ addr }}:{{ app_port }}/", retries: 50, interval: 100ms, timeout: 30s }
 "#;
+
+/// The release id `current` points at on `d`.
+fn on(d: &Path) -> String {
+    current(d)
+        .expect("a current release")
+        .trim_start_matches("releases/")
+        .to_string()
+}
 
 /// A free TCP port on `addr`.
 fn free_port(addr: Ipv4Addr) -> u16 {
@@ -384,6 +392,7 @@ fn draining_through_haproxy_drops_no_request_and_skipping_it_does() {
     s.assert_all_serve("v2");
 
     // A rollback, one host at a time, under load.
+    let v2: Vec<String> = s.p.hosts().iter().map(|d| on(d)).collect();
     let seen = s.under_load(&["rollback", "staging"]);
     assert!(
         seen.failed.is_empty(),
@@ -397,6 +406,21 @@ fn draining_through_haproxy_drops_no_request_and_skipping_it_does() {
         "{seen:?}"
     );
     s.assert_all_serve("v1");
+    // The HTTP smoke test passed on each host: `verified` is recorded.
+    for (d, from) in s.p.hosts().iter().zip(&v2) {
+        let to = on(d);
+        let ev = events(d);
+        assert_eq!(
+            ev[ev.len() - 3..],
+            [
+                ("rolled_back".to_string(), from.clone()),
+                ("published".to_string(), to.clone()),
+                ("verified".to_string(), to),
+            ],
+            "{}",
+            d.display()
+        );
+    }
 
     // Forward again to the new release: every host serves it at the end.
     commit(&s.p.repo, "VERSION", "v3\n");
@@ -459,4 +483,53 @@ fn a_host_that_fails_stays_drained_and_the_summary_says_so() {
             assert_eq!(v, "v1");
         }
     }
+}
+
+/// An `http:` smoke test that gets the wrong status fails the host with
+/// the status and the first lines of the body in its failure tail; the
+/// deploy is undone and nothing is recorded `verified`.
+#[test]
+fn an_http_smoke_test_shows_the_status_and_the_body_when_it_fails() {
+    let p = Project::new(1);
+    let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\nmaintenance until 10:00\nsecond line\n",
+            );
+        }
+    });
+    p.write_config(
+        "tasks:\n  smoke_test: { http: \"http://127.0.0.1:{{ probe_port }}/up\", retries: 2, interval: 100ms }\n",
+        "",
+        |_| format!(", vars: {{ probe_port: {port} }}"),
+    );
+    let out = p.deploy_expect(1);
+    let o = stdout(&out);
+    assert!(
+        o.contains("[fleet-1] smoke_test FAILED") && o.contains("answered 503, expected 200"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        o.contains(&format!(
+            "GET http://127.0.0.1:{port}/up answered 503, expected 200 (attempt 3 of 3)"
+        )),
+        "{o}"
+    );
+    assert!(
+        o.contains("| maintenance until 10:00") && o.contains("| second line"),
+        "{o}"
+    );
+    let d = &p.hosts()[0];
+    assert!(current(d).is_none(), "the first deploy is undone");
+    assert!(
+        !events(d).iter().any(|(e, _)| e == "verified"),
+        "{:?}",
+        events(d)
+    );
 }

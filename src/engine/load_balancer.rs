@@ -112,45 +112,58 @@ impl<'p> Pool<'p> {
     }
 
     /// For each host of `hosts` that is back (`back[k]`): the `http:` smoke
-    /// test from here, then, with a load balancer, its undrain. Returns
-    /// whether each host is back and healthy (a failed undrain leaves it
-    /// healthy but out of the pool, which [`Pool::is_out`] then says).
+    /// test from here (when `check[k]`: a host with no previous release
+    /// has nothing to check), then, with a load balancer, its undrain.
+    /// Returns whether each host is back and healthy (a failed undrain
+    /// leaves it healthy but out of the pool, which [`Pool::is_out`] then
+    /// says).
     pub async fn check_and_undrain(
         &self,
         exec: &Executor,
         hosts: &[usize],
         back: Vec<bool>,
+        check: &[bool],
     ) -> Vec<bool> {
-        let checked =
-            futures::future::join_all(hosts.iter().zip(back).map(|(&h, ok)| async move {
-                if !ok {
-                    return false;
-                }
-                if let Some((_, Action::Http { check, .. }, timeout)) =
-                    planned(self.plan, "smoke_test", h)
-                {
-                    // Only the check: the release it goes back to was verified
-                    // before.
-                    let action = Action::Http {
-                        check: check.clone(),
-                        then: String::new(),
-                    };
-                    let label = self.plan.hosts[h].name.to_string();
-                    if !exec
-                        .run_action(h, &label, "smoke_test", &action, timeout)
-                        .await
-                        .ok
-                    {
-                        return false;
-                    }
-                }
-                if self.enabled() && self.run(exec, "undrain", h).await {
-                    self.out.lock().expect("not poisoned").remove(&h);
-                }
-                true
-            }))
-            .await;
-        checked
+        let each = hosts
+            .iter()
+            .zip(back)
+            .zip(check)
+            .map(|((&h, ok), &check)| self.check_and_undrain_one(exec, h, ok, check));
+        futures::future::join_all(each).await
+    }
+
+    async fn check_and_undrain_one(
+        &self,
+        exec: &Executor,
+        h: usize,
+        back: bool,
+        check: bool,
+    ) -> bool {
+        if !back {
+            return false;
+        }
+        if let (true, Some((_, Action::Http { check, .. }, timeout))) =
+            (check, planned(self.plan, "smoke_test", h))
+        {
+            // Only the check: the release it goes back to was verified
+            // before.
+            let action = Action::Http {
+                check: check.clone(),
+                then: String::new(),
+            };
+            let label = self.plan.hosts[h].name.to_string();
+            if !exec
+                .run_action(h, &label, "smoke_test", &action, timeout)
+                .await
+                .ok
+            {
+                return false;
+            }
+        }
+        if self.enabled() && self.run(exec, "undrain", h).await {
+            self.out.lock().expect("not poisoned").remove(&h);
+        }
+        true
     }
 
     /// Puts back the hosts of `hosts` that are out of the pool although

@@ -254,7 +254,11 @@ async fn restore_all(
         let members: Vec<usize> = group.iter().map(|&k| hosts[k]).collect();
         pool.drain(exec, &members).await;
         let back = restore_group(exec, plan, &members, before, undo).await;
-        let back = pool.check_and_undrain(exec, &members, back).await;
+        let check: Vec<bool> = members
+            .iter()
+            .map(|&h| before[h].current.is_some())
+            .collect();
+        let back = pool.check_and_undrain(exec, &members, back, &check).await;
         for (k, b) in group.into_iter().zip(back) {
             ok[k] = b;
         }
