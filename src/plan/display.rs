@@ -56,7 +56,12 @@ pub fn render(plan: &Plan) -> String {
     }
     let _ = writeln!(
         o,
-        "\npublish batches (switch, restart, smoke test; a failing batch stops the run):"
+        "\npublish batches ({}; a failing batch stops the run):",
+        if plan.step_index("drain").is_some() {
+            "drain, switch, restart, smoke test, undrain"
+        } else {
+            "switch, restart, smoke test"
+        }
     );
     for (i, b) in plan.batches.iter().enumerate() {
         let _ = writeln!(o, "  {}. {}", i + 1, host_list(plan, b));

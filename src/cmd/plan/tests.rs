@@ -177,7 +177,7 @@ fn a_load_balanced_configs_plans() {
         .replace(
             "    max_failures: 0\n",
             "    max_failures: 0\n    load_balancer:\n      \
-             drain: { local: true, run: \"bin/lb drain {{ host }}\", timeout: 2m }\n      \
+             drain: { local: true, run: \"bin/lb drain {{ host }} --token {{ env.CHAT_TOKEN }}\", timeout: 2m }\n      \
              undrain: { run: \"sudo /usr/local/bin/lb-ready\" }\n      wait: 10s\n",
         );
     assert!(
