@@ -48,10 +48,11 @@ Server((addr, port), Handler).serve_forever()
 /// (a restart takes a moment, as real ones do: the gap a load balancer
 /// must not send requests into). The server is detached from the ssh
 /// session and writes its pid next to the releases. On a host whose
-/// deploy_to holds `BROKEN`, no server starts again.
+/// deploy_to holds `BROKEN`, no server starts again; on one whose
+/// `BAD_VERSION` names the release's VERSION, that release does not start.
 const TASKS: &str = r#"tasks:
   restart:
-    run: "if [ -f ../../server.pid ]; then kill \"$(cat ../../server.pid)\" 2>/dev/null || true; fi; sleep 0.3; if [ -f ../../BROKEN ]; then exit 0; fi; nohup python3 server.py {{ addr }} {{ app_port }} > ../../server.log 2>&1 < /dev/null & echo $! > ../../server.pid"
+    run: "if [ -f ../../server.pid ]; then kill \"$(cat ../../server.pid)\" 2>/dev/null || true; fi; sleep 0.3; if [ -f ../../BROKEN ] || [ \"$(cat VERSION)\" = \"$(cat ../../BAD_VERSION 2>/dev/null)\" ]; then exit 0; fi; nohup python3 server.py {{ addr }} {{ app_port }} > ../../server.log 2>&1 < /dev/null & echo $! > ../../server.pid"
   smoke_test: { http: "http://{{ addr }}:{{ app_port }}/", retries: 50, interval: 100ms, timeout: 30s }
 "#;
 
@@ -261,6 +262,11 @@ impl Setup {
     /// deploy.yml with batches of one, and HAProxy's drain and undrain
     /// when `with_lb`.
     fn config(&self, with_lb: bool) {
+        self.config_with(with_lb, "");
+    }
+
+    /// [`Setup::config`] with more keys for the stage (indented by 4).
+    fn config_with(&self, with_lb: bool, stage_extra: &str) {
         let socket = self.haproxy.socket.to_string_lossy().into_owned();
         let lb = if with_lb {
             format!(
@@ -272,7 +278,7 @@ impl Setup {
         } else {
             String::new()
         };
-        let stage = format!("    rollout: {{ batch: 1 }}\n{lb}");
+        let stage = format!("    rollout: {{ batch: 1 }}\n{stage_extra}{lb}");
         let backends = self.backends.clone();
         self.p.write_config(TASKS, &stage, |i| {
             let a = backends[i - 1];
@@ -483,6 +489,30 @@ fn a_host_that_fails_stays_drained_and_the_summary_says_so() {
             assert_eq!(v, "v1");
         }
     }
+}
+
+/// A host whose new release fails its smoke test within `max_failures`
+/// goes back to its previous release and, once that answers again, back
+/// into the pool; the others stay on the new release. No request fails.
+#[test]
+fn a_tolerated_failure_goes_back_into_the_pool_on_its_previous_release() {
+    let s = Setup::new();
+    s.config_with(true, "    max_failures: 1\n");
+    commit(&s.p.repo, "VERSION", "v1\n");
+    s.p.deploy_ok();
+    wait_until(
+        "haproxy answers from every server",
+        Duration::from_secs(10),
+        || (0..HOSTS * 2).all(|_| matches!(get(s.haproxy.front), Ok((200, _)))),
+    );
+
+    fs::write(s.p.hosts()[2].join("BAD_VERSION"), "v2\n").unwrap();
+    commit(&s.p.repo, "VERSION", "v2\n");
+    let (seen, out) = s.under_load_expect(&["deploy", "staging"], 0);
+    assert!(seen.failed.is_empty(), "{:?}", seen.failed);
+    assert!(!out.contains("left drained"), "{out}");
+    assert_eq!(s.lb_status(), vec!["no check".to_string(); HOSTS]);
+    assert_eq!(s.served(), ["v2", "v2", "v1", "v2"]);
 }
 
 /// An `http:` smoke test that gets the wrong status fails the host with

@@ -213,14 +213,9 @@ impl Executor {
         .await
     }
 
-    fn local_job(
-        &self,
-        _h: usize,
-        label: &str,
-        step: &str,
-        script: &str,
-        timeout: Duration,
-    ) -> RunOne {
+    /// A script to run on this machine, reported under `label` (a host's
+    /// name for its drain or undrain).
+    fn local_job(&self, label: &str, step: &str, script: &str, timeout: Duration) -> RunOne {
         RunOne {
             transport: self.local.clone(),
             label: label.to_string(),
@@ -247,7 +242,7 @@ impl Executor {
         timeout: Duration,
     ) -> NodeResult {
         match action {
-            Action::Local(script) => run_one(self.local_job(h, label, step, script, timeout)).await,
+            Action::Local(script) => run_one(self.local_job(label, step, script, timeout)).await,
             Action::Http { check, then } => {
                 let Some(transport) = self.transports[h].clone() else {
                     return NodeResult {
@@ -347,7 +342,6 @@ impl Executor {
             if let (Action::Local(script), Some(h)) = (&node.action, node.host) {
                 // The host's drain or undrain, run here in its name.
                 let job = self.local_job(
-                    h,
                     plan.hosts[h].name.as_str(),
                     &step.name,
                     script,
