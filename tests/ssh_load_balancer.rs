@@ -515,6 +515,62 @@ fn a_tolerated_failure_goes_back_into_the_pool_on_its_previous_release() {
     assert_eq!(s.served(), ["v2", "v2", "v1", "v2"]);
 }
 
+/// SIGTERM (a Jenkins abort) while a host is out of the pool: shipit
+/// stops, puts every host back on its previous release, batch by batch
+/// behind the load balancer, and back into the pool. No request fails.
+#[test]
+fn an_interrupted_deploy_puts_every_host_back_into_the_pool() {
+    let s = Setup::new();
+    s.config(true);
+    commit(&s.p.repo, "VERSION", "v1\n");
+    s.p.deploy_ok();
+    wait_until(
+        "haproxy answers from every server",
+        Duration::from_secs(10),
+        || (0..HOSTS * 2).all(|_| matches!(get(s.haproxy.front), Ok((200, _)))),
+    );
+
+    commit(&s.p.repo, "VERSION", "v2\n");
+    let client = Client::start(s.haproxy.front);
+    wait_until(
+        "the client's first answers",
+        Duration::from_secs(10),
+        || client.answered.load(Ordering::Relaxed) >= 3,
+    );
+    let mut child = support::project::shipit_cmd(&s.p.dir, &["deploy", "staging"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shipit runs");
+    // The second host of the rollout is out of the pool: interrupt.
+    wait_until("fleet-2 drained", Duration::from_secs(60), || {
+        s.lb_status()[1] == "DRAIN"
+    });
+    support::procs::signal("TERM", &[child.id()]);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("shipit did not end within 120s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let seen = client.finish();
+    let shown = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status.code(), Some(130), "{shown}");
+    assert!(seen.failed.is_empty(), "{:?}", seen.failed);
+    assert_eq!(
+        s.lb_status(),
+        vec!["no check".to_string(); HOSTS],
+        "{shown}"
+    );
+    s.assert_all_serve("v1");
+}
+
 /// An `http:` smoke test that gets the wrong status fails the host with
 /// the status and the first lines of the body in its failure tail; the
 /// deploy is undone and nothing is recorded `verified`.
