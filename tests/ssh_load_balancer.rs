@@ -217,10 +217,12 @@ impl Client {
 }
 
 struct Setup {
+    // Dropped first (fields drop in order): the servers' pid files live
+    // in the project's hosts, which go away with `p`.
+    _servers: Servers,
     p: Project,
     haproxy: Haproxy,
     backends: Vec<SocketAddr>,
-    _servers: Servers,
 }
 
 impl Setup {
@@ -252,10 +254,10 @@ impl Setup {
         fs::copy(recipe, p.dir.join("templates/load_balancer/haproxy.sh")).unwrap();
         let servers = Servers(p.hosts());
         Setup {
+            _servers: servers,
             p,
             haproxy,
             backends,
-            _servers: servers,
         }
     }
 
