@@ -4,7 +4,8 @@
 # The integration tests start real OpenSSH sshd hosts on loopback
 # (tests/support/fleet.rs), so this first makes sure OpenSSH is installed:
 # the server (/usr/sbin/sshd) and the client (ssh, ssh-keygen), and
-# xmllint (libxml2-utils) for the JUnit report's schema check. As root it
+# xmllint (libxml2-utils) for the JUnit report's schema check, and
+# haproxy, socat and python3 for the load balancer test. As root it
 # installs what is missing with apt-get; otherwise it says what to install.
 # It installs the EC2 API emulator (moto) and the AWS CLI from PyPI into
 # target/tools/aws. Then it runs `cargo test --locked` with the arguments given.
@@ -39,6 +40,18 @@ fi
 # /usr/bin/time.
 if [ ! -x /usr/bin/time ]; then
     missing+=(time)
+fi
+# tests/ssh_load_balancer.rs puts a real HAProxy in front of the hosts,
+# drains them through its runtime API with socat, and the hosts serve
+# HTTP with python3.
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    missing+=(haproxy)
+fi
+if ! command -v socat >/dev/null 2>&1; then
+    missing+=(socat)
+fi
+if [ ! -x /usr/bin/python3 ]; then
+    missing+=(python3)
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

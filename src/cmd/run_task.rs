@@ -27,6 +27,13 @@ pub async fn run(app: &App, stage: &str, task_name: &str) -> anyhow::Result<Outc
             }
         ))
     })?;
+    if let Some(http) = &task.http {
+        return Err(UsageError(format!(
+            "task `{task_name}` is an HTTP check (`http: {}`), which deploy and rollback run from this machine; `shipit run` runs commands on hosts",
+            http.url
+        ))
+        .into());
+    }
     let (_, selected) = planner::select_hosts(&config, stage, &app.filters())?;
     let idx = targets(&task, &selected);
     if idx.is_empty() {

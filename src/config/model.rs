@@ -164,6 +164,46 @@ pub struct Task {
     pub interval: Duration,
     /// Time limit of the whole step on a host, attempts included.
     pub timeout: Option<Duration>,
+    /// `smoke_test` only: checked over HTTP from the machine running shipit
+    /// instead of running `run` on the host (`run` is then empty).
+    pub http: Option<HttpCheckSpec>,
+}
+
+/// A `smoke_test` given as `http:`: what to GET and which status passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheckSpec {
+    /// An `http://` URL as written: a template, rendered per host.
+    pub url: String,
+    /// The status code that passes.
+    pub expect: u16,
+}
+
+/// A stage's `load_balancer`: how one host leaves and rejoins the pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancer {
+    pub drain: LbCommand,
+    pub undrain: LbCommand,
+    /// Connection draining after `drain`, before the switch.
+    pub wait: Duration,
+    /// The roles of the hosts in the pool; empty means every host.
+    pub roles: Vec<String>,
+}
+
+impl LoadBalancer {
+    /// Whether `host` is in the pool (is drained and undrained).
+    pub fn serves(&self, host: &Host) -> bool {
+        host.has_any_role(&self.roles)
+    }
+}
+
+/// `drain` or `undrain`: a command run once per host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbCommand {
+    /// A template, rendered with the host's context.
+    pub run: String,
+    /// On the machine running shipit instead of on the host.
+    pub local: bool,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +215,8 @@ pub struct Stage {
     pub gate: Option<Gate>,
     pub rollout: Rollout,
     pub max_failures: u32,
+    /// Drain and undrain each host around its switch.
+    pub load_balancer: Option<LoadBalancer>,
     /// `hosts_from`: commands printing more hosts, run when a command
     /// needs this stage (see [`crate::config::inventory`]).
     pub hosts_from: Vec<Inventory>,

@@ -113,8 +113,15 @@ pub struct RawTask {
     pub once: Option<bool>,
     /// On the machine running shipit instead of the hosts.
     pub local: Option<bool>,
-    /// The shell command; `{{ var }}` values are shell-quoted.
-    pub run: String,
+    /// The shell command; `{{ var }}` values are shell-quoted. Required,
+    /// except for a `smoke_test` given as `http:`.
+    pub run: Option<String>,
+    /// `smoke_test` only: an `http://` URL (a template, rendered per host)
+    /// that shipit GETs from the machine it runs on, as a load balancer's
+    /// health checker would, instead of running `run` on the host.
+    pub http: Option<String>,
+    /// With `http:`, the status code that passes (default 200).
+    pub expect: Option<u16>,
     pub retries: Option<u32>,
     pub interval: Option<RawDuration>,
     pub timeout: Option<RawDuration>,
@@ -138,6 +145,37 @@ pub struct RawStage {
     /// Commands run on this machine that print more hosts, one a line
     /// (`host [role,role]`): an autoscaling group's instances.
     pub hosts_from: Option<Vec<RawInventory>>,
+    /// Each host leaves the load balancer's pool (`drain`, then `wait`)
+    /// before its switch and comes back (`undrain`) only after its smoke
+    /// test passes.
+    pub load_balancer: Option<RawLoadBalancer>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "LoadBalancer")]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalancer {
+    /// Takes one host out of the pool (run once per host).
+    pub drain: RawLbCommand,
+    /// Puts one host back into the pool (run once per host).
+    pub undrain: RawLbCommand,
+    /// How long to let connections drain after `drain` (default 0s).
+    pub wait: Option<RawDuration>,
+    /// Only hosts with one of these roles are in the pool (default: all).
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "LoadBalancerCommand")]
+#[serde(deny_unknown_fields)]
+pub struct RawLbCommand {
+    /// The shell command, rendered per host (`{{ host }}`, its vars); values
+    /// are shell-quoted.
+    pub run: String,
+    /// On the machine running shipit (the usual case) instead of on the host.
+    pub local: Option<bool>,
+    /// Time limit of one run (default 60s).
+    pub timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -35,6 +35,13 @@ pub const BUILTIN_STEPS: &[&str] = &[
 /// Built-in steps a task may take the name of, to give their command.
 const DEFINABLE_STEPS: &[&str] = &["restart", "smoke_test"];
 
+/// The steps a stage's `load_balancer` adds around each host's publish;
+/// no task may take their names.
+pub const LB_STEPS: &[&str] = &["drain", "undrain"];
+
+/// The time limit of a `drain` or `undrain` command without `timeout:`.
+pub const LB_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What `after` names for a failure hook: a task that runs only when a
 /// deploy or rollback fails.
 pub const AFTER_FAILED: &str = "failed";
@@ -1019,6 +1026,11 @@ impl Validator<'_> {
                 usize::MAX
             };
             let rollout = self.rollout(name, stage.rollout.as_ref(), count)?;
+            let load_balancer = stage
+                .load_balancer
+                .as_ref()
+                .map(|lb| self.load_balancer(name, lb, &hosts, !hosts_from.is_empty()))
+                .transpose()?;
             out.push(Stage {
                 name: name.clone().into(),
                 hosts,
@@ -1028,6 +1040,7 @@ impl Validator<'_> {
                 max_failures: stage.max_failures.unwrap_or(0),
                 hosts_from,
                 from_inventory: Vec::new(),
+                load_balancer,
             });
         }
         Ok(out)
@@ -1398,6 +1411,150 @@ impl Validator<'_> {
         Ok(Rollout { batch, canary })
     }
 
+    fn load_balancer(
+        &self,
+        stage: &str,
+        raw: &RawLoadBalancer,
+        hosts: &[Host],
+        inventory: bool,
+    ) -> Result<LoadBalancer, ConfigError> {
+        let mut roles: Vec<String> = Vec::new();
+        for (j, role) in raw.roles.iter().flatten().enumerate() {
+            // Hosts printed by `hosts_from` may bring the role.
+            if !inventory && !hosts.iter().any(|h| h.roles.contains(role)) {
+                return Err(self.at(
+                    &ypath!["stages", stage, "load_balancer", "roles", j],
+                    format!(
+                        "unknown role `{}` in `load_balancer` of stage `{stage}`, no host of the stage has it",
+                        show(role)
+                    ),
+                ));
+            }
+            if !roles.contains(role) {
+                roles.push(role.clone());
+            }
+        }
+        let command = |key: &str, c: &RawLbCommand| -> Result<LbCommand, ConfigError> {
+            if c.run.trim().is_empty() {
+                return Err(self.at(
+                    &ypath!["stages", stage, "load_balancer", key, "run"],
+                    format!("empty `run` in `load_balancer.{key}` of stage `{stage}`"),
+                ));
+            }
+            let timeout = match &c.timeout {
+                None => LB_TIMEOUT,
+                Some(d) => {
+                    let at = ypath!["stages", stage, "load_balancer", key, "timeout"];
+                    let name = format!("stages.{stage}.load_balancer.{key}.timeout");
+                    let d = self.duration(d, &at, &name)?;
+                    if d.is_zero() {
+                        return Err(self.at(
+                            &at,
+                            format!("`{name}` is 0, expected a duration like `60s`"),
+                        ));
+                    }
+                    d
+                }
+            };
+            Ok(LbCommand {
+                run: c.run.clone(),
+                local: c.local.unwrap_or(false),
+                timeout,
+            })
+        };
+        let wait = match &raw.wait {
+            None => Duration::ZERO,
+            Some(d) => self.duration(
+                d,
+                &ypath!["stages", stage, "load_balancer", "wait"],
+                &format!("stages.{stage}.load_balancer.wait"),
+            )?,
+        };
+        Ok(LoadBalancer {
+            drain: command("drain", &raw.drain)?,
+            undrain: command("undrain", &raw.undrain)?,
+            wait,
+            roles,
+        })
+    }
+
+    /// A task's `run` and, for `smoke_test`, `http`/`expect`: exactly one
+    /// of the two.
+    fn task_command(
+        &self,
+        name: &str,
+        t: &RawTask,
+    ) -> Result<(String, Option<HttpCheckSpec>), ConfigError> {
+        let at = |key: &str| ypath!["tasks", name, key];
+        if t.http.is_none() {
+            if t.expect.is_some() {
+                return Err(self.at_key(
+                    &at("expect"),
+                    format!("`expect` in task `{name}` needs `http:`"),
+                ));
+            }
+            return match &t.run {
+                Some(run) if run.trim().is_empty() => Err(self.at(
+                    &at("run"),
+                    format!("empty `run` in task `{name}`"),
+                )),
+                Some(run) => Ok((run.clone(), None)),
+                None if name == "smoke_test" => Err(self.at_key(
+                    &ypath!["tasks", name],
+                    format!("task `{name}` has no `run` or `http`, expected a command or a URL to check"),
+                )),
+                None => Err(self.at_key(
+                    &ypath!["tasks", name],
+                    format!("task `{name}` has no `run`, expected the command it runs"),
+                )),
+            };
+        }
+        let url = t.http.as_deref().unwrap_or_default();
+        if name != "smoke_test" {
+            return Err(self.at_key(
+                &at("http"),
+                format!("`http` in task `{name}`: only `smoke_test` may be an HTTP check"),
+            ));
+        }
+        if t.run.is_some() {
+            return Err(self.at_key(
+                &at("run"),
+                format!("task `{name}` has both `run` and `http`, expected one of them"),
+            ));
+        }
+        if t.local == Some(true) {
+            return Err(self.at_key(
+                &at("local"),
+                format!("task `{name}` is an HTTP check, which always runs on the machine running shipit: `local` does not apply"),
+            ));
+        }
+        if !url.trim_start().starts_with("http://") {
+            let why = if url.trim_start().starts_with("https://") {
+                "https is not supported (check the host's plain HTTP port, as a load balancer's health check does)"
+            } else {
+                "expected a URL like `http://{{ host }}:8080/up`"
+            };
+            return Err(self.at(
+                &at("http"),
+                format!("invalid `http` URL `{}` in task `{name}`: {why}", show(url)),
+            ));
+        }
+        let expect = t.expect.unwrap_or(200);
+        if !(100..=599).contains(&expect) {
+            return Err(self.at(
+                &at("expect"),
+                format!("invalid `expect` {expect} in task `{name}`, expected an HTTP status code like 200"),
+            ));
+        }
+        Ok((
+            String::new(),
+            Some(HttpCheckSpec {
+                url: url.to_string(),
+                expect,
+            }),
+        ))
+    }
+
     fn tasks(
         &self,
         raw: Option<&OrderedMap<RawTask>>,
@@ -1454,12 +1611,13 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            if t.run.trim().is_empty() {
-                return Err(self.at(
-                    &ypath!["tasks", name, "run"],
-                    format!("empty `run` in task `{name}`"),
+            if LB_STEPS.contains(&name.as_str()) {
+                return Err(self.at_key(
+                    &at,
+                    format!("task `{name}` has the name of the load balancer's step, expected another name"),
                 ));
             }
+            let (run, http) = self.task_command(name, t)?;
             let after_at = ypath!["tasks", name, "after"];
             match (&t.after, definable) {
                 (Some(_), true) => {
@@ -1569,10 +1727,11 @@ impl Validator<'_> {
                 roles,
                 once: t.once.unwrap_or(false),
                 local: t.local.unwrap_or(false),
-                run: t.run.clone(),
+                run,
                 retries: t.retries.unwrap_or(0),
                 interval,
                 timeout,
+                http,
             });
         }
         self.check_cycles(&out)?;

@@ -9,7 +9,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::event::{Event, StepOutcome, LOCAL_LABEL};
+use super::http_probe;
 use crate::plan::chain::{self, ChainStep, Frame, FrameParser};
+use crate::plan::http_check::HttpCheck;
 use std::collections::BTreeSet;
 
 use crate::plan::commands::{self, HostPaths};
@@ -225,6 +227,62 @@ impl Executor {
         .await
     }
 
+    /// A script to run on this machine, reported under `label` (a host's
+    /// name for its drain or undrain).
+    fn local_job(&self, label: &str, step: &str, script: &str, timeout: Duration) -> RunOne {
+        RunOne {
+            transport: self.local.clone(),
+            label: label.to_string(),
+            step: step.to_string(),
+            script: script.to_string(),
+            stdin: None,
+            timeout,
+            events: self.events.clone(),
+            redactor: self.redactor.clone(),
+            counter: None,
+        }
+    }
+
+    /// Runs one node's action for host `h` outside a plan (the undo of a
+    /// publish drains and undrains, and checks over HTTP, this way), with
+    /// the same events as in a plan: a script on the host, a script on
+    /// this machine in the host's name, or an HTTP check.
+    pub async fn run_action(
+        &self,
+        h: usize,
+        label: &str,
+        step: &str,
+        action: &Action,
+        timeout: Duration,
+    ) -> NodeResult {
+        match action {
+            Action::Local(script) => run_one(self.local_job(label, step, script, timeout)).await,
+            Action::Http { check, then } => {
+                let Some(transport) = self.transports[h].clone() else {
+                    return NodeResult {
+                        ok: false,
+                        output: None,
+                        reason: Some("not connected".into()),
+                        duration: Duration::ZERO,
+                    };
+                };
+                run_http(HttpJob {
+                    check: check.clone(),
+                    then: then.clone(),
+                    transport,
+                    label: label.to_string(),
+                    step: step.to_string(),
+                    timeout,
+                    events: self.events.clone(),
+                    redactor: self.redactor.clone(),
+                    counter: Some((self.round_trips.clone(), h)),
+                })
+                .await
+            }
+            other => self.run_on(h, label, step, other.script(), timeout).await,
+        }
+    }
+
     /// Runs the nodes of `plan` for which `include` is true, in dependency
     /// order, until all have run or been skipped. After an interrupt, starts
     /// nothing new and lets running nodes finish (or time out). Never
@@ -295,6 +353,40 @@ impl Executor {
                 },
                 None => (self.local.clone(), LOCAL_LABEL.to_string(), None),
             };
+            if let (Action::Local(script), Some(h)) = (&node.action, node.host) {
+                // The host's drain or undrain, run here in its name.
+                let job = self.local_job(
+                    plan.hosts[h].name.as_str(),
+                    &step.name,
+                    script,
+                    step.timeout,
+                );
+                let permits = self.permits.clone();
+                st.running.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    vec![(n, Some(run_one(job).await))]
+                });
+                continue;
+            }
+            if let Action::Http { check, then } = &node.action {
+                let job = HttpJob {
+                    check: check.clone(),
+                    then: then.clone(),
+                    transport,
+                    label,
+                    step: step.name.clone(),
+                    timeout: step.timeout,
+                    events: self.events.clone(),
+                    redactor: self.redactor.clone(),
+                    counter,
+                };
+                let permits = self.permits.clone();
+                st.running.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    vec![(n, Some(run_http(job).await))]
+                });
+                continue;
+            }
             if let Action::Artifact(script) = &node.action {
                 // Streamed in a round trip of its own.
                 let job = RunOne {
@@ -460,7 +552,10 @@ impl<'p> DrainState<'p> {
             x.host == Some(h)
                 && x.step.is_some()
                 && x.deps == [cur]
-                && !matches!(x.action, Action::Artifact(_))
+                && !matches!(
+                    x.action,
+                    Action::Artifact(_) | Action::Local(_) | Action::Http { .. }
+                )
                 && self.queue.state(d) == NodeState::Waiting
         }) {
             self.queue.claim(d);
@@ -650,6 +745,95 @@ async fn still_answers(t: &Arc<dyn Transport>) -> bool {
     t.run("true", None, PROBE_TIMEOUT)
         .await
         .is_ok_and(|o| o.success())
+}
+
+/// An `http:` smoke test of one host, then (when it passes) its `then`
+/// script on the host.
+struct HttpJob {
+    check: HttpCheck,
+    then: String,
+    transport: Arc<dyn Transport>,
+    label: String,
+    step: String,
+    timeout: Duration,
+    events: EventSink,
+    redactor: Arc<Redactor>,
+    counter: Option<(Arc<Vec<AtomicUsize>>, usize)>,
+}
+
+/// Runs an [`HttpJob`] within its step's time limit, as one step: the
+/// failure tail is the last answer's status and the first lines of its
+/// body.
+async fn run_http(job: HttpJob) -> NodeResult {
+    job.events.send(Event::StepStarted {
+        host: job.label.clone(),
+        step: job.step.clone(),
+    });
+    let started = Instant::now();
+    let work = async {
+        if let Err(lines) = http_probe::check(&job.check).await {
+            let why = lines.first().cloned().unwrap_or_default();
+            let reason = match why.split_once(" answered ") {
+                Some((_, rest)) => format!("answered {}", rest.split(" (").next().unwrap_or(rest)),
+                None => "no answer".to_string(),
+            };
+            let out = CommandOutput {
+                status: Some(1),
+                stdout: Vec::new(),
+                stderr: lines.join("\n").into_bytes(),
+            };
+            return (false, Some(out), Some(reason));
+        }
+        if job.then.is_empty() {
+            let out = CommandOutput {
+                status: Some(0),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            return (true, Some(out), None);
+        }
+        if let Some((c, h)) = &job.counter {
+            c[*h].fetch_add(1, Ordering::Relaxed);
+        }
+        match job.transport.run(&job.then, None, job.timeout).await {
+            Ok(out) if out.success() => (true, Some(out), None),
+            Ok(out) => {
+                let reason = match out.status {
+                    Some(c) => format!("exit {c}"),
+                    None => "killed by a signal".to_string(),
+                };
+                (false, Some(out), Some(reason))
+            }
+            Err(e) => (false, None, Some(e.to_string())),
+        }
+    };
+    let (ok, output, reason) = match tokio::time::timeout(job.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => (
+            false,
+            None,
+            Some(format!("timed out after {}s", job.timeout.as_secs())),
+        ),
+    };
+    let reason = reason.map(|r| job.redactor.apply(&r).into_owned());
+    let duration = started.elapsed();
+    let tail_lines = match &output {
+        Some(o) if !ok => tail(o, &job.redactor),
+        _ => Vec::new(),
+    };
+    job.events.send(Event::StepFinished {
+        host: job.label,
+        step: job.step,
+        outcome: StepOutcome::from_reason(reason.as_deref()),
+        duration,
+        tail: tail_lines,
+    });
+    NodeResult {
+        ok,
+        output,
+        reason,
+        duration,
+    }
 }
 
 struct ChainJobStep {

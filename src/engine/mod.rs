@@ -8,6 +8,8 @@ pub mod executor;
 pub mod failure_hooks;
 pub mod fleet;
 pub mod gate;
+pub mod http_probe;
+pub mod load_balancer;
 pub mod lock_protocol;
 pub mod promote;
 pub mod rollback;

@@ -28,7 +28,9 @@ use super::fleet::{Fleet, RunCtx};
 use super::rollback_target::{
     self as target, reached, summary, HostEnd, NoTarget, Target, UndoVerdict, Verdict,
 };
-use crate::config::{Config, Host};
+use std::time::Duration;
+
+use crate::config::{Config, Host, LoadBalancer};
 use crate::ledger::LEDGER_PATH;
 use crate::lock::{holder_seen, LockHolder};
 use crate::outcome::Outcome;
@@ -37,11 +39,13 @@ use crate::plan::commands::{self, HostPaths, LOCKED_STATUS};
 use crate::plan::failure_hooks::Failure;
 use crate::plan::inspect::{self, HostReleases};
 use crate::plan::notify::{self, HostOutcome, RunOutcome};
+use crate::plan::planner::{batches, lb_action};
 use crate::plan::render::{self, RenderError};
 use crate::plan::rollback::{self as recipe, HostRollback, RollbackStep, TaskRun};
 use crate::plan::targeting::{self, Targets};
 use crate::plan::{Plan, PlanHost, Recipe, ReleaseInfo};
 use crate::redact::Redactor;
+use crate::transport::CommandOutput;
 
 /// What a rollback is asked to do.
 pub struct Request<'a> {
@@ -134,6 +138,9 @@ struct Run<'a, 'c> {
     /// commit) it replaces, once decided.
     target_commit: String,
     previous: Option<(String, String)>,
+    /// With a load balancer: the hosts this run took out of its pool and
+    /// has not put back.
+    drained: std::sync::Mutex<Vec<bool>>,
 }
 
 impl Run<'_, '_> {
@@ -184,6 +191,123 @@ impl Run<'_, '_> {
         per_host
     }
 
+    /// [`Run::run_chains`], with the stage's load balancer when it has
+    /// one: the hosts go batch by batch (the stage's rollout), each host
+    /// drained (then `wait`) before its chain and undrained only when its
+    /// whole chain passed; a host already out of the pool (its target
+    /// failed) is not drained again. A host whose drain fails is not
+    /// touched. After an interrupt no new batch starts.
+    async fn run_chains_lb(
+        &self,
+        chains: &[Option<Vec<RollbackStep>>],
+    ) -> Vec<Vec<Option<NodeResult>>> {
+        let Some(stage) = self.req.config.stage(self.req.stage) else {
+            return self.run_chains(chains).await;
+        };
+        let Some(lb) = stage.load_balancer.as_ref() else {
+            return self.run_chains(chains).await;
+        };
+        let n = chains.len();
+        let mut results: Vec<Vec<Option<NodeResult>>> = vec![Vec::new(); n];
+        for batch in batches(n, stage.rollout.batch, stage.rollout.canary) {
+            let members: Vec<usize> = batch.into_iter().filter(|&h| chains[h].is_some()).collect();
+            if members.is_empty() {
+                continue;
+            }
+            if self.ctx.interrupted() {
+                break;
+            }
+            let to_drain: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&h| !self.is_drained(h))
+                .collect();
+            let drains =
+                futures::future::join_all(to_drain.iter().map(|&h| self.lb_step(lb, "drain", h)))
+                    .await;
+            let mut sub: Vec<Option<Vec<RollbackStep>>> = vec![None; n];
+            for &h in &members {
+                sub[h] = chains[h].clone();
+            }
+            for (&h, drained) in to_drain.iter().zip(drains) {
+                self.set_drained(h, true);
+                if let Err(why) = drained {
+                    // Not switched: it may still be in the pool.
+                    sub[h] = None;
+                    results[h] = vec![Some(NodeResult {
+                        ok: false,
+                        output: Some(CommandOutput {
+                            status: Some(1),
+                            stdout: Vec::new(),
+                            stderr: format!(
+                                "not switched: the load balancer's drain failed ({why})"
+                            )
+                            .into_bytes(),
+                        }),
+                        reason: Some("drain failed".into()),
+                        duration: Duration::ZERO,
+                    })];
+                }
+            }
+            let ran = self.run_chains(&sub).await;
+            let mut healthy = Vec::new();
+            for (h, r) in ran.into_iter().enumerate() {
+                if sub[h].is_none() {
+                    continue;
+                }
+                // Back in the pool: a host whose chain passed, and one
+                // whose chain never started (an interrupt), still on the
+                // release it served.
+                if r.iter().all(|x| x.as_ref().is_none_or(|x| x.ok)) {
+                    healthy.push(h);
+                }
+                results[h] = r;
+            }
+            let undrains =
+                futures::future::join_all(healthy.iter().map(|&h| self.lb_step(lb, "undrain", h)))
+                    .await;
+            for (&h, r) in healthy.iter().zip(undrains) {
+                if r.is_ok() {
+                    self.set_drained(h, false);
+                }
+            }
+        }
+        results
+    }
+
+    fn is_drained(&self, h: usize) -> bool {
+        self.drained.lock().expect("not poisoned")[h]
+    }
+
+    fn set_drained(&self, h: usize, out: bool) {
+        self.drained.lock().expect("not poisoned")[h] = out;
+    }
+
+    /// Host `h`'s `drain` or `undrain`, run where it says, in the host's
+    /// name. `Err` says why it failed.
+    async fn lb_step(&self, lb: &LoadBalancer, step: &str, h: usize) -> Result<(), String> {
+        if !lb.serves(self.req.hosts[h]) {
+            return Ok(());
+        }
+        let info = self.release_info(self.target.as_deref().unwrap_or_default(), "", None);
+        let ctx = render::context(self.req.config, self.req.hosts[h], &info, self.ctx.env);
+        let action = lb_action(lb, step, self.req.hosts[h], &ctx, self.req.stage)
+            .map_err(|e| e.to_string())?;
+        let timeout = match step {
+            "drain" => lb.drain.timeout + lb.wait,
+            _ => lb.undrain.timeout,
+        };
+        let r = self
+            .session
+            .exec
+            .run_action(h, self.name(h), step, &action, timeout)
+            .await;
+        match r.ok {
+            true => Ok(()),
+            false => Err(r.reason.unwrap_or_else(|| "failed".into())),
+        }
+    }
+
     fn task_run(&self, i: usize, name: &str, r: &ReleaseInfo) -> Result<TaskRun, RenderError> {
         let t = self
             .req
@@ -197,6 +321,11 @@ impl Run<'_, '_> {
             retries: t.retries,
             interval: t.interval,
             timeout: t.timeout.unwrap_or(recipe::TASK_TIMEOUT),
+            http: t
+                .http
+                .as_ref()
+                .map(|spec| crate::plan::planner::http_check(t, spec, &ctx, self.name(i)))
+                .transpose()?,
         })
     }
 
@@ -300,6 +429,7 @@ impl Run<'_, '_> {
                         name: recipe::UNLOCK,
                         script: commands::unlock(&self.paths[i], &self.req.holder.token),
                         timeout: recipe::STEP_TIMEOUT,
+                        check: None,
                     }]
                 })
             })
@@ -386,6 +516,7 @@ pub async fn run(
         target: req.to.map(str::to_string),
         target_commit: String::new(),
         previous: None,
+        drained: std::sync::Mutex::new(vec![false; n]),
     };
     let result = rollback(&mut run).await;
     if let Ok((Outcome::Failed | Outcome::RollbackIncomplete, _, ends)) = &result {
@@ -405,9 +536,28 @@ pub async fn run(
             req.stage
         ));
     }
+    // A host out of the load balancer's pool stays there: a person puts
+    // it back.
+    let drained: Vec<&str> = (0..n)
+        .filter(|&i| run.is_drained(i))
+        .map(|i| req.hosts[i].name.as_str())
+        .collect();
+    if !drained.is_empty() {
+        headline.push_str(&format!(
+            "; left drained (out of the load balancer's pool): {}",
+            drained.join(", ")
+        ));
+    }
     let hosts = (0..n)
         .map(|i| {
             let (ok, state) = match ends.get(i).and_then(|e| e.as_ref()) {
+                Some(e) if run.is_drained(i) => (
+                    e.ok(),
+                    format!(
+                        "{}; left drained: out of the load balancer's pool",
+                        e.state()
+                    ),
+                ),
                 Some(e) => (e.ok(), e.state()),
                 None => (
                     false,
@@ -460,6 +610,7 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
                 name: "lock",
                 script: recipe::lock_and_read(p, &holder_json),
                 timeout: recipe::STEP_TIMEOUT,
+                check: None,
             }])
         })
         .collect();
@@ -618,7 +769,7 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
     let started = Instant::now();
     let chains: Vec<Option<Vec<RollbackStep>>> =
         work.iter().map(|w| w.as_ref().map(recipe::steps)).collect();
-    let results = run.run_chains(&chains).await;
+    let results = run.run_chains_lb(&chains).await;
     let mut ends: Ends = vec![None; n];
     let mut undo: Vec<Option<Vec<RollbackStep>>> = vec![None; n];
     let mut pending: Vec<Option<(String, String)>> = vec![None; n];
@@ -664,7 +815,7 @@ async fn rollback(run: &mut Run<'_, '_>) -> anyhow::Result<(Outcome, String, End
     if undo.iter().any(Option::is_some) {
         run.ctx
             .set_status("switching back hosts whose rollback target failed");
-        let back = run.run_chains(&undo).await;
+        let back = run.run_chains_lb(&undo).await;
         for i in 0..n {
             let (Some(steps), Some((step, why))) = (&undo[i], pending[i].take()) else {
                 continue;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use super::executor::{Executor, NodeResult, RunReport};
 use super::fleet::RunCtx;
+use super::load_balancer::Pool;
 use super::lock_protocol::{failed_state, Before, CLEANUP_TIMEOUT};
 use crate::config::{Config, Host};
 use crate::ledger::EventKind;
@@ -54,7 +55,8 @@ impl UndoCtx<'_> {
     /// host (never for a `local: true` task: see [`UndoCtx::local_hook`]).
     fn hook(&self, name: &str, h: usize, release: &ReleaseInfo) -> Option<commands::HookCommand> {
         let t = self.config.task(name)?;
-        if !targeting::targets(t, self.hosts).on_host(h) {
+        // An `http:` smoke test is checked from here (see `restore_all`).
+        if t.http.is_some() || !targeting::targets(t, self.hosts).on_host(h) {
             return None;
         }
         let ctx = render::context(self.config, self.hosts[h], release, self.env);
@@ -332,11 +334,45 @@ async fn smoke_after_local_restart(
         .ok
 }
 
+/// Puts every host of `hosts` back on its previous release; whether each
+/// made it. All at once, or, with a load balancer, batch by batch, each
+/// host out of the pool until it is back and checked (see
+/// [`super::load_balancer`]). An `http:` smoke test is checked from here
+/// once a host is back.
+async fn restore_all(
+    exec: &Executor,
+    plan: &Plan,
+    hosts: &[usize],
+    before: &[Before],
+    undo: &UndoCtx<'_>,
+    pool: &Pool<'_>,
+) -> Vec<Undone> {
+    let mut out = vec![Undone::default(); hosts.len()];
+    for group in pool.groups(hosts) {
+        let members: Vec<usize> = group.iter().map(|&k| hosts[k]).collect();
+        pool.drain(exec, &members).await;
+        let done = restore_group(exec, plan, &members, before, undo).await;
+        let oks: Vec<bool> = done.iter().map(|u| u.ok).collect();
+        let check: Vec<bool> = members
+            .iter()
+            .map(|&h| before[h].current.is_some())
+            .collect();
+        let oks = pool.check_and_undrain(exec, &members, oks, &check).await;
+        for ((k, mut u), ok) in group.into_iter().zip(done).zip(oks) {
+            // An HTTP smoke test after the switch back, or the undrain,
+            // failing leaves the host needing a person.
+            u.ok = ok;
+            out[k] = u;
+        }
+    }
+    out
+}
+
 /// Puts every host of `hosts` back on its previous release, all at once;
 /// how each went. A `local: true` restart (or smoke test) runs once on
 /// this machine when the hosts are back, never on a host: hosts switch
 /// back, then the local restart runs, then each host's own smoke test.
-async fn restore_all(
+async fn restore_group(
     exec: &Executor,
     plan: &Plan,
     hosts: &[usize],
@@ -406,11 +442,16 @@ pub async fn settle(
 ) -> (Outcome, String) {
     let s = Settlement::read(exec, plan, report, before, undo, ctx);
     let mut rows = Rows { states, host_ok };
-    if s.failed_hard() || s.interrupted {
+    let (outcome, headline) = if s.failed_hard() || s.interrupted {
         s.undo(&mut rows).await
     } else {
         s.keep(&mut rows).await
-    }
+    };
+    let untouched: Vec<usize> = (0..plan.hosts.len())
+        .filter(|&h| !s.published[h] && s.failure(Some(h)).is_none())
+        .collect();
+    s.pool.undrain_untouched(exec, &untouched).await;
+    (outcome, s.left_drained(&mut rows, headline))
 }
 
 /// Each host's summary row, filled by [`settle`].
@@ -441,6 +482,8 @@ struct Settlement<'a, 'c> {
     /// moved (a publish can fail, or lose its connection, after the
     /// rename), so their undo looks where it points.
     started: Vec<bool>,
+    /// Hosts out of the load balancer's pool.
+    pool: Pool<'a>,
 }
 
 impl<'a, 'c> Settlement<'a, 'c> {
@@ -469,6 +512,26 @@ impl<'a, 'c> Settlement<'a, 'c> {
             interrupted: exec.interrupted(),
             published,
             started,
+            pool: Pool::after_run(plan, report),
+        }
+    }
+
+    /// Says, on each host's row and in the headline, which hosts are
+    /// still out of the load balancer's pool: a person puts them back.
+    fn left_drained(&self, rows: &mut Rows<'_>, headline: String) -> String {
+        let drained = self.pool.drained();
+        for &h in &drained {
+            if let (Some(state), Some(note)) = (rows.states[h].as_mut(), self.pool.note(h)) {
+                state.push_str(&format!("; {note}"));
+            }
+        }
+        if drained.is_empty() {
+            headline
+        } else {
+            format!(
+                "{headline}; left drained (out of the load balancer's pool): {}",
+                self.names(&drained)
+            )
         }
     }
 
@@ -514,7 +577,15 @@ impl<'a, 'c> Settlement<'a, 'c> {
             .copied()
             .filter(|&h| self.started[h])
             .collect();
-        let restored = restore_all(self.exec, plan, &to_restore, self.before, self.undo).await;
+        let restored = restore_all(
+            self.exec,
+            plan,
+            &to_restore,
+            self.before,
+            self.undo,
+            &self.pool,
+        )
+        .await;
         let mut stuck = Vec::new();
         for &h in tolerated {
             let why = self.failure(Some(h)).unwrap_or_else(|| "failed".into());
@@ -602,7 +673,14 @@ impl<'a, 'c> Settlement<'a, 'c> {
             .filter(|&h| !self.started[h] && created_release(plan, res, queue, h))
             .collect();
         let (restored, removed) = futures::future::join(
-            restore_all(self.exec, plan, &started, self.before, self.undo),
+            restore_all(
+                self.exec,
+                plan,
+                &started,
+                self.before,
+                self.undo,
+                &self.pool,
+            ),
             futures::future::join_all(staged.iter().map(|&h| discard(self.exec, plan, h, why))),
         )
         .await;

@@ -393,6 +393,20 @@ pub fn smoke_test(
         + &ledger_append(p, &[entry(r, host, EventKind::Verified)])
 }
 
+/// A load balancer's `drain` or `undrain` command for one host (`run`,
+/// rendered for it), then `wait` (connection draining; zero for an
+/// undrain). Runs with `sh -c` where the command says: on the machine
+/// running shipit or on the host.
+pub fn load_balancer(stage: &str, host: &str, run: &str, wait: Duration) -> String {
+    remote::LOAD_BALANCER
+        .fill()
+        .set("SHIPIT_HOST", host)
+        .set("SHIPIT_STAGE", stage)
+        .set("lb_run", run)
+        .set("lb_wait", &secs(wait))
+        .done()
+}
+
 /// Switches `current` atomically (temp link + rename) and records
 /// `published`.
 pub fn publish(p: &HostPaths, r: &ReleaseInfo, host: &str) -> String {

@@ -56,7 +56,12 @@ pub fn render(plan: &Plan) -> String {
     }
     let _ = writeln!(
         o,
-        "\npublish batches (switch, restart, smoke test; a failing batch stops the run):"
+        "\npublish batches ({}; a failing batch stops the run):",
+        if plan.step_index("drain").is_some() {
+            "drain, switch, restart, smoke test, undrain"
+        } else {
+            "switch, restart, smoke test"
+        }
     );
     for (i, b) in plan.batches.iter().enumerate() {
         let _ = writeln!(o, "  {}. {}", i + 1, host_list(plan, b));
@@ -108,6 +113,10 @@ pub fn render(plan: &Plan) -> String {
                             .unwrap_or("digest known at deploy")
                     )
                 }
+                Action::Local(script) => {
+                    format!("# on the shipit machine, for this host\n{script}")
+                }
+                Action::Http { check, then } => format!("{}\n{then}", check.describe()),
                 Action::Barrier => continue,
             };
             match node.host {

@@ -9,6 +9,7 @@ pub mod display;
 pub mod failure_hooks;
 pub mod graph;
 pub mod host_step;
+pub mod http_check;
 pub mod inspect;
 pub mod notify;
 pub mod planner;

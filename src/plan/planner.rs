@@ -8,11 +8,14 @@ use super::commands::{self, CheckSpec, HostPaths, LockReport};
 use super::failure_hooks;
 use super::graph::{Node, Plan, PlanHost, Recipe};
 use super::host_step::Target;
+use super::http_check::HttpCheck;
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
 use super::step::{builtin_phase, Action, Phase, Step, StepKind, BUILTIN_STEPS};
 use super::targeting;
-use crate::config::{Batch, Config, Host, Stage, Strategy, Task};
+use crate::config::validate::LB_STEPS;
+use crate::config::{Batch, Config, Host, HttpCheckSpec, LoadBalancer, Stage, Strategy, Task};
+use crate::ledger::EventKind;
 use crate::lock::LockHolder;
 
 /// `--hosts` / `--roles`: which hosts of the stage the run touches.
@@ -158,6 +161,71 @@ fn order(config: &Config) -> Vec<(String, Option<&Task>, Phase)> {
     out
 }
 
+/// The recipe's steps with a stage's load balancer: `drain` before
+/// `publish` and `undrain` after the last step of the publish phase, so a
+/// host is out of the pool from before its switch until its smoke test
+/// (and the tasks after it) passed.
+fn with_load_balancer<'c>(
+    mut steps: Vec<(String, Option<&'c Task>, Phase)>,
+    lb: Option<&LoadBalancer>,
+) -> Vec<(String, Option<&'c Task>, Phase)> {
+    if lb.is_none() {
+        return steps;
+    }
+    let Some(first) = steps.iter().position(|(_, _, p)| *p == Phase::Publish) else {
+        return steps;
+    };
+    steps.insert(first, ("drain".to_string(), None, Phase::Publish));
+    let last = steps
+        .iter()
+        .rposition(|(_, _, p)| *p == Phase::Publish)
+        .expect("drain is in the publish phase");
+    steps.insert(last + 1, ("undrain".to_string(), None, Phase::Publish));
+    steps
+}
+
+/// Host `h`'s `drain` (with the wait after it) or `undrain`, rendered with
+/// its context: run on the shipit machine for it, or on the host.
+pub fn lb_action(
+    lb: &LoadBalancer,
+    step: &str,
+    h: &Host,
+    ctx: &tera::Context,
+    stage: &str,
+) -> Result<Action, RenderError> {
+    let (cmd, wait) = match step {
+        "drain" => (&lb.drain, lb.wait),
+        _ => (&lb.undrain, Duration::ZERO),
+    };
+    let run = render::render(&cmd.run, ctx, &format!("`load_balancer.{step}`"), &h.name)?;
+    let script = commands::load_balancer(stage, &h.name, &run, wait);
+    Ok(if cmd.local {
+        Action::Local(script)
+    } else {
+        Action::Shell(script)
+    })
+}
+
+/// An `http:` smoke test rendered for one host.
+pub fn http_check(
+    t: &Task,
+    http: &HttpCheckSpec,
+    ctx: &tera::Context,
+    host: &str,
+) -> Result<HttpCheck, RenderError> {
+    Ok(HttpCheck {
+        url: render::render(
+            &http.url,
+            ctx,
+            &format!("the `http` of task `{}`", t.name),
+            host,
+        )?,
+        expect: http.expect,
+        retries: t.retries,
+        interval: t.interval,
+    })
+}
+
 /// Builds the plan. Deterministic for the same input.
 pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let config = input.config;
@@ -199,18 +267,30 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let mut steps = Vec::new();
     // Per step: which hosts, and each host's actions.
     let mut work: Vec<Vec<(Option<usize>, Vec<Action>)>> = Vec::new();
-    for (name, task, phase) in order(config) {
-        let builtin = builtin_phase(&name).is_some();
+    let lb = stage.load_balancer.as_ref();
+    for (name, task, phase) in with_load_balancer(order(config), lb) {
+        let builtin = builtin_phase(&name).is_some() || LB_STEPS.contains(&name.as_str());
         // Built-in steps run on every host; a task where targeting says.
-        let targets = match task {
-            Some(t) => targeting::targets(t, &hosts),
-            None => targeting::Targets::Hosts((0..hosts.len()).collect()),
+        let targets = match (task, lb) {
+            (Some(t), _) => targeting::targets(t, &hosts),
+            // Only the hosts in the load balancer's pool leave it.
+            (None, Some(lb)) if LB_STEPS.contains(&name.as_str()) => targeting::Targets::Hosts(
+                (0..hosts.len()).filter(|&i| lb.serves(hosts[i])).collect(),
+            ),
+            (None, _) => targeting::Targets::Hosts((0..hosts.len()).collect()),
         };
         let local = targets.is_local();
-        let timeout = match (task, name.as_str()) {
-            (Some(t), _) => t.timeout.unwrap_or(LONG),
-            (None, "fetch" | "create_release") => LONG,
+        let timeout = match (task, name.as_str(), lb) {
+            (Some(t), _, _) => t.timeout.unwrap_or(LONG),
+            (None, "fetch" | "create_release", _) => LONG,
+            (None, "drain", Some(lb)) => lb.drain.timeout + lb.wait,
+            (None, "undrain", Some(lb)) => lb.undrain.timeout,
             _ => SHORT,
+        };
+        let lb_local = match (name.as_str(), lb) {
+            ("drain", Some(lb)) => lb.drain.local,
+            ("undrain", Some(lb)) => lb.undrain.local,
+            _ => false,
         };
         steps.push(Step {
             name: name.clone(),
@@ -220,7 +300,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                 StepKind::Task
             },
             phase,
-            local,
+            local: local || lb_local,
             always: name == "unlock",
             timeout,
             quiet: name == "lock",
@@ -295,6 +375,26 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     t.retries,
                     t.interval,
                 ))],
+                ("drain" | "undrain", None) => {
+                    let lb = lb.expect("load balancer steps come with a load balancer");
+                    vec![lb_action(lb, &name, h, &contexts[i], &release.stage)?]
+                }
+                (
+                    "smoke_test",
+                    Some(
+                        t @ Task {
+                            http: Some(http), ..
+                        },
+                    ),
+                ) => {
+                    vec![Action::Http {
+                        check: http_check(t, http, &contexts[i], &h.name)?,
+                        then: commands::ledger_append(
+                            &p,
+                            &[commands::entry(release, &h.name, EventKind::Verified)],
+                        ),
+                    }]
+                }
                 ("smoke_test", Some(t)) => vec![Action::Shell(commands::smoke_test(
                     &p,
                     release,
@@ -401,18 +501,28 @@ fn undo_nodes(
         steps.len() - 1
     };
     let discard = add_step("discard_staged", false, SHORT);
+    let lb = config
+        .stage(&release.stage)
+        .and_then(|s| s.load_balancer.as_ref());
+    let drain = lb.map(|lb| add_step("drain", lb.drain.local, lb.drain.timeout + lb.wait));
     let back = add_step(
         "switch_back",
         false,
         SHORT + hook_timeout("restart") + hook_timeout("smoke_test"),
     );
+    let http = config.task("smoke_test").filter(|t| t.http.is_some());
+    let check = http.map(|t| add_step("smoke_test", false, t.timeout.unwrap_or(LONG)));
+    let undrain = lb.map(|lb| add_step("undrain", lb.undrain.local, lb.undrain.timeout));
     let where_ = |name: &str| config.task(name).map(|t| targeting::targets(t, hosts));
     for (i, h) in hosts.iter().enumerate() {
         let p = HostPaths::of(config, h);
         let ctx = render::context(config, h, &previous, env);
         let hook = |name: &str| -> Result<Option<commands::HookCommand>, PlanError> {
+            // An `http:` smoke test is no command on the host: it is
+            // checked from here once the host is back.
             let Some(t) = config
                 .task(name)
+                .filter(|t| t.http.is_none())
                 .filter(|_| where_(name).is_some_and(|w| w.on_host(i)))
             else {
                 return Ok(None);
@@ -430,6 +540,14 @@ fn undo_nodes(
             action: Action::Shell(commands::discard_staged(&p, release, &h.name, "failed")),
             deps: Vec::new(),
         });
+        if let (Some(s), Some(lb)) = (drain, lb.filter(|lb| lb.serves(h))) {
+            nodes.push(Node {
+                step: Some(s),
+                host: Some(i),
+                action: lb_action(lb, "drain", h, &ctx, &release.stage)?,
+                deps: Vec::new(),
+            });
+        }
         nodes.push(Node {
             step: Some(back),
             host: Some(i),
@@ -443,6 +561,33 @@ fn undo_nodes(
             )),
             deps: Vec::new(),
         });
+        if let (
+            Some(s),
+            Some(
+                t @ Task {
+                    http: Some(spec), ..
+                },
+            ),
+        ) = (check, http)
+        {
+            nodes.push(Node {
+                step: Some(s),
+                host: Some(i),
+                action: Action::Http {
+                    check: http_check(t, spec, &ctx, &h.name)?,
+                    then: String::new(),
+                },
+                deps: Vec::new(),
+            });
+        }
+        if let (Some(s), Some(lb)) = (undrain, lb.filter(|lb| lb.serves(h))) {
+            nodes.push(Node {
+                step: Some(s),
+                host: Some(i),
+                action: lb_action(lb, "undrain", h, &ctx, &release.stage)?,
+                deps: Vec::new(),
+            });
+        }
     }
     for name in ["restart", "smoke_test"] {
         let Some(t) = config

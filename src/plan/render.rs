@@ -113,12 +113,25 @@ pub fn referenced_env(text: &str) -> BTreeSet<String> {
 /// Names of environment variables the hosts' `env:` values read as
 /// `env.NAME`: redacted like those of tasks and templates.
 pub fn env_references(config: &Config) -> BTreeSet<String> {
+    let lb_commands = config
+        .stages
+        .iter()
+        .filter_map(|s| s.load_balancer.as_ref())
+        .flat_map(|lb| [&lb.drain.run, &lb.undrain.run]);
+    let urls = config
+        .tasks
+        .iter()
+        .filter_map(|t| t.http.as_ref())
+        .map(|h| &h.url);
     config
         .stages
         .iter()
         .flat_map(|s| &s.hosts)
         .flat_map(|h| &h.env)
-        .flat_map(|(_, value)| referenced_env(value))
+        .map(|(_, value)| value)
+        .chain(lb_commands)
+        .chain(urls)
+        .flat_map(|value| referenced_env(value))
         .collect()
 }
 

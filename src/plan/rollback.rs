@@ -18,6 +18,7 @@ use crate::remote;
 
 use super::commands::{self, HostPaths};
 use super::graph::{Node, Plan, PlanHost, Recipe};
+use super::http_check::HttpCheck;
 use super::inspect;
 use super::release::ReleaseInfo;
 use super::render::{self, RenderError};
@@ -112,6 +113,8 @@ pub struct TaskRun {
     pub retries: u32,
     pub interval: Duration,
     pub timeout: Duration,
+    /// The `http:` smoke test, rendered for the host (`run` is then empty).
+    pub http: Option<HttpCheck>,
 }
 
 /// One step of a host's rollback chain.
@@ -120,6 +123,9 @@ pub struct RollbackStep {
     pub name: &'static str,
     pub script: String,
     pub timeout: Duration,
+    /// An `http:` smoke test checked from the machine running shipit;
+    /// `script` then runs on the host only when it passes.
+    pub check: Option<HttpCheck>,
 }
 
 /// Everything one host's rollback needs.
@@ -154,6 +160,19 @@ fn task_step(
     host: &str,
     record_verified: bool,
 ) -> RollbackStep {
+    if let Some(check) = &t.http {
+        let script = if record_verified {
+            commands::ledger_append(p, &[commands::entry(r, host, EventKind::Verified)])
+        } else {
+            String::new()
+        };
+        return RollbackStep {
+            name,
+            script,
+            timeout: t.timeout,
+            check: Some(check.clone()),
+        };
+    }
     let script = if record_verified {
         commands::smoke_test(p, r, host, &t.run, &t.env, t.retries, t.interval)
     } else {
@@ -163,6 +182,7 @@ fn task_step(
         name,
         script,
         timeout: t.timeout,
+        check: None,
     }
 }
 
@@ -174,6 +194,7 @@ pub fn steps(w: &HostRollback<'_>) -> Vec<RollbackStep> {
         name: SWITCH,
         script: switch(p, &w.from.id, &w.to.id),
         timeout: STEP_TIMEOUT,
+        check: None,
     }];
     if let Some(t) = &w.restart {
         v.push(task_step("restart", p, w.to, t, w.host, false));
@@ -186,11 +207,13 @@ pub fn steps(w: &HostRollback<'_>) -> Vec<RollbackStep> {
         name: RECORD,
         script: record(p, w.from, w.to, w.host, w.smoke_test.is_some()),
         timeout: STEP_TIMEOUT,
+        check: None,
     });
     v.push(RollbackStep {
         name: UNLOCK,
         script: commands::unlock(p, w.token),
         timeout: STEP_TIMEOUT,
+        check: None,
     });
     v
 }
@@ -204,6 +227,7 @@ pub fn undo_steps(w: &HostRollback<'_>) -> Vec<RollbackStep> {
         name: SWITCH_BACK,
         script: switch_back(p, w.to, w.host, &w.from.id),
         timeout: STEP_TIMEOUT,
+        check: None,
     }];
     if let Some(t) = &w.restart_back {
         v.push(task_step("restart", p, w.from, t, w.host, false));
@@ -215,6 +239,7 @@ pub fn undo_steps(w: &HostRollback<'_>) -> Vec<RollbackStep> {
         name: UNLOCK,
         script: commands::unlock(p, w.token),
         timeout: STEP_TIMEOUT,
+        check: None,
     });
     v
 }
@@ -257,7 +282,13 @@ pub fn chain_plan(
             nodes.push(Node {
                 step: Some(si),
                 host: Some(h),
-                action: Action::Shell(s.script.clone()),
+                action: match &s.check {
+                    Some(check) => Action::Http {
+                        check: check.clone(),
+                        then: s.script.clone(),
+                    },
+                    None => Action::Shell(s.script.clone()),
+                },
                 deps: prev.into_iter().collect(),
             });
             prev = Some(nodes.len() - 1);
@@ -332,6 +363,11 @@ pub fn preview(
                 retries: t.retries,
                 interval: t.interval,
                 timeout: t.timeout.unwrap_or(TASK_TIMEOUT),
+                http: t
+                    .http
+                    .as_ref()
+                    .map(|spec| super::planner::http_check(t, spec, &ctx, &h.name))
+                    .transpose()?,
             }))
         };
         let w = HostRollback {
@@ -357,15 +393,49 @@ pub fn preview(
             ("2. switch, restart, smoke test, record, unlock (one round trip; stops at the first failure)", steps(&w)),
             ("3. undo, only when the target's restart or smoke test failed: switch back, restart and smoke-test `<current>` again, unlock (one round trip)", undo_steps(&w)),
         ];
-        for (what, round) in rounds {
+        let lb = config
+            .stage(stage)
+            .and_then(|s| s.load_balancer.as_ref())
+            .filter(|lb| lb.serves(h));
+        let lb_step = |o: &mut String, step: &str, what: &str| -> Result<(), RenderError> {
+            let Some(lb) = lb else { return Ok(()) };
+            let ctx = render::context(config, h, &to, env);
+            let action = super::planner::lb_action(lb, step, h, &ctx, stage)?;
+            let (timeout, place) = match (step, &action) {
+                ("drain", Action::Local(_)) => {
+                    (lb.drain.timeout + lb.wait, "on the shipit machine")
+                }
+                ("drain", _) => (lb.drain.timeout + lb.wait, "on the host"),
+                (_, Action::Local(_)) => (lb.undrain.timeout, "on the shipit machine"),
+                _ => (lb.undrain.timeout, "on the host"),
+            };
+            let _ = writeln!(o, "  {what}");
+            let _ = writeln!(o, "     {step}  (timeout {}s, {place})", timeout.as_secs());
+            for line in action.script().lines() {
+                let _ = writeln!(o, "        | {line}");
+            }
+            Ok(())
+        };
+        for (k, (what, round)) in rounds.into_iter().enumerate() {
+            if k == 0 {
+                lb_step(&mut o, "drain", "   before round 2, out of the load balancer's pool (batch by batch: the stage's rollout)")?;
+            }
             let _ = writeln!(o, "  {what}");
             for st in round {
                 let _ = writeln!(o, "     {}  (timeout {}s)", st.name, st.timeout.as_secs());
+                if let Some(check) = &st.check {
+                    let _ = writeln!(o, "        | {}", check.describe());
+                }
                 for line in st.script.lines() {
                     let _ = writeln!(o, "        | {line}");
                 }
             }
         }
+        lb_step(
+            &mut o,
+            "undrain",
+            "   back into the pool, only when round 2 (or, after a failure, round 3) passed",
+        )?;
     }
     Ok(o)
 }
@@ -405,6 +475,7 @@ pub(crate) mod tests {
             retries: 2,
             interval: Duration::from_millis(10),
             timeout: Duration::from_secs(5),
+            http: None,
         };
         HostRollback {
             paths: p,

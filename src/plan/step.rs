@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::http_check::HttpCheck;
+
 /// Where a step sits in the run. Phases are barriers: no host starts a
 /// phase before every host has finished the one before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,6 +76,14 @@ pub enum Action {
     /// Feed the release archive (strategy copy) to `script` on stdin. Runs
     /// in a round trip of its own: the archive is streamed, not embedded.
     Artifact(String),
+    /// Run this script with `sh -c` on the machine running shipit, for the
+    /// node's host (a load balancer's `local: true` drain or undrain):
+    /// reported under the host's name, in a round trip of its own.
+    Local(String),
+    /// Check the node's host over HTTP from the machine running shipit (an
+    /// `http:` smoke test); when it passes, run `then` on the host (it
+    /// records `verified`; empty: nothing).
+    Http { check: HttpCheck, then: String },
     /// Nothing to run: a barrier between phases or batches.
     Barrier,
 }
@@ -84,6 +94,8 @@ impl Action {
             Action::Shell(s) => s,
             Action::Upload { script, .. } => script,
             Action::Artifact(script) => script,
+            Action::Local(script) => script,
+            Action::Http { then, .. } => then,
             Action::Barrier => "",
         }
     }

@@ -84,6 +84,7 @@ pub(crate) mod tests {
             retries: 0,
             interval: Duration::from_secs(1),
             timeout: None,
+            http: None,
         }
     }
 

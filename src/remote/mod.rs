@@ -111,6 +111,10 @@ body!(
     PUBLISH, "publish.sh"
 );
 body!(
+    /// A load balancer's `drain` (then its `wait`) or `undrain` for one host.
+    LOAD_BALANCER, "load_balancer.sh"
+);
+body!(
     /// Appends a line to `revisions.log`.
     RECORD, "record.sh"
 );
@@ -205,6 +209,7 @@ const ALL: &[Body] = &[
     UPLOAD,
     TASK,
     PUBLISH,
+    LOAD_BALANCER,
     RECORD,
     CLEANUP,
     CLEANUP_PENDING,

@@ -163,6 +163,44 @@ fn a_production_like_configs_plans() {
     snapshot_all(&c, &["production"], &RECIPES);
 }
 
+/// A load balancer drains each host before its switch and undrains it
+/// after its smoke test, here an HTTP check from this machine; the undo
+/// and the rollback drain too.
+#[test]
+fn a_load_balanced_configs_plans() {
+    let text = PRODUCTION_LIKE
+        .replace("application: shop\n", "application: shop-lb\n")
+        .replace(
+            r#"smoke_test: { roles: [app], run: "curl -fsS localhost:{{ port }}/up", retries: 10, interval: 2s, timeout: 60s }"#,
+            r#"smoke_test: { roles: [app], http: "http://{{ host }}:{{ port }}/up", retries: 10, interval: 2s, timeout: 60s }"#,
+        )
+        .replace(
+            "    max_failures: 0\n",
+            "    max_failures: 0\n    load_balancer:\n      \
+             drain: { local: true, run: \"bin/lb drain {{ host }} --token {{ env.CHAT_TOKEN }}\", timeout: 2m }\n      \
+             undrain: { run: \"sudo /usr/local/bin/lb-ready\" }\n      wait: 10s\n",
+        );
+    assert!(
+        text.contains("load_balancer") && text.contains("http:"),
+        "{text}"
+    );
+    let c = config(&text, "deploy.yml");
+    snapshot_all(&c, &["production"], &RECIPES[..2]);
+    let app = app("production");
+    let deploy = plan_text(
+        &app,
+        &c,
+        "production",
+        PlanRecipe::Deploy,
+        release_for(&app, &c, "production"),
+    );
+    // drain, publish, restart, smoke test, undrain: in that order.
+    let at = |s: &str| deploy.find(s).unwrap_or_else(|| panic!("{s} in {deploy}"));
+    assert!(at(". drain  (timeout 130s, on the shipit machine)") < at(". publish  (timeout"));
+    assert!(at(". smoke_test  (timeout") < at(". undrain  (timeout 60s)"));
+    assert!(deploy.contains("GET http://web-01.acme.internal:8080/up until it answers 200"));
+}
+
 /// A `local: true` restart runs once on this machine during a deploy's
 /// undo, and a rollback does not run it: neither plan shows it on a
 /// host.

@@ -74,7 +74,7 @@ const ERROR_CASES: &[Case] = &[
         ("list_expected", &["linked_files: .env"], "invalid type for `linked_files`: `.env`, expected a list", Some((1, 15))),
         ("mapping_expected", &["ssh: deploy"], "invalid type for `ssh`: `deploy`, expected a mapping", Some((1, 6))),
         ("duration_of_wrong_type", &["ssh: { connect_timeout: 1.5 }"], "invalid type for `ssh.connect_timeout`: floating point `1.5`, expected a duration like `30s`", Some((1, 25))),
-        ("missing_run", &["tasks:", "  build: { after: fetch }"], "missing key `run` in `tasks.build`", Some((2, 10))),
+        ("missing_run", &["tasks:", "  build: { after: fetch }"], "task `build` has no `run`, expected the command it runs", Some((2, 3))),
         ("missing_host", &["stages:", "  s:", "    hosts:", "      - { roles: [app] }"], "missing key `host` in `stages.s.hosts[0]`", Some((4, 9))),
         ("duplicate_task", &["tasks:", "  a: { after: fetch, run: x }", "  a: { after: fetch, run: y }"], "duplicate key `a` in `tasks`", Some((3, 3))),
         ("duplicate_stage", &["stages:", "  s:", "    hosts: [{ host: a }]", "  s:", "    hosts: [{ host: b }]"], "duplicate key `s` in `stages`", Some((4, 3))),
@@ -155,6 +155,21 @@ const ERROR_CASES: &[Case] = &[
         ("empty_run", &["tasks:", r#"  build: { after: fetch, run: "  " }"#], "empty `run` in task `build`", Some((2, 31))),
         ("bad_interval", &["tasks:", "  build: { after: fetch, run: x, interval: 2x }"], "invalid duration `2x` for `tasks.build.interval`, expected a number followed by ms, s, m, h or d like `30s`", Some((2, 44))),
         ("zero_timeout", &["tasks:", "  build: { after: fetch, run: x, timeout: 0 }"], "`tasks.build.timeout` is 0, expected a duration like `60s`", Some((2, 43))),
+        ("smoke_test_without_run_or_http", &["tasks:", "  smoke_test: { retries: 3 }"], "task `smoke_test` has no `run` or `http`, expected a command or a URL to check", Some((2, 3))),
+        ("http_on_another_task", &["tasks:", "  build: { after: fetch, http: \"http://a/\" }"], "`http` in task `build`: only `smoke_test` may be an HTTP check", Some((2, 26))),
+        ("http_and_run", &["tasks:", "  smoke_test: { run: x, http: \"http://a/\" }"], "task `smoke_test` has both `run` and `http`, expected one of them", Some((2, 17))),
+        ("local_http", &["tasks:", "  smoke_test: { local: true, http: \"http://a/\" }"], "task `smoke_test` is an HTTP check, which always runs on the machine running shipit: `local` does not apply", Some((2, 17))),
+        ("https_check", &["tasks:", "  smoke_test: { http: \"https://{{ host }}/up\" }"], "invalid `http` URL `https://{{ host }}/up` in task `smoke_test`: https is not supported (check the host's plain HTTP port, as a load balancer's health check does)", Some((2, 23))),
+        ("not_a_url", &["tasks:", "  smoke_test: { http: \"{{ host }}:8080/up\" }"], "invalid `http` URL `{{ host }}:8080/up` in task `smoke_test`: expected a URL like `http://{{ host }}:8080/up`", Some((2, 23))),
+        ("bad_expect", &["tasks:", "  smoke_test: { http: \"http://a/\", expect: 42 }"], "invalid `expect` 42 in task `smoke_test`, expected an HTTP status code like 200", Some((2, 44))),
+        ("expect_without_http", &["tasks:", "  smoke_test: { run: x, expect: 200 }"], "`expect` in task `smoke_test` needs `http:`", Some((2, 25))),
+        ("lb_task_name", &["tasks:", "  drain: { after: fetch, run: x }"], "task `drain` has the name of the load balancer's step, expected another name", Some((2, 3))),
+        ("lb_empty_drain", &["stages:", "  s:", "    load_balancer: { drain: { run: \"\" }, undrain: { run: x } }", "    hosts: [{ host: a }]"], "empty `run` in `load_balancer.drain` of stage `s`", Some((3, 36))),
+        ("lb_no_undrain", &["stages:", "  s:", "    load_balancer: { drain: { run: x } }", "    hosts: [{ host: a }]"], "missing key `undrain` in `stages.s.load_balancer`", Some((3, 20))),
+        ("lb_bad_wait", &["stages:", "  s:", "    load_balancer: { drain: { run: x }, undrain: { run: x }, wait: soon }", "    hosts: [{ host: a }]"], "invalid duration `soon` for `stages.s.load_balancer.wait`, expected a number followed by ms, s, m, h or d like `30s`", Some((3, 68))),
+        ("lb_zero_timeout", &["stages:", "  s:", "    load_balancer: { drain: { run: x, timeout: 0s }, undrain: { run: x } }", "    hosts: [{ host: a }]"], "`stages.s.load_balancer.drain.timeout` is 0, expected a duration like `60s`", Some((3, 48))),
+        ("lb_unknown_key", &["stages:", "  s:", "    load_balancer: { drain: { run: x }, undrain: { run: x }, weight: 0 }", "    hosts: [{ host: a }]"], "unknown key `weight` in `stages.s.load_balancer`, expected one of `drain`, `undrain`, `wait`, `roles`", Some((3, 62))),
+        ("lb_unknown_role", &["stages:", "  s:", "    load_balancer: { drain: { run: x }, undrain: { run: x }, roles: [web] }", "    hosts: [{ host: a, roles: [app] }]"], "unknown role `web` in `load_balancer` of stage `s`, no host of the stage has it", Some((3, 70))),
         ("bad_stage_name", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a }]"], "invalid stage name `pro d`, expected letters, digits, `_` or `-`", Some((2, 3))),
         ("empty_hosts", &["stages:", "  s:", "    hosts: []"], "stage `s` has no hosts", Some((3, 5))),
         ("no_hosts_key", &["stages:", "  s:", "    max_failures: 1"], "stage `s` has no hosts", Some((2, 3))),
@@ -357,6 +372,7 @@ fn the_spec_example_parses() {
             retries: 10,
             interval: secs(2),
             timeout: Some(secs(60)),
+            http: None,
         }
     );
     let build = c.task("build").unwrap();
@@ -509,6 +525,7 @@ fn defaults_fill_what_is_not_written() {
             max_failures: 0,
             hosts_from: Vec::new(),
             from_inventory: Vec::new(),
+            load_balancer: None,
         }],
     };
     assert_eq!(c, want);
@@ -861,5 +878,67 @@ fn env_merges_global_stage_and_host_in_place() {
             ("C", "true"),
             ("D", "{{ env.X }}")
         ])
+    );
+}
+
+#[test]
+fn a_load_balancer_and_an_http_smoke_test_are_read() {
+    let c = parse_ok(&full(&[
+        "tasks:",
+        r#"  smoke_test: { http: "http://{{ host }}:{{ port }}/up", retries: 5, interval: 500ms }"#,
+        "stages:",
+        "  s:",
+        "    load_balancer:",
+        r#"      drain:   { local: true, run: "bin/lb drain {{ host }}", timeout: 2m }"#,
+        r#"      undrain: { run: "bin/lb ready" }"#,
+        "      wait: 10s",
+        "    hosts: [{ host: a }]",
+        "  t:",
+        "    hosts: [{ host: b }]",
+    ]));
+    let smoke = c.task("smoke_test").unwrap();
+    assert_eq!(smoke.run, "");
+    assert_eq!(
+        smoke.http,
+        Some(HttpCheckSpec {
+            url: "http://{{ host }}:{{ port }}/up".into(),
+            expect: 200,
+        })
+    );
+    assert_eq!(
+        (smoke.retries, smoke.interval),
+        (5, Duration::from_millis(500))
+    );
+    assert_eq!(
+        c.stage("s").unwrap().load_balancer,
+        Some(LoadBalancer {
+            drain: LbCommand {
+                run: "bin/lb drain {{ host }}".into(),
+                local: true,
+                timeout: secs(120),
+            },
+            undrain: LbCommand {
+                run: "bin/lb ready".into(),
+                local: false,
+                timeout: LB_TIMEOUT,
+            },
+            wait: secs(10),
+            roles: Vec::new(),
+        })
+    );
+    assert_eq!(c.stage("t").unwrap().load_balancer, None);
+    let expect = parse_ok(&full(&[
+        "tasks:",
+        r#"  smoke_test: { http: "http://a/health", expect: 204 }"#,
+    ]));
+    assert_eq!(
+        expect
+            .task("smoke_test")
+            .unwrap()
+            .http
+            .as_ref()
+            .unwrap()
+            .expect,
+        204
     );
 }

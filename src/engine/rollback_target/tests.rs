@@ -652,6 +652,7 @@ async fn a_rollback_and_its_undo_run_for_real() {
         retries: 0,
         interval: Duration::from_millis(10),
         timeout: Duration::from_secs(5),
+        http: None,
     });
     let s = steps(&w);
     let v = verdict(&s, &run(s.clone()).await);
