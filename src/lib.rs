@@ -20,6 +20,7 @@ pub mod plan;
 pub mod redact;
 pub mod remote;
 pub mod report;
+pub mod secrets;
 pub use remote::shell;
 pub mod terminal;
 pub mod transport;

@@ -18,7 +18,7 @@ pub fn run(
     recipe: PlanRecipe,
     revision: Option<&str>,
 ) -> anyhow::Result<String> {
-    let config = app.load_config()?;
+    let config = app.load_stage_config(stage)?;
     // Validate the stage and filters before resolving anything.
     planner::select_hosts(&config, stage, &app.filters())?;
     let release = match recipe {
@@ -61,6 +61,7 @@ pub fn text(
         PlanRecipe::Rollback => {
             let holder = app.lock_holder(stage, "<rollback>", "rollback");
             let text = overrides_line(&app.global.set)
+                + &unquoted_lines(config)
                 + &rb::preview(config, stage, &hosts, &app.env, &holder)?;
             return Ok(redactor.apply(&text).into_owned());
         }
@@ -75,7 +76,7 @@ pub fn text(
         }
         PlanRecipe::Deploy => String::new(),
     };
-    let head = overrides_line(&app.global.set) + &head;
+    let head = overrides_line(&app.global.set) + &unquoted_lines(config) + &head;
     release.stage = stage.into();
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
@@ -99,6 +100,22 @@ fn overrides_line(set: &[(String, String)]) -> String {
     }
     let pairs: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("vars overridden (-o): {}\n", pairs.join(", "))
+}
+
+/// A line for each `{{ … | safe }}` of a task: a value inserted into its
+/// command unquoted, as shell code (every other value is one quoted word).
+fn unquoted_lines(config: &Config) -> String {
+    let mut o = String::new();
+    for t in &config.tasks {
+        for expr in crate::plan::render::unquoted_insertions(&t.run) {
+            let _ = writeln!(
+                o,
+                "unquoted (| safe): task `{}` inserts `{expr}` as shell code",
+                t.name
+            );
+        }
+    }
+    o
 }
 
 /// What `promote` checks before it deploys.
