@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use support::deploy_yml::yaml_str;
-use support::project::{shipit_cmd, stdout, text, Project};
+use support::project::{expect_exit, shipit_cmd, stdout, text, Project};
 
 /// Payloads that create `canary` if a shell ever evaluates them.
 fn payloads(canary: &Path) -> Vec<String> {
@@ -92,8 +92,9 @@ fn values_in_commands_are_one_word_unless_marked_safe() {
     );
     assert!(!canary.exists(), "plan ran a payload");
 
-    let out = p.deploy_expect(0);
+    let out = p.deploy();
     assert!(!canary.exists(), "a payload ran:\n{}", text(&out));
+    expect_exit(out, 0);
     for d in p.hosts() {
         let cur = d.join("current");
         let motto = fs::read_to_string(cur.join("MOTTO")).unwrap();
@@ -364,7 +365,8 @@ const SECRETS_TOP: &str = "secrets: { file: \"config/secrets/{{ stage }}.age\" }
 /// `edit` goes through a private (0600) temp file that is gone afterwards.
 /// A deploy decrypts in memory: `{{ secrets.NAME }}` reaches the hosts'
 /// files (mode 0600 whatever the template asks) and commands, never any
-/// output, and nothing on this machine holds a value in clear.
+/// output (nor what `exec` prints of them), and nothing on this machine
+/// holds a value in clear.
 #[test]
 fn secrets_round_trip_through_the_cli_and_reach_the_hosts_mode_0600() {
     let p = Project::new(2);
@@ -507,6 +509,16 @@ fn secrets_round_trip_through_the_cli_and_reach_the_hosts_mode_0600() {
             "pw-n3w-77aa"
         );
     }
+    // What a host prints of them is masked too (`exec` decrypts to know).
+    let env_file = p.hosts()[0].join("shared/.env");
+    let out = run(&["exec", "staging", "--", "cat", env_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("DB_PASSWORD=[redacted]"),
+        "{}",
+        text(&out)
+    );
+    assert_hidden("exec", &text(&out), "pw-n3w-77aa", &pem_lines);
     assert_eq!(files_holding(&p.dir, "pw-n3w-77aa"), Vec::<PathBuf>::new());
     assert_eq!(
         files_holding(tmpdir.path(), "pw-n3w-77aa"),

@@ -22,6 +22,7 @@ use tera::{Context, Tera};
 
 use super::release::ReleaseInfo;
 use crate::config::{Config, Host};
+use crate::redact::Redactor;
 use crate::shell::{join, quote_path};
 
 /// The one template name of a render; commands are escaped by suffix.
@@ -116,11 +117,25 @@ fn render_as(
     } else {
         tera.autoescape_on(vec![]);
     }
-    tera.add_raw_template(name, text)
-        .map_err(|e| fail(explain(&e)))?;
-    let rendered = tera
-        .render(name, &only_what_is_read(text, ctx))
-        .map_err(|e| fail(explain(&e)))?;
+    let ctx = only_what_is_read(text, ctx);
+    // tera quotes a value its filter refused (`got "hunter2"`): errors go
+    // out masked like everything else.
+    let masked = |e: tera::Error| {
+        let values = ["env", "secrets"]
+            .into_iter()
+            .flat_map(|key| match ctx.get(key) {
+                Some(serde_json::Value::Object(m)) => m
+                    .values()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            });
+        let values: Vec<String> = values.collect();
+        let redactor = Redactor::default().and_values(&values).with_quoted_forms();
+        fail(redactor.apply(&explain(&e)).into_owned())
+    };
+    tera.add_raw_template(name, text).map_err(masked)?;
+    let rendered = tera.render(name, &ctx).map_err(masked)?;
     if command {
         place_values(&rendered).map_err(fail)
     } else {
@@ -610,6 +625,8 @@ mod tests {
                 "",
             ),
             ("{% set n = \"OTH\" ~ \"ER\" %}{{ env[n] }}", "not found"),
+            // A filter's error quotes the value it refused: masked.
+            ("{{ env.A_KEY | int }}{{ env.A_KEY | round }}", "[redacted]"),
         ] {
             for command in [true, false] {
                 match render_as(text, &ctx, "t", "h", command) {
@@ -620,6 +637,7 @@ mod tests {
                     Err(e) => {
                         assert!(e.to_string().contains(says), "{text}: {e}");
                         assert!(!e.to_string().contains("other-value"), "{e}");
+                        assert!(!e.to_string().contains("a-secret"), "{e}");
                     }
                 }
             }
