@@ -334,7 +334,8 @@ pub enum SecretsAction {
     /// when there is one, as a JSON object of names to strings; when the
     /// editor exits, encrypts the result to the recipients listed now,
     /// replaces the file, and overwrites and removes the temporary file.
-    /// Creates the file when it does not exist.
+    /// Creates the file when it does not exist. Without $EDITOR or $VISUAL
+    /// and without a terminal it refuses (exit 2) rather than hang.
     Edit { stage: String },
     /// List the names of the stage's secrets; values only with --reveal.
     Show {

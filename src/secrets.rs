@@ -52,6 +52,7 @@ pub const IDENTITY_VAR: &str = "SHIPIT_AGE_IDENTITY";
 /// One stage's secrets file and its recipients list.
 #[derive(Debug, Clone)]
 pub struct SecretsFile {
+    pub stage: String,
     /// Relative to deploy.yml's directory, as messages show it.
     pub shown: String,
     pub path: PathBuf,
@@ -78,6 +79,7 @@ impl SecretsFile {
         let shown = settings.file_for(stage);
         let recipients_shown = recipients_name(&shown);
         Ok(SecretsFile {
+            stage: stage.to_string(),
             path: config.base_dir.join(&shown),
             recipients_path: config.base_dir.join(&recipients_shown),
             shown,
@@ -439,6 +441,7 @@ mod tests {
     fn file_in(dir: &Path, recipients: &[&str]) -> SecretsFile {
         std::fs::write(dir.join("s.recipients"), recipients.join("\n") + "\n").unwrap();
         SecretsFile {
+            stage: "s".into(),
             shown: "s.age".into(),
             path: dir.join("s.age"),
             recipients_shown: "s.recipients".into(),

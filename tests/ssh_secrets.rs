@@ -435,6 +435,20 @@ fn secrets_round_trip_through_the_cli_and_reach_the_hosts_mode_0600() {
     );
     assert!(stdout(&out).contains(&pem_lines[2]), "{}", text(&out));
 
+    // edit: never a vi that hangs a job without a terminal.
+    let out = shipit_cmd(&p.dir, &["secrets", "edit", "staging"])
+        .env("SHIPIT_AGE_IDENTITY", &ssh_private)
+        .env_remove("EDITOR")
+        .env_remove("VISUAL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs $EDITOR or a terminal"),
+        "{}",
+        text(&out)
+    );
+
     // edit: $EDITOR gets a private temp file, removed afterwards.
     let seen = keys.path().join("editor-saw");
     let editor = keys.path().join("editor.sh");

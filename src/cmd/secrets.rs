@@ -110,15 +110,29 @@ fn edit(app: &App, file: &SecretsFile) -> anyhow::Result<()> {
     let before = file.open_or_new(&app.env)?;
     // Checked before the editor opens, so edits are not lost to it.
     file.recipient_lines()?;
-    let mut tmp = private_temp_file(app)?;
-    tmp.write_all(before.to_plaintext().as_bytes())
-        .and_then(|()| tmp.flush())
-        .context("cannot write the temporary file to edit")?;
-    let editor = ["EDITOR", "VISUAL"]
+    let editor = match ["EDITOR", "VISUAL"]
         .iter()
         .find_map(|k| app.env.get(*k).filter(|v| !v.trim().is_empty()))
-        .cloned()
-        .unwrap_or_else(|| "vi".to_string());
+    {
+        Some(e) => e.clone(),
+        // vi without a terminal would hang a CI job.
+        None if !app.interactive => {
+            return Err(UsageError(format!(
+                "`shipit secrets edit` needs $EDITOR or a terminal; without one, `shipit secrets set {} NAME` reads a value from stdin",
+                file.stage
+            ))
+            .into())
+        }
+        None => "vi".to_string(),
+    };
+    let mut tmp = private_temp_file(app)?;
+    if let Err(e) = tmp
+        .write_all(before.to_plaintext().as_bytes())
+        .and_then(|()| tmp.flush())
+    {
+        scrub(tmp.path());
+        return Err(e).context("cannot write the temporary file to edit");
+    }
     let path = tmp.path().to_path_buf();
     // The editor is a command line (`code --wait`), the file one quoted word.
     let status = std::process::Command::new("sh")
