@@ -33,7 +33,8 @@ fn unreported(app: &App) -> Ctx {
 }
 
 pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome> {
-    let config = app.load_config()?;
+    // A missing key for TO's secrets fails here, before the gate and prompt.
+    let config = app.load_stage_config(args.to)?;
     let to = args.to;
     let from = from_stage(&config, args.from, to)?;
     if !app.interactive && !args.yes {
