@@ -398,7 +398,8 @@ fn secrets_round_trip_through_the_cli_and_reach_the_hosts_mode_0600() {
     p.write_config(
         &format!(
             "{SECRETS_TOP}templates:\n  - {{ src: templates/app.env.tera, dest: shared/.env, mode: \"0644\" }}\n\
-             tasks:\n  build:\n    after: create_release\n    run: \"printf '%s' {{{{ secrets.DB_PASSWORD }}}} > SEEN\"\n"
+             env: {{ TLS_FROM_ENV: \"{{{{ secrets.TLS_KEY }}}}\" }}\n\
+             tasks:\n  build:\n    after: create_release\n    run: \"printf '%s' {{{{ secrets.DB_PASSWORD }}}} > SEEN; printf '%s' \\\"$TLS_FROM_ENV\\\" > SEEN_ENV\"\n"
         ),
         "",
         |_| String::new(),
@@ -521,6 +522,11 @@ fn secrets_round_trip_through_the_cli_and_reach_the_hosts_mode_0600() {
         assert_eq!(
             fs::read_to_string(d.join("current/SEEN")).unwrap(),
             "pw-n3w-77aa"
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("current/SEEN_ENV")).unwrap(),
+            pem_text,
+            "an `env:` value reads secrets too"
         );
     }
     // What a host prints of them is masked too (`exec` decrypts to know).
