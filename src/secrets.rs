@@ -343,7 +343,7 @@ impl Key {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyError::Missing(shown))
+                return Err(KeyError::Missing(format!("`{}`", path.display())))
             }
             Err(e) => return Err(KeyError::Unusable(format!("cannot read {shown}: {e}"))),
         };
