@@ -328,6 +328,18 @@ pub enum Command {
         /// The task's name in `tasks:`.
         task: String,
     },
+    /// The stage's encrypted secrets: `secrets: { file: … }` in deploy.yml.
+    ///
+    /// The file is age-encrypted to every recipient listed beside it (same
+    /// name ending `.recipients`: age keys `age1…` and ssh public keys
+    /// `ssh-ed25519 …`, one a line) and decrypted with your key:
+    /// SHIPIT_AGE_IDENTITY (an age identity file or an ssh private key), else
+    /// ~/.ssh/id_ed25519. Templates and commands read a value as
+    /// `{{ secrets.NAME }}`; it is redacted from all output.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Print shell completions: `shipit completions bash > ~/.local/share/bash-completion/completions/shipit`.
     ///
     /// For bash, zsh, fish, PowerShell or elvish; the README's install
@@ -353,6 +365,33 @@ pub enum Command {
     /// `shipit schema > deploy.schema.json`, then start deploy.yml with
     /// `# yaml-language-server: $schema=deploy.schema.json`.
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Edit the stage's secrets in $EDITOR (then $VISUAL, else vi).
+    ///
+    /// Decrypts them into a private (mode 0600) temporary file, in /dev/shm
+    /// when there is one, as a JSON object of names to strings; when the
+    /// editor exits, encrypts the result to the recipients listed now,
+    /// replaces the file, and overwrites and removes the temporary file.
+    /// Creates the file when it does not exist. Without $EDITOR or $VISUAL
+    /// and without a terminal it refuses (exit 2) rather than hang.
+    Edit { stage: String },
+    /// List the names of the stage's secrets; values only with --reveal.
+    Show {
+        stage: String,
+        /// Print each value too, as `NAME="value"` (JSON-quoted).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Set one secret of the stage to what stdin holds (one trailing
+    /// newline dropped): `pass show db | shipit secrets set production DB_PASSWORD`.
+    Set {
+        stage: String,
+        /// Letters, digits and `_`, not starting with a digit.
+        name: String,
+    },
 }
 
 /// Parses a duration flag the way deploy.yml reads durations.

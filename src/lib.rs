@@ -21,6 +21,7 @@ pub mod process;
 pub mod redact;
 pub mod remote;
 pub mod report;
+pub mod secrets;
 pub use remote::shell;
 pub mod terminal;
 pub mod transport;

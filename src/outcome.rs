@@ -49,6 +49,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
                 || e.is::<GitError>()
                 || e.is::<crate::artifact::ArtifactError>()
                 || e.is::<RenderError>()
+                || e.is::<crate::secrets::SecretsError>()
                 || e.is::<UsageError>() =>
         {
             2

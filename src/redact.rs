@@ -1,7 +1,11 @@
 //! Secrets never reach output: every line shipit prints or writes goes
 //! through a [`Redactor`] holding the values of the environment variables
 //! that templates and commands read as `env.NAME`, and of every
-//! environment variable whose name says it is a secret ([`is_secret_name`]).
+//! environment variable whose name says it is a secret ([`is_secret_name`]),
+//! and of the stage's decrypted secrets ([`Redactor::and_values`]).
+//!
+//! A multi-line value (a PEM key) is masked whole and line by line: output
+//! is cut into lines (a failure tail, a plan's script) before it is shown.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -35,12 +39,16 @@ impl Redactor {
         names: impl IntoIterator<Item = &'a String>,
         env: &BTreeMap<String, String>,
     ) -> Self {
-        let mut secrets: Vec<String> = names
-            .into_iter()
-            .filter_map(|n| env.get(n))
-            .filter(|v| v.len() >= 3)
-            .cloned()
-            .collect();
+        Redactor::default().and_values(names.into_iter().filter_map(|n| env.get(n)))
+    }
+
+    /// This redactor, also masking each of `values` (the stage's secrets)
+    /// whole and each of its lines.
+    pub fn and_values<'a>(&self, values: impl IntoIterator<Item = &'a String>) -> Redactor {
+        let mut secrets = self.secrets.clone();
+        for v in values {
+            secrets.extend(masks(v));
+        }
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         secrets.dedup();
         Redactor { secrets }
@@ -84,6 +92,7 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// `text` with every secret replaced by [`MASK`].
     pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
             return Cow::Borrowed(text);
@@ -94,6 +103,23 @@ impl Redactor {
         }
         Cow::Owned(out)
     }
+}
+
+/// What to mask for one secret value: the value, and each of its lines
+/// (as is and trimmed) when it has several. Pieces shorter than 3
+/// characters are left: masking `1` everywhere would make output
+/// unreadable and tell an attacker little anyway.
+fn masks(value: &str) -> Vec<String> {
+    let mut out = vec![value.to_string()];
+    if value.contains('\n') {
+        for line in value.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            out.push(line.to_string());
+            out.push(line.trim().to_string());
+        }
+    }
+    out.retain(|m| m.len() >= 3);
+    out
 }
 
 #[cfg(test)]
@@ -113,6 +139,28 @@ mod tests {
             "pw=[redacted] home=/root"
         );
         assert!(matches!(r.apply("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_multi_line_value_is_masked_whole_and_line_by_line() {
+        let pem = "-----BEGIN KEY-----\r\nAAAAline1\r\n  BBBBline2\nab\n-----END KEY-----\n";
+        let env: BTreeMap<String, String> = [("TLS_KEY".to_string(), pem.to_string())].into();
+        let r = Redactor::for_env([], &env);
+        assert_eq!(r.apply(&format!("<{pem}>")), "<[redacted]>");
+        assert_eq!(r.apply("> AAAAline1"), "> [redacted]");
+        assert_eq!(r.apply("x BBBBline2 y"), "x [redacted] y");
+        assert_eq!(r.apply("-----END KEY-----"), "[redacted]");
+        // Too short to mask on its own.
+        assert_eq!(r.apply("ab"), "ab");
+        // Quoted into a command, line by line too.
+        let q = r.with_quoted_forms();
+        let quoted = crate::shell::quote(pem);
+        for line in quoted.lines() {
+            assert!(!q.apply(line).contains("line"), "{line}");
+        }
+        // The stage's secrets, added to it.
+        let s = Redactor::default().and_values(&["one\ntwo-2".to_string()]);
+        assert_eq!(s.apply("one two-2"), "[redacted] [redacted]");
     }
 
     #[test]

@@ -15,10 +15,12 @@ use crate::engine::EventSink;
 use crate::git;
 use crate::lock::LockHolder;
 use crate::outcome::Outcome;
-use crate::plan::render::{env_references, referenced_env};
+use crate::outcome::UsageError;
+use crate::plan::render::{env_references, referenced_env, referenced_secrets};
 use crate::plan::{release, Filters, ReleaseInfo};
 use crate::redact::Redactor;
 use crate::report::{Output, World};
+use crate::secrets::SecretsFile;
 
 /// The world a command runs in, gathered once by `main` and passed down.
 pub struct App {
@@ -157,6 +159,54 @@ impl App {
         Ok(())
     }
 
+    /// The config for a run on `stage`: its `hosts_from` hosts added
+    /// ([`App::load_config_for`]), and the stage's secrets decrypted in
+    /// memory when a task, an `env:` value or a template reads
+    /// `secrets.NAME` (a missing key or name fails here, before anything
+    /// runs). A template that reads secrets is uploaded private: its mode
+    /// loses every group and other bit.
+    pub async fn load_stage_config(&self, stage: &str) -> anyhow::Result<Config> {
+        let mut config = self.load_config_for(&[stage]).await?;
+        if config.stage(stage).is_none() {
+            // The command names the unknown stage.
+            return Ok(config);
+        }
+        let mut wanted = BTreeSet::new();
+        for t in &config.tasks {
+            wanted.extend(referenced_secrets(&t.run));
+        }
+        for s in &config.stages {
+            for h in &s.hosts {
+                for (_, value) in &h.env {
+                    wanted.extend(referenced_secrets(value));
+                }
+            }
+        }
+        for t in &mut config.templates {
+            let text = std::fs::read_to_string(&t.src_path)
+                .with_context(|| format!("cannot read template `{}`", t.src))?;
+            let names = referenced_secrets(&text);
+            if !names.is_empty() {
+                t.mode &= 0o700;
+            }
+            wanted.extend(names);
+        }
+        if wanted.is_empty() {
+            return Ok(config);
+        }
+        let file = SecretsFile::for_stage(&config, stage)?;
+        let secrets = file.open(&self.env)?;
+        if let Some(missing) = wanted.iter().find(|n| !secrets.0.contains_key(*n)) {
+            return Err(UsageError(format!(
+                "secret `{missing}` is read as `secrets.{missing}` but `{}` has no `{missing}`: `shipit secrets set {stage} {missing}` adds it",
+                file.shown
+            ))
+            .into());
+        }
+        config.secret_values = config::SecretValues::new(secrets.0);
+        Ok(config)
+    }
+
     pub fn filters(&self) -> Filters {
         Filters {
             hosts: self.global.hosts.clone(),
@@ -274,7 +324,8 @@ impl App {
 
     /// Masks every environment value that a template or task reads, and
     /// every one whose name marks it a secret (`*_PASSWORD`, `*_SECRET`,
-    /// `*_TOKEN`, `*_KEY`).
+    /// `*_TOKEN`, `*_KEY`), and every secret of the stage decrypted by
+    /// [`App::load_stage_config`].
     pub fn redactor(&self, config: &Config) -> anyhow::Result<Redactor> {
         let mut names = BTreeSet::new();
         for t in &config.tasks {
@@ -286,7 +337,8 @@ impl App {
                 .with_context(|| format!("cannot read template `{}`", t.src))?;
             names.extend(referenced_env(&text));
         }
-        let redactor = Redactor::for_env(&names, &self.env);
+        let redactor =
+            Redactor::for_env(&names, &self.env).and_values(config.secret_values.map().values());
         self.log_secrets.set(&redactor);
         Ok(redactor)
     }

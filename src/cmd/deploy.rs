@@ -33,7 +33,7 @@ pub async fn run_with(
     wait_lock: Option<Duration>,
     promotion: Option<&Promotion>,
 ) -> anyhow::Result<Outcome> {
-    let config = app.load_config_for(&[stage]).await?;
+    let config = app.load_stage_config(stage).await?;
     let filters = app.filters();
     // The stage and filters are checked before the commit is resolved.
     crate::plan::planner::select_hosts(&config, stage, &filters)?;

@@ -19,7 +19,7 @@ pub async fn run(
     if script.trim().is_empty() {
         return Err(UsageError("`shipit exec` needs a command after `--`".into()).into());
     }
-    let config = app.load_config_for(&[stage]).await?;
+    let config = app.load_stage_config(stage).await?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     let redactor = app.redactor(&config)?;
     app.reported(redactor, |ctx| {

@@ -16,6 +16,7 @@ pub mod releases;
 pub mod rollback;
 pub mod run_task;
 pub mod schema;
+pub mod secrets;
 pub mod sync;
 
 pub use app::{App, Reporting};
@@ -101,6 +102,7 @@ pub async fn run(cli: Cli, app: App) -> anyhow::Result<Outcome> {
             command,
         } => exec::run(&app, stage, command, *timeout).await,
         Command::Run { stage, task } => run_task::run(&app, stage, task).await,
+        Command::Secrets { action } => secrets::run(&app, action, &mut std::io::stdin().lock()),
         Command::Promote {
             stages,
             yes,

@@ -18,7 +18,7 @@ pub async fn run(
     recipe: PlanRecipe,
     revision: Option<&str>,
 ) -> anyhow::Result<String> {
-    let config = app.load_config_for(&[stage]).await?;
+    let config = app.load_stage_config(stage).await?;
     // Validate the stage and filters before resolving anything.
     planner::select_hosts(&config, stage, &app.filters())?;
     let release = match recipe {
@@ -62,6 +62,7 @@ pub fn text(
             let holder = app.lock_holder(stage, "<rollback>", "rollback");
             let text = overrides_line(&app.global.set)
                 + &inventory_lines(st)
+                + &unquoted_lines(config)
                 + &rb::preview(config, stage, &hosts, &app.env, &holder)?;
             return Ok(redactor.apply(&text).into_owned());
         }
@@ -76,8 +77,11 @@ pub fn text(
         }
         PlanRecipe::Deploy => String::new(),
     };
-    let head =
-        overrides_line(&app.global.set) + &inventory_lines(st) + &notify_lines(config) + &head;
+    let head = overrides_line(&app.global.set)
+        + &inventory_lines(st)
+        + &notify_lines(config)
+        + &unquoted_lines(config)
+        + &head;
     release.stage = stage.into();
     let holder = app.lock_holder(stage, &release.id, "deploy");
     let plan = planner::plan(&planner::PlanInput {
@@ -133,6 +137,22 @@ fn notify_lines(config: &Config) -> String {
             "notify `{}` on this machine once the run has ended, whatever its result (outcome in SHIPIT_RESULT... and SHIPIT_OUTCOME_FILE): {}",
             t.name, t.run
         );
+    }
+    o
+}
+
+/// A line for each `{{ … | safe }}` of a task: a value inserted into its
+/// command unquoted, as shell code (every other value is one quoted word).
+fn unquoted_lines(config: &Config) -> String {
+    let mut o = String::new();
+    for t in &config.tasks {
+        for expr in crate::plan::render::unquoted_insertions(&t.run) {
+            let _ = writeln!(
+                o,
+                "unquoted (| safe): task `{}` inserts `{expr}` as shell code",
+                t.name
+            );
+        }
     }
     o
 }

@@ -124,7 +124,8 @@ async fn review(
 }
 
 pub async fn promote(app: &App, args: PromoteArgs<'_>) -> anyhow::Result<Outcome> {
-    let mut config = app.load_config()?;
+    // A missing key for TO's secrets fails here, before the gate and prompt.
+    let mut config = app.load_stage_config(args.to).await?;
     let to = args.to;
     let from = match from_stage(&config, args.from, to) {
         Ok(f) => f,

@@ -36,7 +36,7 @@ pub async fn run(app: &App, stage: &str, to: Option<&str>, force: bool) -> anyho
             .into());
         }
     }
-    let config = app.load_config_for(&[stage]).await?;
+    let config = app.load_stage_config(stage).await?;
     let (_, hosts) = planner::select_hosts(&config, stage, &app.filters())?;
     let req = Request {
         config: &config,

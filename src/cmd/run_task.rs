@@ -11,7 +11,7 @@ use crate::plan::host_step::targets;
 use crate::plan::{planner, ReleaseInfo};
 
 pub async fn run(app: &App, stage: &str, task_name: &str) -> anyhow::Result<Outcome> {
-    let config = app.load_config_for(&[stage]).await?;
+    let config = app.load_stage_config(stage).await?;
     let task = config.task(task_name).cloned().ok_or_else(|| {
         UsageError(format!(
             "unknown task `{task_name}`; deploy.yml defines {}",

@@ -15,7 +15,7 @@ use crate::outcome::{GateError, Outcome};
 use crate::plan::{planner, Filters};
 
 pub async fn run(app: &App, stage: &str, wait_lock: Option<Duration>) -> anyhow::Result<Outcome> {
-    let config = app.load_config_for(&[stage]).await?;
+    let config = app.load_stage_config(stage).await?;
     let filters = app.filters();
     let (_, selected) = planner::select_hosts(&config, stage, &filters)?;
     let selected: Vec<String> = selected.iter().map(|h| h.name.to_string()).collect();

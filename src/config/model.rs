@@ -50,6 +50,11 @@ pub struct Config {
     pub tasks: Vec<Task>,
     /// In file order.
     pub stages: Vec<Stage>,
+    /// `secrets:`: where each stage's encrypted secrets are.
+    pub secrets: Option<SecretsSettings>,
+    /// The stage's secrets, decrypted in memory by the command that reads
+    /// them (empty until then, and when nothing reads `secrets.NAME`).
+    pub secret_values: SecretValues,
 }
 
 impl Config {
@@ -237,6 +242,43 @@ pub struct Inventory {
     /// global `deploy_to`, `ssh.user` and `ssh.port`, the global vars and
     /// the global and stage `env`.
     pub prototype: Host,
+}
+
+/// `secrets: { file: … }`, checked: for every stage, the file is a path
+/// inside the project (the directory of deploy.yml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretsSettings {
+    /// As written; `{{ stage }}` stands for the stage's name.
+    pub file: String,
+}
+
+impl SecretsSettings {
+    /// The file of `stage`, relative to deploy.yml's directory.
+    pub fn file_for(&self, stage: &str) -> String {
+        self.file
+            .replace("{{ stage }}", stage)
+            .replace("{{stage}}", stage)
+    }
+}
+
+/// Secret values by name. Never shown: its `Debug` lists names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct SecretValues(BTreeMap<String, String>);
+
+impl SecretValues {
+    pub fn new(values: BTreeMap<String, String>) -> Self {
+        SecretValues(values)
+    }
+
+    pub fn map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,6 +58,8 @@ pub struct RawConfig {
     pub templates: Option<Vec<RawTemplate>>,
     /// Your steps, hooked into the deploy graph by `after`.
     pub tasks: Option<OrderedMap<RawTask>>,
+    /// The stage's age-encrypted secrets, read as `{{ secrets.NAME }}`.
+    pub secrets: Option<RawSecrets>,
     /// The stages (staging, production, ...) and their hosts.
     pub stages: OrderedMap<RawStage>,
 }
@@ -89,6 +91,16 @@ pub struct RawSsh {
 pub enum RawHostKeyChecking {
     Strict,
     AcceptNew,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "Secrets")]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// The age-encrypted file of a stage, relative to deploy.yml; `{{ stage }}`
+    /// is the stage's name (`config/secrets/{{ stage }}.age`). Its recipients
+    /// are listed beside it, in the same name ending `.recipients`.
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

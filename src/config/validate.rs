@@ -507,6 +507,11 @@ impl Validator<'_> {
         }
         let stages = self.stages(&raw, &ssh, &vars)?;
         let tasks = self.tasks(raw.tasks.as_ref(), &stages)?;
+        let secrets = raw
+            .secrets
+            .as_ref()
+            .map(|s| self.secrets(s, &stages))
+            .transpose()?;
         Ok(Config {
             path: self.file.to_path_buf(),
             base_dir: self.base_dir.clone(),
@@ -526,7 +531,41 @@ impl Validator<'_> {
             templates,
             tasks,
             stages,
+            secrets,
+            secret_values: Default::default(),
         })
+    }
+
+    /// `secrets: { file }`: for every stage, a path inside the project
+    /// that is not its own recipients list.
+    fn secrets(&self, raw: &RawSecrets, stages: &[Stage]) -> Result<SecretsSettings, ConfigError> {
+        let at = ypath!["secrets", "file"];
+        let settings = SecretsSettings {
+            file: raw.file.clone(),
+        };
+        for st in stages {
+            let file = settings.file_for(&st.name);
+            if file.contains("{{") || file.contains("{%") {
+                return Err(self.at(
+                    &at,
+                    format!(
+                        "`secrets.file` `{}` may use `{{{{ stage }}}}` and nothing else of Tera",
+                        show(&raw.file)
+                    ),
+                ));
+            }
+            self.rel_path(&file, &at, "`secrets.file`", "the project")?;
+            if file.ends_with(".recipients") {
+                return Err(self.at(
+                    &at,
+                    format!(
+                        "`secrets.file` `{}` ends in `.recipients`, the name of the list of its recipients beside it",
+                        show(&raw.file)
+                    ),
+                ));
+            }
+        }
+        Ok(settings)
     }
 
     fn application(&self, name: &str) -> Result<String, ConfigError> {

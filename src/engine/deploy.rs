@@ -49,8 +49,12 @@ pub fn render_uploads(
     for (hi, h) in hosts.iter().enumerate() {
         let ctx = render::context(config, h, release, env);
         for (ti, t) in config.templates.iter().enumerate() {
-            let text: Result<String, RenderError> =
-                render::render(&texts[ti], &ctx, &format!("template `{}`", t.src), &h.name);
+            let text: Result<String, RenderError> = render::render_template(
+                &texts[ti],
+                &ctx,
+                &format!("template `{}`", t.src),
+                &h.name,
+            );
             out.insert((hi, ti), text?.into_bytes());
         }
     }

@@ -463,10 +463,63 @@ fn xml_char(c: char) -> char {
     }
 }
 
-/// Escaped for element content.
+/// `s` without terminal escape sequences (colours, cursor moves, window
+/// titles): a report read in a browser shows the text they decorate.
+pub fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI: parameters and intermediates, then one final byte.
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\u{9b}' => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC, DCS, PM, APC: a string ended by BEL or ESC \.
+            '\u{1b}' if matches!(chars.peek(), Some(']' | 'P' | '^' | '_')) => {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' {
+                        if chars.peek() == Some(&'\\') {
+                            chars.next();
+                        }
+                        break;
+                    }
+                }
+            }
+            // Any other escape: intermediates, then one final character.
+            '\u{1b}' => {
+                while let Some(&c) = chars.peek() {
+                    chars.next();
+                    if !('\u{20}'..='\u{2f}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escaped for element content, terminal escapes removed.
 pub fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars().map(xml_char) {
+    for c in strip_escapes(s).chars().map(xml_char) {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -478,10 +531,10 @@ pub fn text(s: &str) -> String {
 }
 
 /// Escaped for a double-quoted attribute (newlines kept as references, so
-/// they survive attribute normalisation).
+/// they survive attribute normalisation), terminal escapes removed.
 pub fn attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars().map(xml_char) {
+    for c in strip_escapes(s).chars().map(xml_char) {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -575,7 +628,7 @@ mod tests {
         let x = j.render(None);
         assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"shipit deploy staging\" tests=\"4\" failures=\"3\" errors=\"0\" time=\"2.000\">\n"), "{x}");
         assert!(x.contains("  <testsuite name=\"shipit.deploy.staging.web-1_acme\" tests=\"2\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"0.250\" hostname=\"web-1.acme\">\n    <testcase name=\"fetch\" classname=\"shipit.deploy.staging.web-1_acme\" time=\"0.250\"/>\n"), "{x}");
-        assert!(x.contains("<failure message=\"exit 2\" type=\"exit\">fatal: &lt;no&gt; &amp; \"such\" ref\n\u{fffd}[31mred\u{fffd}[0m</failure>"), "{x}");
+        assert!(x.contains("<failure message=\"exit 2\" type=\"exit\">fatal: &lt;no&gt; &amp; \"such\" ref\nred</failure>"), "{x}");
         assert!(x.contains("<testcase name=\"outcome\" classname=\"shipit.deploy.staging.web-2\" time=\"0.000\">\n      <failure message=\"failed at fetch: exit 2\" type=\"outcome\"></failure>"), "{x}");
         assert!(!x.contains("name=\"shipit\""), "no early-end case: {x}");
     }
@@ -617,6 +670,27 @@ mod tests {
             x.contains("<error message=\"shipit ended before the run's summary\""),
             "{x}"
         );
+    }
+
+    #[test]
+    fn terminal_escapes_are_removed() {
+        let cases = [
+            ("\u{1b}[31mred\u{1b}[0m", "red"),
+            ("\u{1b}[1;38;5;208mbold\u{1b}[m!", "bold!"),
+            ("a\u{1b}]0;title\u{7}b", "ab"),
+            (
+                "a\u{1b}]8;;http://x\u{1b}\\link\u{1b}]8;;\u{1b}\\b",
+                "alinkb",
+            ),
+            ("\u{1b}(Bplain\u{1b}=", "plain"),
+            ("\u{9b}2Kcleared", "cleared"),
+            ("cut \u{1b}[", "cut "),
+            ("no escapes\n", "no escapes\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(strip_escapes(input), want, "{input:?}");
+        }
+        assert_eq!(text("\u{1b}[31m<x>\u{1b}[0m\u{7}"), "&lt;x&gt;\u{fffd}");
     }
 
     #[test]

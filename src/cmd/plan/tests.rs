@@ -235,9 +235,33 @@ fn a_local_restart_is_never_planned_on_a_host() {
     let undo = &deploy[deploy.find("[undo:").expect("the plan shows its undo")..];
     // Once, on this machine, for the release the hosts go back to.
     assert_eq!(undo.matches("lb-restart").count(), 1, "{undo}");
-    assert!(undo.contains("bin/lb-restart <previous>"), "{undo}");
+    // The placeholder is a value like any other: one quoted word.
+    assert!(undo.contains("bin/lb-restart '<previous>'"), "{undo}");
     assert!(
         undo.contains("restart  (timeout 600s, on the shipit machine)"),
         "{undo}"
     );
+}
+
+/// Values are one shell word in the plan as on the hosts; a `| safe`
+/// insertion is named above the graph.
+#[test]
+fn values_are_quoted_and_unquoted_insertions_named() {
+    let c = config(
+        r#"
+application: quoted
+repository: git@github.com:acme/shop.git
+deploy_to: /srv/quoted
+vars: { motto: "$(touch /tmp/x); `id` 'q'", flags: "-a -b", port: 8080 }
+tasks:
+  build:  { after: link_shared, run: "bin/build {{ motto }} --port {{ port }} {{ flags | safe }}" }
+  notify: { after: smoke_test, local: true, run: "echo {{ motto | upper }} {{ host }}" }
+stages:
+  staging:
+    hosts:
+      - { host: stg-1.acme.internal }
+"#,
+        "deploy.yml",
+    );
+    snapshot_all(&c, &["staging"], &RECIPES[..1]);
 }

@@ -61,8 +61,13 @@ type Case = (
 
 #[rustfmt::skip]
 const ERROR_CASES: &[Case] = &[
+        ("secrets_file_absolute", &["secrets: { file: \"/etc/{{ stage }}.age\" }"], "absolute path `/etc/s.age` in `secrets.file`, expected a path relative to the project", Some((1, 18))),
+        ("secrets_file_dot_dot", &["secrets: { file: \"../{{ stage }}.age\" }"], "path `../s.age` in `secrets.file` leaves the project through `..`", Some((1, 18))),
+        ("secrets_file_other_tera", &["secrets: { file: \"{{ host }}.age\" }"], "`secrets.file` `{{ host }}.age` may use `{{ stage }}` and nothing else of Tera", Some((1, 18))),
+        ("secrets_file_is_recipients", &["secrets: { file: x.recipients }"], "`secrets.file` `x.recipients` ends in `.recipients`, the name of the list of its recipients beside it", Some((1, 18))),
+        ("secrets_unknown_key", &["secrets: { file: x.age, key: y }"], "unknown key `key` in `secrets`, expected `file`", Some((1, 25))),
         ("unknown_key_in_ssh", &["ssh:", "  user: deploy", "  colour: red"], "unknown key `colour` in `ssh`, expected one of `user`, `port`, `identity_file`, `proxy_jump`, `config_file`, `connect_timeout`, `host_key_checking`", Some((3, 3))),
-        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`", Some((1, 1))),
+        ("unknown_top_level_key", &["colour: red"], "unknown key `colour`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `secrets`, `stages`", Some((1, 1))),
         ("unknown_key_in_host", &["stages:", "  s:", "    hosts:", "      - { host: a, colour: red }"], "unknown key `colour` in `stages.s.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((4, 20))),
         ("unknown_key_in_gate", &["stages:", "  s:", "    gate: { aprovals: 1 }", "    hosts: [{ host: a }]"], "unknown key `aprovals` in `stages.s.gate`, expected one of `approvals`, `soak`, `approvers`, `self_approval`, `approval_ttl`, `allowed_signers`", Some((3, 13))),
         ("wrong_type", &["keep_releases: five"], "invalid value for `keep_releases`: `five`, expected a whole number of 0 or more", Some((1, 16))),
@@ -82,7 +87,7 @@ const ERROR_CASES: &[Case] = &[
         ("duplicate_host_var", &["stages:", "  s:", "    hosts:", "      - host: a", "        vars:", "          x: 1", "          x: 2"], "duplicate key `x` in `stages.s.hosts[0].vars`", Some((7, 11))),
         ("duplicate_ssh_key", &["ssh:", "  user: a", "  user: b"], "duplicate key `user` in `ssh`", Some((3, 3))),
         ("unknown_key_in_spaced_stage", &["stages:", r#"  "pro d":"#, "    hosts: [{ host: a, colour: red }]"], "unknown key `colour` in `stages.pro d.hosts[0]`, expected one of `host`, `roles`, `transport`, `deploy_to`, `user`, `port`, `vars`, `env`", Some((3, 24))),
-        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `stages`"#, Some((1, 1))),
+        ("control_in_unknown_key", &[r#""a\eb": 1"#], r#"unknown key `a\u{1b}b`, expected one of `application`, `repository`, `branch`, `deploy_to`, `current_path`, `keep_releases`, `strategy`, `repo_tree`, `linked_files`, `linked_dirs`, `seed_linked_dirs`, `submodules`, `ssh`, `vars`, `env`, `templates`, `tasks`, `secrets`, `stages`"#, Some((1, 1))),
         ("too_deep", &["vars: { a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }"], "config too large: lists and mappings nested more than 32 deep", Some((1, 42))),
         ("duplicate_top_level_key", &["keep_releases: 3", "keep_releases: 4"], "duplicate key `keep_releases`", Some((2, 1))),
         ("yaml_syntax", &["ssh:", "  user: deploy", " port: 22"], "invalid YAML: while parsing a block mapping, did not find expected key", Some((3, 2))),
@@ -527,6 +532,8 @@ fn defaults_fill_what_is_not_written() {
             from_inventory: Vec::new(),
             load_balancer: None,
         }],
+        secrets: None,
+        secret_values: Default::default(),
     };
     assert_eq!(c, want);
 
