@@ -1115,21 +1115,11 @@ impl Validator<'_> {
                     ),
                 )
             })?;
-            let mut roles = Vec::new();
-            for (j, role) in h.roles.iter().flatten().enumerate() {
-                if !checks::is_name(role) {
-                    return Err(self.at(
-                        &ypath!["stages", stage, "hosts", i, "roles", j],
-                        format!(
-                            "invalid role `{}` in stage `{stage}`, expected letters, digits, `_` or `-`",
-                            show(role)
-                        ),
-                    ));
-                }
-                if !roles.contains(role) {
-                    roles.push(role.clone());
-                }
-            }
+            let roles = self.roles(
+                h.roles.as_deref(),
+                |j| ypath!["stages", stage, "hosts", i, "roles", j].to_vec(),
+                &format!("stage `{stage}`"),
+            )?;
             let transport = match h.transport {
                 None | Some(RawTransport::Ssh) => TransportKind::Ssh,
                 Some(RawTransport::Local) => TransportKind::Local,
@@ -1203,6 +1193,32 @@ impl Validator<'_> {
         Ok(out)
     }
 
+    /// Role names, each checked, without repeats, in order; `at(j)` is
+    /// where role `j` is written, `whose` what they belong to.
+    fn roles(
+        &self,
+        raw: Option<&[String]>,
+        at: impl Fn(usize) -> Vec<Seg>,
+        whose: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut roles: Vec<String> = Vec::new();
+        for (j, role) in raw.unwrap_or_default().iter().enumerate() {
+            if !checks::is_name(role) {
+                return Err(self.at(
+                    &at(j),
+                    format!(
+                        "invalid role `{}` in {whose}, expected letters, digits, `_` or `-`",
+                        show(role)
+                    ),
+                ));
+            }
+            if !roles.contains(role) {
+                roles.push(role.clone());
+            }
+        }
+        Ok(roles)
+    }
+
     /// The stage's `hosts_from` entries; each printed host will get the
     /// global `deploy_to`, ssh settings, vars and (global, stage) env.
     fn hosts_from(
@@ -1222,21 +1238,11 @@ impl Validator<'_> {
                     format!("empty `run` in `hosts_from` of stage `{stage}`"),
                 ));
             }
-            let mut roles = Vec::new();
-            for (j, role) in inv.roles.iter().flatten().enumerate() {
-                if !checks::is_name(role) {
-                    return Err(self.at(
-                        &ypath!["stages", stage, "hosts_from", i, "roles", j],
-                        format!(
-                            "invalid role `{}` in `hosts_from` of stage `{stage}`, expected letters, digits, `_` or `-`",
-                            show(role)
-                        ),
-                    ));
-                }
-                if !roles.contains(role) {
-                    roles.push(role.clone());
-                }
-            }
+            let roles = self.roles(
+                inv.roles.as_deref(),
+                |j| ypath!["stages", stage, "hosts_from", i, "roles", j].to_vec(),
+                &format!("`hosts_from` of stage `{stage}`"),
+            )?;
             let timeout = match &inv.timeout {
                 None => Duration::from_secs(60),
                 Some(d) => {
