@@ -12,6 +12,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -341,12 +343,24 @@ fn the_lock_never_exists_without_its_whole_record() {
         thread::spawn(move || {
             let (mut seen, mut bad) = (0usize, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if lock.exists() {
-                    match fs::read_to_string(lock.join("info")) {
-                        Ok(t) if serde_json::from_str::<LockHolder>(t.trim()).is_ok() => seen += 1,
-                        // Freed between the two looks: not a lock without a record.
-                        Err(_) if !lock.exists() => {}
-                        other => bad.push(format!("{other:?}")),
+                // The directory that is the lock at this moment, held open:
+                // its inode cannot be reused while held, so "still the lock"
+                // below means this very directory, not the next run's lock
+                // taken between the two looks.
+                let Ok(handle) = fs::File::open(&lock) else {
+                    continue;
+                };
+                let id = |m: fs::Metadata| (m.dev(), m.ino());
+                let held = handle.metadata().map(id).ok();
+                let info = format!("/proc/self/fd/{}/info", handle.as_raw_fd());
+                match fs::read_to_string(&info) {
+                    Ok(t) if serde_json::from_str::<LockHolder>(t.trim()).is_ok() => seen += 1,
+                    other => {
+                        // Freed (renamed away) since it was opened: not a
+                        // lock without a record. Still the lock: it is.
+                        if fs::metadata(&lock).map(id).ok() == held {
+                            bad.push(format!("{other:?}"));
+                        }
                     }
                 }
             }
