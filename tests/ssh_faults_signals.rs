@@ -88,13 +88,29 @@ fn release(d: &Path) {
 /// command; stdout and stderr go to files in `out_dir` so that the test
 /// can read them while it runs.
 fn spawn_in_own_group(p: &Project, args: &[&str], out_dir: &Path) -> Child {
+    spawn_in_own_group_with(shipit_cmd(&p.dir, args), out_dir)
+}
+
+/// [`spawn_in_own_group`] for a command already built (with its own
+/// environment, say).
+fn spawn_in_own_group_with(mut cmd: Command, out_dir: &Path) -> Child {
     let stdout = fs::File::create(out_dir.join("stdout")).unwrap();
     let stderr = fs::File::create(out_dir.join("stderr")).unwrap();
-    shipit_cmd(&p.dir, args)
-        .stdout(stdout)
+    cmd.stdout(stdout)
         .stderr(stderr)
         .process_group(0)
         .spawn()
+        .unwrap()
+}
+
+/// A short private TMPDIR (control socket paths are limited to about 100
+/// bytes) for the runs of one test: the runs of tests going on at the same
+/// time clean up what killed runs left in the shared one, and would take
+/// what this test looks for.
+fn private_tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sk")
+        .tempdir_in("/tmp")
         .unwrap()
 }
 
@@ -148,8 +164,8 @@ fn ssh_processes_of(pid: u32) -> Vec<u32> {
 
 /// The temporary directories of the run with pid `pid` (named
 /// `shipit-NS-PID-START-XXXXXX`).
-fn temp_dirs_of(pid: u32) -> Vec<PathBuf> {
-    fs::read_dir(std::env::temp_dir())
+fn temp_dirs_of(pid: u32, tmp: &Path) -> Vec<PathBuf> {
+    fs::read_dir(tmp)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -197,7 +213,10 @@ fn ctrl_c_to_the_process_group_lets_running_steps_finish_and_undoes_the_switch()
     hold_on(&canary);
     commit(&p.repo, "VERSION", "2\n");
     let out_dir = tempfile::tempdir().unwrap();
-    let mut deploy = spawn_in_own_group(&p, &["deploy", "staging"], out_dir.path());
+    let tmp = private_tmp();
+    let mut cmd = shipit_cmd(&p.dir, &["deploy", "staging"]);
+    cmd.env("TMPDIR", tmp.path());
+    let mut deploy = spawn_in_own_group_with(cmd, out_dir.path());
     let group = deploy.id();
 
     wait_for_hold(&canary, 1, &mut deploy, out_dir.path());
@@ -274,7 +293,8 @@ fn ctrl_c_to_the_process_group_lets_running_steps_finish_and_undoes_the_switch()
     }
     assert_unlocked(&p);
     assert!(ssh_processes_of(group).is_empty(), "ssh processes left");
-    assert!(temp_dirs_of(group).is_empty(), "temporary directory left");
+    let left = temp_dirs_of(group, tmp.path());
+    assert!(left.is_empty(), "temporary directory left: {left:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -296,7 +316,10 @@ fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_cleans_up_after_it(
     hold_on(&canary);
     commit(&p.repo, "VERSION", "2\n");
     let out_dir = tempfile::tempdir().unwrap();
-    let mut deploy = spawn_in_own_group(&p, &["deploy", "staging"], out_dir.path());
+    let tmp = private_tmp();
+    let mut cmd = shipit_cmd(&p.dir, &["deploy", "staging"]);
+    cmd.env("TMPDIR", tmp.path());
+    let mut deploy = spawn_in_own_group_with(cmd, out_dir.path());
     let pid = deploy.id();
     wait_for_hold(&canary, 1, &mut deploy, out_dir.path());
     assert!(ssh_processes_of(pid).len() >= 2, "masters are up");
@@ -313,7 +336,7 @@ fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_cleans_up_after_it(
         Duration::from_secs(40),
         || ssh_processes_of(pid).is_empty(),
     );
-    let left = temp_dirs_of(pid);
+    let left = temp_dirs_of(pid, tmp.path());
     assert_eq!(left.len(), 1, "nobody removed it yet: {left:?}");
     // The half-state: fleet-1 switched, fleet-2 only staged, both locked.
     assert_eq!(on(&p.hosts()[1]).as_deref(), Some(old.as_str()));
@@ -328,11 +351,15 @@ fn a_killed_run_leaves_no_ssh_master_behind_and_the_next_run_cleans_up_after_it(
             std::process::id(),
             start_time_of(std::process::id())
         ))
-        .tempdir()
+        .tempdir_in(tmp.path())
         .unwrap();
 
     commit(&p.repo, "VERSION", "3\n");
-    let s = p.deploy_ok();
+    let next = shipit_cmd(&p.dir, &["deploy", "staging"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let s = stdout_of(&expect_exit(next, 0));
     assert!(
         s.contains(&format!("a shipit run that was killed (pid {pid})")),
         "{s}"
@@ -585,4 +612,89 @@ impl NonBlocking for fs::OpenOptions {
         // O_NONBLOCK on Linux.
         self.custom_flags(0o4000)
     }
+}
+
+// ---------------------------------------------------------------------------
+// Signals before anything changed
+
+/// Protection: until the run changes anything outside shipit (its first
+/// connection), SIGTERM (a Jenkins abort) ends it at once with exit 130
+/// instead of being noticed only once loading and planning are over. Here
+/// the stage's `hosts_from` command blocks (as a slow cloud API would, for
+/// up to its 10 minute time limit) when the signal comes: shipit exits
+/// promptly, says nothing was changed, and no host, control directory or
+/// ssh process was touched or left. Without the protection shipit waits
+/// for the command and the bounded wait fails.
+#[test]
+fn sigterm_while_loading_exits_130_at_once_and_changes_nothing() {
+    let p = Project::new(1);
+    let fifo = p.dir.join("inventory-gate");
+    let started = p.dir.join("inventory-started");
+    let ok = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo");
+    let run = format!(
+        "touch {}; read -r _ < {}; echo fleet-1",
+        started.display(),
+        fifo.display()
+    );
+    let d = p.fleet.hosts()[0].deploy_to.clone();
+    p.write_config(
+        &format!(
+            "deploy_to: {}\n",
+            support::deploy_yml::yaml_str(&d.to_string_lossy())
+        ),
+        &format!(
+            "    hosts_from:\n      - {{ run: {}, timeout: 10m }}\n",
+            support::deploy_yml::yaml_str(&run)
+        ),
+        |_| String::new(),
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let tmp = private_tmp();
+    let mut cmd = shipit_cmd(&p.dir, &["deploy", "staging"]);
+    cmd.env("TMPDIR", tmp.path());
+    let mut child = spawn_in_own_group_with(cmd, out_dir.path());
+    let pid = child.id();
+    let start = Instant::now();
+    while !started.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "shipit ended before its inventory command started:\n{}",
+                text(&read_output(status, out_dir.path()))
+            );
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the inventory command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let signalled = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM {pid}");
+    let o = wait_bounded(child, Duration::from_secs(20), out_dir.path());
+    let took = signalled.elapsed();
+    // Let the orphaned inventory command end.
+    fs::write(&fifo, "go\n").unwrap();
+
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(
+        text(&o).contains("interrupted before anything changed"),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join(".shipit").exists() && !d.join("releases").exists());
+    let left = temp_dirs_of(pid, tmp.path());
+    assert!(left.is_empty(), "{left:?}");
+    assert!(ssh_processes_of(pid).is_empty());
+    eprintln!("shipit exited {took:?} after SIGTERM");
 }
