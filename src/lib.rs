@@ -18,6 +18,7 @@ pub mod logging;
 pub mod outcome;
 pub mod plan;
 pub mod process;
+pub mod quick_exit;
 pub mod redact;
 pub mod remote;
 pub mod report;

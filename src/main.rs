@@ -125,6 +125,7 @@ fn main() -> ExitCode {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let status = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let status_for_signals = status.clone();
+        let output_for_signals = output.clone();
         // SIGINT and SIGTERM (a Jenkins abort) ask the run to stop starting
         // work, undo, unlock and exit 130.
         tokio::spawn(async move {
@@ -143,6 +144,11 @@ fn main() -> ExitCode {
                 }
                 count += 1;
                 if count == 1 {
+                    // Still loading, planning, resolving: nothing to undo,
+                    // so nothing to wait for.
+                    shipit::quick_exit::exit_if_nothing_changed(130, || {
+                        interrupted_before_changes(&output_for_signals)
+                    });
                     let _ = tx.send(true);
                 } else {
                     let doing = status_for_signals
@@ -198,4 +204,17 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(code)
+}
+
+/// What a run stopped by a signal before it changed anything says, in
+/// each of its reports.
+fn interrupted_before_changes(output: &Output) {
+    const WHY: &str = "interrupted before anything changed (nothing was connected to or written)";
+    eprintln!("shipit: {WHY}");
+    if output.format == Format::Json {
+        println!("{}", json::line(&json::error(WHY, 130)));
+    }
+    if let Some(j) = &output.junit {
+        let _ = j.finish(Some(WHY));
+    }
 }

@@ -21,6 +21,7 @@ pub fn run(path: &Path, force: bool, stages: &[String]) -> anyhow::Result<String
         ))
         .into());
     }
+    crate::quick_exit::changes_begin();
     std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
     let first = stages.first().map_or("local", String::as_str);
     Ok(format!(

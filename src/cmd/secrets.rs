@@ -47,6 +47,7 @@ pub fn run(app: &App, action: &SecretsAction, stdin: &mut dyn Read) -> anyhow::R
             let value = read_value(stdin)?;
             let mut secrets = file.open_or_new(&app.env)?;
             secrets.0.insert(name.clone(), value);
+            crate::quick_exit::changes_begin();
             file.write(&secrets)?;
             app.write_out(&format!(
                 "set `{name}` in `{}` ({} secret{}, encrypted to {})\n",
@@ -125,6 +126,7 @@ fn edit(app: &App, file: &SecretsFile) -> anyhow::Result<()> {
         }
         None => "vi".to_string(),
     };
+    crate::quick_exit::changes_begin();
     let mut tmp = private_temp_file(app)?;
     if let Err(e) = tmp
         .write_all(before.to_plaintext().as_bytes())

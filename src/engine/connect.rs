@@ -21,6 +21,9 @@ pub const CONNECT_AT_ONCE: usize = 64;
 /// process, see [`leftovers`]), after cleaning what runs that were killed
 /// left behind; `notice` hears of each cleaned one.
 pub fn control_dir(notice: impl Fn(String)) -> std::io::Result<tempfile::TempDir> {
+    // The run's first change outside this process: a signal now undoes
+    // and unlocks instead of exiting at once.
+    crate::quick_exit::changes_begin();
     let tmp = std::env::temp_dir();
     for swept in leftovers::sweep(&tmp) {
         notice(swept.describe());
